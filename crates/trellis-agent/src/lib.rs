@@ -1,0 +1,31 @@
+//! Lets a stock Envoy be a Trellis data plane (≈ Istio's pilot-agent): writes an Envoy
+//! bootstrap that points Envoy's ADS at the control plane with the workload's node identity,
+//! finds the Envoy binary, and supervises Envoy so it never outlives the agent.
+
+mod bootstrap;
+mod envoy;
+
+pub use bootstrap::bootstrap;
+pub use envoy::{AgentError, find_envoy, run_envoy};
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use trellis_xds::NodeIdentity;
+
+/// How the agent runs Envoy.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Who the workload is.
+    pub node: NodeIdentity,
+    /// The control plane's ADS address.
+    pub xds_address: SocketAddr,
+    /// Envoy's admin address.
+    pub admin_address: SocketAddr,
+    /// The Envoy binary; found automatically when `None`.
+    pub envoy: Option<PathBuf>,
+    /// Where to write the bootstrap; a temporary file when `None`.
+    pub bootstrap_out: Option<PathBuf>,
+    /// Envoy worker threads.
+    pub concurrency: u32,
+}

@@ -1,0 +1,133 @@
+//! Wires the control plane: config store → snapshot → ADS server, plus the monitoring API.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context;
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::AggregatedDiscoveryServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tracing::{error, info, warn};
+
+use crate::model::{MeshModel, Snapshot};
+use crate::monitoring::{self, ConfigReport, MonitoringState};
+use crate::store::{DirStore, Loaded, watch_dir};
+use crate::xds::{AdsServer, SyncRegistry};
+
+/// How the control plane is run.
+#[derive(Debug, Clone)]
+pub struct ControlPlaneConfig {
+    /// The directory of Istio YAML (universal mode).
+    pub config_dir: PathBuf,
+    /// Where ADS is served (Istio: 15010).
+    pub xds_address: SocketAddr,
+    /// Where readiness, debug and metrics are served (Istio: 15014).
+    pub monitoring_address: SocketAddr,
+}
+
+/// Runs the control plane until `shutdown` resolves.
+pub async fn run(config: ControlPlaneConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let mut store = DirStore::new(&config.config_dir);
+    let first = store.reload().context("initial config load")?;
+    report(&first);
+    let config_report = Arc::new(RwLock::new(ConfigReport::default()));
+    let first_snapshot = publishable(&first, 1, &config_report);
+    let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(first_snapshot));
+    let registry = SyncRegistry::default();
+
+    let xds_listener = TcpListener::bind(config.xds_address)
+        .await
+        .with_context(|| format!("binding xDS address {} (is another control plane running?)", config.xds_address))?;
+    let monitoring_listener = TcpListener::bind(config.monitoring_address)
+        .await
+        .with_context(|| format!("binding monitoring address {}", config.monitoring_address))?;
+    info!(xds = %config.xds_address, monitoring = %config.monitoring_address,
+        config_dir = %config.config_dir.display(), "control plane serving");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let ads = AdsServer::new(snapshot_rx.clone(), registry.clone());
+    let xds_task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(AggregatedDiscoveryServiceServer::new(ads).max_decoding_message_size(16 << 20))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(xds_listener), stopped(stop_rx.clone())),
+    );
+    let monitoring_state = MonitoringState {
+        snapshots: snapshot_rx,
+        registry,
+        config: config_report.clone(),
+    };
+    let monitoring_task = tokio::spawn(
+        axum::serve(monitoring_listener, monitoring::router(monitoring_state))
+            .with_graceful_shutdown(stopped(stop_rx.clone()))
+            .into_future(),
+    );
+    let dir = config.config_dir.clone();
+    let watch_task = tokio::spawn(async move {
+        let mut generation = 1;
+        watch_dir(&dir, move || {
+            match store.reload() {
+                Ok(loaded) => {
+                    if loaded.changed {
+                        generation += 1;
+                        report(&loaded);
+                        let snapshot = publishable(&loaded, generation, &config_report);
+                        info!(generation, resources = loaded.resources.len(), "config changed; pushing");
+                        return snapshot_tx.send(Arc::new(snapshot)).is_ok();
+                    }
+                    // Unchanged resources, but errors may have appeared or gone.
+                    if let Ok(mut r) = config_report.write()
+                        && r.diagnostics.errors != loaded.diagnostics.errors
+                    {
+                        report(&loaded);
+                        r.diagnostics = loaded.diagnostics;
+                    }
+                }
+                Err(error) => error!(%error, "config reload failed; keeping the last good config"),
+            }
+            true
+        })
+        .await;
+    });
+
+    shutdown.await;
+    info!("control plane shutting down");
+    let _ = stop_tx.send(true);
+    watch_task.abort();
+    xds_task.await.context("xDS server task")?.context("xDS server")?;
+    monitoring_task.await.context("monitoring task")?.context("monitoring server")?;
+    Ok(())
+}
+
+fn publishable(loaded: &Loaded, generation: u64, config_report: &Arc<RwLock<ConfigReport>>) -> Snapshot {
+    if let Ok(mut r) = config_report.write() {
+        *r = ConfigReport {
+            generation,
+            resources: loaded
+                .resources
+                .iter()
+                .map(|res| format!("{} ({})", res.key(), res.source.file.display()))
+                .collect(),
+            diagnostics: loaded.diagnostics.clone(),
+        };
+    }
+    Snapshot {
+        generation,
+        model: Arc::new(MeshModel::build(&loaded.resources)),
+    }
+}
+
+fn report(loaded: &Loaded) {
+    for e in &loaded.diagnostics.errors {
+        error!("invalid config: {e}");
+    }
+    for w in &loaded.diagnostics.warnings {
+        warn!("config warning: {w}");
+    }
+}

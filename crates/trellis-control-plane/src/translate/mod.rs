@@ -1,0 +1,93 @@
+//! Istio model → Envoy xDS, per proxy. Each submodule builds one resource type; `generate`
+//! puts them together for one proxy. Names follow Istio's (`outbound|PORT|SUBSET|HOST`,
+//! `inbound|PORT||`) so `istioctl`-trained eyes can read `/config_dump`.
+
+mod clusters;
+mod endpoints;
+mod listeners;
+mod proto;
+mod routes;
+
+use trellis_xds::{NodeIdentity, to_any, type_url};
+
+use crate::model::MeshModel;
+use crate::registry::{Service, ServicePort};
+use crate::xds::ProxyResources;
+
+/// The route configuration behind the outbound (`HTTP_PROXY`) listener.
+pub const OUTBOUND_ROUTE_NAME: &str = "outbound";
+
+/// The outbound cluster name for a service port and an optional subset.
+pub fn outbound_cluster_name(port: u32, subset: Option<&str>, host: &str) -> String {
+    format!("outbound|{port}|{}|{host}", subset.unwrap_or(""))
+}
+
+/// The inbound cluster name for a workload port.
+pub fn inbound_cluster_name(port: u32) -> String {
+    format!("inbound|{port}||")
+}
+
+/// Everything `node` should receive for the current model.
+pub fn generate(model: &MeshModel, node: &NodeIdentity) -> ProxyResources {
+    let mut out = ProxyResources::default();
+    // Always present, even when empty, so that an empty type can be ACKed.
+    for t in [type_url::CLUSTER, type_url::LISTENER, type_url::ENDPOINT, type_url::ROUTE] {
+        out.by_type.entry(t).or_default();
+    }
+    let outbound = visible_services(model, node);
+    for cluster in clusters::outbound(model, &outbound) {
+        out.insert(type_url::CLUSTER, cluster.name.clone(), to_any(type_url::CLUSTER, &cluster));
+    }
+    for cla in endpoints::outbound(model, &outbound) {
+        out.insert(type_url::ENDPOINT, cla.cluster_name.clone(), to_any(type_url::ENDPOINT, &cla));
+    }
+    let inbound = inbound_ports(model, node);
+    for cluster in clusters::inbound(node, &inbound) {
+        out.insert(type_url::CLUSTER, cluster.name.clone(), to_any(type_url::CLUSTER, &cluster));
+    }
+    for listener in listeners::all(node, &inbound) {
+        out.insert(type_url::LISTENER, listener.name.clone(), to_any(type_url::LISTENER, &listener));
+    }
+    let routes = routes::outbound(model, node, &outbound);
+    out.insert(type_url::ROUTE, routes.name.clone(), to_any(type_url::ROUTE, &routes));
+    out
+}
+
+/// Services (with their HTTP ports) this proxy can call.
+fn visible_services<'m>(model: &'m MeshModel, _node: &NodeIdentity) -> Vec<(&'m Service, Vec<&'m ServicePort>)> {
+    model
+        .registry
+        .services()
+        .iter()
+        .map(|s| (s, s.ports.iter().filter(|p| p.protocol.is_http()).collect::<Vec<_>>()))
+        .filter(|(_, ports)| !ports.is_empty())
+        .collect()
+}
+
+/// A port this workload serves, with whether its app speaks HTTP/2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct InboundPort {
+    pub port: u32,
+    pub http2: bool,
+}
+
+/// The ports of every service that has this workload as an endpoint.
+fn inbound_ports(model: &MeshModel, node: &NodeIdentity) -> Vec<InboundPort> {
+    let mut ports: Vec<InboundPort> = Vec::new();
+    for service in model.registry.services() {
+        for endpoint in service.endpoints.iter().filter(|e| e.address == node.ip) {
+            for port in service.ports.iter().filter(|p| p.protocol.is_http()) {
+                let number = endpoint.port_for(port);
+                match ports.iter_mut().find(|p| p.port == number) {
+                    Some(existing) => existing.http2 |= port.protocol.is_http2(),
+                    None => ports.push(InboundPort { port: number, http2: port.protocol.is_http2() }),
+                }
+            }
+        }
+    }
+    ports.sort();
+    ports
+}
+
+#[cfg(test)]
+mod tests;

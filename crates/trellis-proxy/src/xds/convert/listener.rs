@@ -1,0 +1,124 @@
+//! `Listener` (with its `HttpConnectionManager`) → [`config::Listener`].
+
+#![allow(deprecated)]
+
+use std::sync::Arc;
+
+use envoy_types::pb::envoy::config::listener::v3 as proto;
+use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
+use trellis_xds::type_url;
+
+use super::{ConvertError, Cx, decode_any, join, reject_unsupported};
+use crate::config;
+
+impl TryFrom<&proto::Listener> for config::Listener {
+    type Error = ConvertError;
+
+    fn try_from(l: &proto::Listener) -> Result<Self, ConvertError> {
+        let cx = Cx::new("Listener", &l.name);
+        if l.name.is_empty() {
+            return Err(cx.missing("name"));
+        }
+        reject_unsupported!(cx, "", l, proto::Listener { name, address, filter_chains }
+            unsupported { additional_addresses, stat_prefix, stats_matcher, fcds_config, filter_chain_matcher, use_original_dst, default_filter_chain, per_connection_buffer_limit_bytes, per_connection_buffer_high_watermark_timeout, metadata, deprecated_v1, drain_type, listener_filters, listener_filters_timeout, continue_on_listener_filters_timeout, transparent, freebind, socket_options, tcp_fast_open_queue_length, traffic_direction, udp_listener_config, api_listener, connection_balance_config, reuse_port, enable_reuse_port, access_log, tcp_backlog_size, max_connections_to_accept_per_socket_event, bind_to_port, enable_mptcp, ignore_global_conn_limit, bypass_overload_manager, tcp_keepalive, listener_specifier });
+        let address = super::socket_address(&cx, "address", l.address.as_ref())?;
+        let [chain] = l.filter_chains.as_slice() else {
+            return Err(cx.err(
+                "filter_chains",
+                format_args!("exactly one filter chain is supported, got {}", l.filter_chains.len()),
+            ));
+        };
+        let path = "filter_chains[0]";
+        reject_unsupported!(cx, path, chain, proto::FilterChain { filters }
+            unsupported { filter_chain_match, use_proxy_proto, metadata, transport_socket, transport_socket_connect_timeout, name });
+        let [filter] = chain.filters.as_slice() else {
+            return Err(cx.err(
+                &join(path, "filters"),
+                format_args!("exactly one filter is supported, got {}", chain.filters.len()),
+            ));
+        };
+        let path = join(path, "filters[0]");
+        if filter.name != type_url::names::HTTP_CONNECTION_MANAGER {
+            return Err(cx.unsupported_value(&join(&path, "name"), &filter.name));
+        }
+        let any = match &filter.config_type {
+            Some(proto::filter::ConfigType::TypedConfig(any)) => any,
+            Some(proto::filter::ConfigType::ConfigDiscovery(_)) => {
+                return Err(cx.unsupported_field(&join(&path, "config_discovery")));
+            }
+            None => return Err(cx.missing(&join(&path, "typed_config"))),
+        };
+        let path = join(&path, "typed_config");
+        let manager: hcm::HttpConnectionManager =
+            decode_any(&cx, &path, any, type_url::HTTP_CONNECTION_MANAGER)?;
+        let (stat_prefix, routes) = convert_hcm(&cx, &path, &manager)?;
+        Ok(config::Listener {
+            name: l.name.clone(),
+            address,
+            stat_prefix,
+            routes,
+        })
+    }
+}
+
+fn convert_hcm(
+    cx: &Cx,
+    path: &str,
+    m: &hcm::HttpConnectionManager,
+) -> Result<(String, config::RouteSource), ConvertError> {
+    reject_unsupported!(cx, path, m, hcm::HttpConnectionManager { codec_type, stat_prefix, http_filters, route_specifier }
+        unsupported { add_user_agent, tracing, common_http_protocol_options, http1_safe_max_connection_duration, http_protocol_options, http2_protocol_options, http3_protocol_options, server_name, server_header_transformation, scheme_header_transformation, max_request_headers_kb, stream_idle_timeout, stream_flush_timeout, request_timeout, request_headers_timeout, drain_timeout, drain_timeout_jitter, delayed_close_timeout, access_log, access_log_flush_interval, flush_access_log_on_new_request, access_log_options, use_remote_address, xff_num_trusted_hops, original_ip_detection_extensions, early_header_mutation_extensions, internal_address_config, skip_xff_append, via, generate_request_id, preserve_external_request_id, always_set_request_id_in_response, forward_client_cert_details, set_current_client_cert_details, forward_client_cert_matcher, proxy_100_continue, represent_ipv4_remote_address_as_ipv4_mapped_ipv6, upgrade_configs, normalize_path, merge_slashes, path_with_escaped_slashes_action, request_id_extension, local_reply_config, strip_matching_host_port, stream_error_on_invalid_http_message, path_normalization_options, strip_trailing_host_dot, proxy_status_config, typed_header_validation_config, append_x_forwarded_port, append_local_overload, add_proxy_protocol_connection_state, forward_proto_config, strip_port_mode });
+    if m.codec_type != hcm::http_connection_manager::CodecType::Auto as i32 {
+        let name = hcm::http_connection_manager::CodecType::try_from(m.codec_type)
+            .map(|c| c.as_str_name().to_string())
+            .unwrap_or_else(|_| m.codec_type.to_string());
+        return Err(cx.unsupported_value(&join(path, "codec_type"), name));
+    }
+    let [filter] = m.http_filters.as_slice() else {
+        return Err(cx.err(
+            &join(path, "http_filters"),
+            format_args!(
+                "exactly [{}] is supported, got {} filters",
+                type_url::names::ROUTER,
+                m.http_filters.len()
+            ),
+        ));
+    };
+    let fpath = join(path, "http_filters[0]");
+    reject_unsupported!(cx, &fpath, filter, hcm::HttpFilter { name, config_type }
+        unsupported { is_optional, disabled });
+    if filter.name != type_url::names::ROUTER {
+        return Err(cx.unsupported_value(&join(&fpath, "name"), &filter.name));
+    }
+    match &filter.config_type {
+        None => {}
+        Some(hcm::http_filter::ConfigType::TypedConfig(any)) => {
+            let tpath = join(&fpath, "typed_config");
+            let router: Router = decode_any(cx, &tpath, any, type_url::ROUTER)?;
+            reject_unsupported!(cx, &tpath, &router, Router {}
+                unsupported { dynamic_stats, start_child_span, upstream_log, upstream_log_options, suppress_envoy_headers, strict_check_headers, respect_expected_rq_timeout, suppress_grpc_request_failure_code_stats, upstream_http_filters, reject_connect_request_early_data });
+        }
+        Some(hcm::http_filter::ConfigType::ConfigDiscovery(_)) => {
+            return Err(cx.unsupported_field(&join(&fpath, "config_discovery")));
+        }
+    }
+    use hcm::http_connection_manager::RouteSpecifier as R;
+    let routes = match &m.route_specifier {
+        Some(R::Rds(rds)) => {
+            let rpath = join(path, "rds");
+            super::ads_config_source(cx, &join(&rpath, "config_source"), rds.config_source.as_ref())?;
+            if rds.route_config_name.is_empty() {
+                return Err(cx.missing(&join(&rpath, "route_config_name")));
+            }
+            config::RouteSource::Rds(rds.route_config_name.clone())
+        }
+        Some(R::RouteConfig(rc)) => {
+            let table = super::route::convert_route_table(cx, &join(path, "route_config"), rc)?;
+            config::RouteSource::Inline(Arc::new(table))
+        }
+        Some(R::ScopedRoutes(_)) => return Err(cx.unsupported_field(&join(path, "scoped_routes"))),
+        None => return Err(cx.missing(&join(path, "rds"))),
+    };
+    Ok((m.stat_prefix.clone(), routes))
+}

@@ -1,0 +1,14 @@
+//! Test and demo support for Trellis: the echo application, process supervision, locating
+//! Envoy, the mesh launcher shared by `trellis demo` and `cargo xtask conformance`, a load
+//! client, and the conformance scenario format and runner.
+//!
+//! Everything here speaks only to loopback addresses (127.0.0.0/8) and never sleeps as a way of
+//! synchronising: readiness is polled against a deadline.
+
+pub mod client;
+pub mod echo;
+pub mod envoy;
+pub mod http;
+pub mod mesh;
+pub mod process;
+pub mod scenario;

