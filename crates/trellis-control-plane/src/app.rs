@@ -29,7 +29,10 @@ pub struct ControlPlaneConfig {
 }
 
 /// Runs the control plane until `shutdown` resolves.
-pub async fn run(config: ControlPlaneConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn run(
+    config: ControlPlaneConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let mut store = DirStore::new(&config.config_dir);
     let first = store.reload().context("initial config load")?;
     report(&first);
@@ -40,7 +43,12 @@ pub async fn run(config: ControlPlaneConfig, shutdown: impl Future<Output = ()> 
 
     let xds_listener = TcpListener::bind(config.xds_address)
         .await
-        .with_context(|| format!("binding xDS address {} (is another control plane running?)", config.xds_address))?;
+        .with_context(|| {
+            format!(
+                "binding xDS address {} (is another control plane running?)",
+                config.xds_address
+            )
+        })?;
     let monitoring_listener = TcpListener::bind(config.monitoring_address)
         .await
         .with_context(|| format!("binding monitoring address {}", config.monitoring_address))?;
@@ -55,8 +63,13 @@ pub async fn run(config: ControlPlaneConfig, shutdown: impl Future<Output = ()> 
     let ads = AdsServer::new(snapshot_rx.clone(), registry.clone());
     let xds_task = tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(AggregatedDiscoveryServiceServer::new(ads).max_decoding_message_size(16 << 20))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(xds_listener), stopped(stop_rx.clone())),
+            .add_service(
+                AggregatedDiscoveryServiceServer::new(ads).max_decoding_message_size(16 << 20),
+            )
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(xds_listener),
+                stopped(stop_rx.clone()),
+            ),
     );
     let monitoring_state = MonitoringState {
         snapshots: snapshot_rx,
@@ -78,7 +91,11 @@ pub async fn run(config: ControlPlaneConfig, shutdown: impl Future<Output = ()> 
                         generation += 1;
                         report(&loaded);
                         let snapshot = publishable(&loaded, generation, &config_report);
-                        info!(generation, resources = loaded.resources.len(), "config changed; pushing");
+                        info!(
+                            generation,
+                            resources = loaded.resources.len(),
+                            "config changed; pushing"
+                        );
                         return snapshot_tx.send(Arc::new(snapshot)).is_ok();
                     }
                     // Unchanged resources, but errors may have appeared or gone.
@@ -100,12 +117,22 @@ pub async fn run(config: ControlPlaneConfig, shutdown: impl Future<Output = ()> 
     info!("control plane shutting down");
     let _ = stop_tx.send(true);
     watch_task.abort();
-    xds_task.await.context("xDS server task")?.context("xDS server")?;
-    monitoring_task.await.context("monitoring task")?.context("monitoring server")?;
+    xds_task
+        .await
+        .context("xDS server task")?
+        .context("xDS server")?;
+    monitoring_task
+        .await
+        .context("monitoring task")?
+        .context("monitoring server")?;
     Ok(())
 }
 
-fn publishable(loaded: &Loaded, generation: u64, config_report: &Arc<RwLock<ConfigReport>>) -> Snapshot {
+fn publishable(
+    loaded: &Loaded,
+    generation: u64,
+    config_report: &Arc<RwLock<ConfigReport>>,
+) -> Snapshot {
     if let Ok(mut r) = config_report.write() {
         *r = ConfigReport {
             generation,

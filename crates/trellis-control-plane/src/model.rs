@@ -28,6 +28,16 @@ pub struct Named<T> {
     pub spec: T,
 }
 
+impl<T> Named<T> {
+    fn of(resource: &Resource, spec: T) -> Self {
+        Named {
+            name: resource.meta.name.clone(),
+            namespace: resource.meta.namespace.clone(),
+            spec,
+        }
+    }
+}
+
 /// The validated mesh: services with endpoints, and the routing and policy resources.
 #[derive(Debug, Default)]
 pub struct MeshModel {
@@ -45,14 +55,11 @@ impl MeshModel {
         let mut virtual_services = Vec::new();
         let mut destination_rules = Vec::new();
         for resource in resources {
-            let named = |spec| Named {
-                name: resource.meta.name.clone(),
-                namespace: resource.meta.namespace.clone(),
-                spec,
-            };
             match &resource.spec {
-                Spec::VirtualService(vs) => virtual_services.push(named(vs.clone())),
-                Spec::DestinationRule(dr) => destination_rules.push(named(dr.clone())),
+                Spec::VirtualService(vs) => virtual_services.push(Named::of(resource, vs.clone())),
+                Spec::DestinationRule(dr) => {
+                    destination_rules.push(Named::of(resource, dr.clone()))
+                }
                 _ => {}
             }
         }
@@ -77,7 +84,8 @@ impl MeshModel {
     /// The VirtualService that routes a host for sidecars (the first by namespace/name).
     pub fn virtual_service_for(&self, host: &str) -> Option<&Named<VirtualService>> {
         self.virtual_services.iter().find(|vs| {
-            let for_mesh = vs.spec.gateways.is_empty() || vs.spec.gateways.iter().any(|g| g == "mesh");
+            let for_mesh =
+                vs.spec.gateways.is_empty() || vs.spec.gateways.iter().any(|g| g == "mesh");
             for_mesh
                 && vs
                     .spec

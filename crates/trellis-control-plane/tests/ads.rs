@@ -19,7 +19,9 @@ use trellis_xds::{NodeIdentity, ProxyType, type_url};
 const SERVICE: &str = "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: echo}\nspec:\n  hosts: [echo.default.svc.cluster.local]\n  ports: [{number: 80, name: http, protocol: HTTP}]\n  resolution: STATIC\n  workloadSelector: {labels: {app: echo}}\n";
 
 fn workload(name: &str, ip: &str) -> String {
-    format!("---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {name}}}\nspec: {{address: {ip}, labels: {{app: echo}}}}\n")
+    format!(
+        "---\napiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: {name}}}\nspec: {{address: {ip}, labels: {{app: echo}}}}\n"
+    )
 }
 
 fn snapshot(generation: u64, yaml: &str) -> Arc<Snapshot> {
@@ -53,9 +55,14 @@ struct Harness {
 
 impl Harness {
     async fn start(node: Node) -> Self {
-        let (snapshots, rx) = watch::channel(snapshot(1, &format!("{SERVICE}{}", workload("a", "127.0.0.5"))));
+        let (snapshots, rx) = watch::channel(snapshot(
+            1,
+            &format!("{SERVICE}{}", workload("a", "127.0.0.5")),
+        ));
         let registry = SyncRegistry::default();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let server = AggregatedDiscoveryServiceServer::new(AdsServer::new(rx, registry.clone()));
         tokio::spawn(
@@ -78,7 +85,12 @@ impl Harness {
             .await
             .expect("stream")
             .into_inner();
-        Harness { snapshots, registry, requests, responses }
+        Harness {
+            snapshots,
+            registry,
+            requests,
+            responses,
+        }
     }
 
     async fn next(&mut self) -> DiscoveryResponse {
@@ -95,11 +107,19 @@ impl Harness {
 
     async fn reply(&self, response: &DiscoveryResponse, names: &[&str], error: Option<&str>) {
         let request = DiscoveryRequest {
-            version_info: if error.is_some() { String::new() } else { response.version_info.clone() },
+            version_info: if error.is_some() {
+                String::new()
+            } else {
+                response.version_info.clone()
+            },
             type_url: response.type_url.clone(),
             response_nonce: response.nonce.clone(),
             resource_names: names.iter().map(|s| s.to_string()).collect(),
-            error_detail: error.map(|e| RpcStatus { code: 3, message: e.into(), details: vec![] }),
+            error_detail: error.map(|e| RpcStatus {
+                code: 3,
+                message: e.into(),
+                details: vec![],
+            }),
             ..Default::default()
         };
         self.requests.send(request).await.expect("send");
@@ -121,7 +141,10 @@ impl Harness {
             if ok(&report) {
                 return report;
             }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}: {report:?}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {report:?}"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
@@ -140,35 +163,72 @@ async fn subscribe_ack_nack_and_push_only_what_changed() {
 
     h.subscribe(type_url::ENDPOINT, &[EDS_NAME]).await;
     let eds = h.next().await;
-    assert_eq!((eds.type_url.as_str(), eds.resources.len()), (type_url::ENDPOINT, 1));
+    assert_eq!(
+        (eds.type_url.as_str(), eds.resources.len()),
+        (type_url::ENDPOINT, 1)
+    );
     h.ack(&eds, &[EDS_NAME]).await;
 
     h.subscribe(type_url::LISTENER, &[]).await;
     let lds = h.next().await;
     assert_eq!(lds.type_url, type_url::LISTENER);
-    h.reply(&lds, &[], Some("Listener virtualOutbound: something unsupported")).await;
+    h.reply(
+        &lds,
+        &[],
+        Some("Listener virtualOutbound: something unsupported"),
+    )
+    .await;
     let report = h.wait_report("a NACK", |r| r.nacks_total == 1).await;
     let proxy = &report.proxies[0];
     assert!(!proxy.synced, "a NACKed proxy is not in sync");
-    let nack = proxy.types[type_url::LISTENER].nack.as_ref().expect("nack recorded");
+    let nack = proxy.types[type_url::LISTENER]
+        .nack
+        .as_ref()
+        .expect("nack recorded");
     assert_eq!(nack.version, "1");
-    assert_eq!(nack.error, "Listener virtualOutbound: something unsupported");
+    assert_eq!(
+        nack.error,
+        "Listener virtualOutbound: something unsupported"
+    );
 
     h.ack(&lds, &[]).await; // a later ACK of the same nonce clears it
     h.subscribe(type_url::ROUTE, &["outbound"]).await;
     let rds = h.next().await;
     h.ack(&rds, &["outbound"]).await;
-    h.wait_report("sync", |r| r.proxies.first().is_some_and(|p| p.synced && p.generation == 1)).await;
+    h.wait_report("sync", |r| {
+        r.proxies
+            .first()
+            .is_some_and(|p| p.synced && p.generation == 1)
+    })
+    .await;
 
     // A new endpoint changes EDS only: exactly one push, of EDS, at the new generation.
-    let changed = format!("{SERVICE}{}{}", workload("a", "127.0.0.5"), workload("b", "127.0.0.6"));
-    h.snapshots.send(snapshot(2, &changed)).expect("send snapshot");
+    let changed = format!(
+        "{SERVICE}{}{}",
+        workload("a", "127.0.0.5"),
+        workload("b", "127.0.0.6")
+    );
+    h.snapshots
+        .send(snapshot(2, &changed))
+        .expect("send snapshot");
     let push = h.next().await;
-    assert_eq!((push.type_url.as_str(), push.version_info.as_str()), (type_url::ENDPOINT, "2"));
+    assert_eq!(
+        (push.type_url.as_str(), push.version_info.as_str()),
+        (type_url::ENDPOINT, "2")
+    );
     h.ack(&push, &[EDS_NAME]).await;
-    let report = h.wait_report("generation 2 in sync", |r| r.proxies[0].synced && r.proxies[0].generation == 2).await;
-    assert_eq!(report.proxies[0].types[type_url::CLUSTER].sent.as_deref(), Some("1"), "CDS was not re-sent");
-    let nothing_else = tokio::time::timeout(Duration::from_millis(300), h.responses.message()).await;
+    let report = h
+        .wait_report("generation 2 in sync", |r| {
+            r.proxies[0].synced && r.proxies[0].generation == 2
+        })
+        .await;
+    assert_eq!(
+        report.proxies[0].types[type_url::CLUSTER].sent.as_deref(),
+        Some("1"),
+        "CDS was not re-sent"
+    );
+    let nothing_else =
+        tokio::time::timeout(Duration::from_millis(300), h.responses.message()).await;
     assert!(nothing_else.is_err(), "no other push: {nothing_else:?}");
 }
 
@@ -176,23 +236,40 @@ async fn subscribe_ack_nack_and_push_only_what_changed() {
 async fn stale_nonces_are_ignored() {
     let mut h = Harness::start(client_node()).await;
     let cds = h.next().await;
-    let stale = DiscoveryResponse { nonce: "999".into(), ..cds.clone() };
+    let stale = DiscoveryResponse {
+        nonce: "999".into(),
+        ..cds.clone()
+    };
     h.reply(&stale, &[], Some("old news")).await;
     h.ack(&cds, &[]).await;
     let report = h
-        .wait_report("ACK", |r| r.proxies.first().is_some_and(|p| p.types[type_url::CLUSTER].acked.is_some()))
+        .wait_report("ACK", |r| {
+            r.proxies
+                .first()
+                .is_some_and(|p| p.types[type_url::CLUSTER].acked.is_some())
+        })
         .await;
-    assert_eq!(report.nacks_total, 0, "a NACK with a stale nonce is not counted");
+    assert_eq!(
+        report.nacks_total, 0,
+        "a NACK with a stale nonce is not counted"
+    );
 }
 
 #[tokio::test]
 async fn a_node_we_cannot_read_ends_the_stream_with_a_reason() {
-    let node = Node { id: "not-istio-format".into(), ..Default::default() };
+    let node = Node {
+        id: "not-istio-format".into(),
+        ..Default::default()
+    };
     let mut h = Harness::start(node).await;
     let status = tokio::time::timeout(Duration::from_secs(5), h.responses.message())
         .await
         .expect("answer within 5 s")
         .expect_err("the stream fails");
     assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(status.message().contains("TYPE~IP~WORKLOAD.NAMESPACE"), "{}", status.message());
+    assert!(
+        status.message().contains("TYPE~IP~WORKLOAD.NAMESPACE"),
+        "{}",
+        status.message()
+    );
 }

@@ -43,7 +43,12 @@ pub struct RequestPlan {
 
 impl RequestPlan {
     /// A plan for `count` GET requests to `authority` + `path` over HTTP/1.1, one at a time.
-    pub fn new(target: SocketAddr, authority: impl Into<String>, path: impl Into<String>, count: usize) -> Self {
+    pub fn new(
+        target: SocketAddr,
+        authority: impl Into<String>,
+        path: impl Into<String>,
+        count: usize,
+    ) -> Self {
         RequestPlan {
             target,
             authority: authority.into(),
@@ -66,7 +71,8 @@ impl RequestPlan {
         for (k, v) in &self.headers {
             b = b.header(k.as_str(), v.as_str());
         }
-        b.body(Full::new(Bytes::new())).map_err(|e| format!("invalid request: {e}"))
+        b.body(Full::new(Bytes::new()))
+            .map_err(|e| format!("invalid request: {e}"))
     }
 }
 
@@ -225,8 +231,14 @@ impl Worker {
                 let status = response.status.as_u16();
                 outcome.status = Some(status);
                 if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&response.body) {
-                    outcome.version = v.get("version").and_then(|x| x.as_str()).map(str::to_string);
-                    outcome.protocol = v.get("protocol").and_then(|x| x.as_str()).map(str::to_string);
+                    outcome.version = v
+                        .get("version")
+                        .and_then(|x| x.as_str())
+                        .map(str::to_string);
+                    outcome.protocol = v
+                        .get("protocol")
+                        .and_then(|x| x.as_str())
+                        .map(str::to_string);
                 }
                 if !(200..300).contains(&status) {
                     outcome.reason = response
@@ -332,7 +344,11 @@ impl Traffic {
                 let stop = stop.clone();
                 let completed = completed.clone();
                 tokio::spawn(async move {
-                    let mut worker = Worker { plan, conn: None, epoch };
+                    let mut worker = Worker {
+                        plan,
+                        conn: None,
+                        epoch,
+                    };
                     let mut out = Vec::new();
                     while !stop.load(Ordering::Relaxed) {
                         out.push(worker.one().await);
@@ -362,10 +378,10 @@ impl Traffic {
 
     /// Stops the workers (each finishes its request in flight) and returns all outcomes,
     /// sorted by `sent_at`.
-    pub async fn stop(self) -> Vec<Outcome> {
+    pub async fn stop(mut self) -> Vec<Outcome> {
         self.stop.store(true, Ordering::Relaxed);
         let mut all = Vec::new();
-        for t in self.tasks {
+        for t in std::mem::take(&mut self.tasks) {
             if let Ok(mut v) = t.await {
                 all.append(&mut v);
             }
@@ -444,7 +460,11 @@ mod tests {
             assert_eq!(s.total, 50);
             assert_eq!(s.by_version.get("v1"), Some(&50), "{s}");
             assert_eq!(s.failures(), 0, "{s}");
-            let expected = if protocol == Protocol::Http1 { "HTTP/1.1" } else { "HTTP/2.0" };
+            let expected = if protocol == Protocol::Http1 {
+                "HTTP/1.1"
+            } else {
+                "HTTP/2.0"
+            };
             assert_eq!(s.by_protocol.get(expected), Some(&50), "{s}");
         }
         let mut plan = RequestPlan::new(addr, "echo", "/", 0);
@@ -452,7 +472,10 @@ mod tests {
         let traffic = Traffic::start(&plan);
         let deadline = Instant::now() + Duration::from_secs(10);
         while traffic.completed() < 20 {
-            assert!(Instant::now() < deadline, "background traffic made no progress");
+            assert!(
+                Instant::now() < deadline,
+                "background traffic made no progress"
+            );
             tokio::task::yield_now().await;
             tokio::time::sleep(Duration::from_millis(5)).await;
         }

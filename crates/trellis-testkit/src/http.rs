@@ -51,8 +51,12 @@ impl Response {
 
     /// The body parsed as JSON.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> anyhow::Result<T> {
-        serde_json::from_slice(&self.body)
-            .with_context(|| format!("response body is not the expected JSON: {}", snippet(&self.body)))
+        serde_json::from_slice(&self.body).with_context(|| {
+            format!(
+                "response body is not the expected JSON: {}",
+                snippet(&self.body)
+            )
+        })
     }
 }
 
@@ -134,7 +138,11 @@ impl Connection {
             }
         };
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.context("reading the response body")?.to_bytes();
+        let body = body
+            .collect()
+            .await
+            .context("reading the response body")?
+            .to_bytes();
         Ok(Response {
             status: parts.status,
             headers: parts.headers,
@@ -158,7 +166,9 @@ pub struct Target {
 
 /// Parses an `http://` URL.
 pub fn parse_http_url(url: &str) -> anyhow::Result<Target> {
-    let uri: Uri = url.parse().with_context(|| format!("{url:?} is not a URL"))?;
+    let uri: Uri = url
+        .parse()
+        .with_context(|| format!("{url:?} is not a URL"))?;
     match uri.scheme_str() {
         Some("http") => {}
         Some(other) => bail!("{url:?}: only http:// URLs are supported, not {other}://"),
@@ -169,7 +179,11 @@ pub fn parse_http_url(url: &str) -> anyhow::Result<Target> {
         .ok_or_else(|| anyhow!("{url:?}: the URL has no host"))?;
     Ok(Target {
         authority: authority.as_str().to_string(),
-        host: authority.host().trim_start_matches('[').trim_end_matches(']').to_string(),
+        host: authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
         port: authority.port_u16().unwrap_or(80),
         path_and_query: uri
             .path_and_query()

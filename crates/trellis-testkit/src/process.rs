@@ -17,6 +17,9 @@ use anyhow::Context;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
+/// Polls a URL until a predicate holds, within a deadline (re-exported from [`crate::http`]).
+pub use crate::http::poll_until;
+
 /// How long a child gets between `SIGTERM` and `SIGKILL` by default.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 
@@ -95,7 +98,9 @@ pub fn spawn_logged(spec: &Spec, log: &Path) -> anyhow::Result<ChildGuard> {
         }
         let _ = writeln!(file, "# {env}{}", spec.command_line());
     }
-    let stderr = file.try_clone().context("duplicating the log file handle")?;
+    let stderr = file
+        .try_clone()
+        .context("duplicating the log file handle")?;
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args)
         .stdin(Stdio::null())
@@ -139,7 +144,9 @@ impl ChildGuard {
 
     /// Returns the exit status if the child has already exited.
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Fails if the child has exited, with its status and the end of its log.
@@ -262,7 +269,10 @@ mod tests {
         assert!(!alive(pid), "child still alive after drop");
         assert!(started.elapsed() < Duration::from_secs(5));
         // No process of that group is left.
-        assert!(killpg(Pid::from_raw(pid as i32), None).is_err(), "process group still has members");
+        assert!(
+            killpg(Pid::from_raw(pid as i32), None).is_err(),
+            "process group still has members"
+        );
         let text = std::fs::read_to_string(&log)?;
         assert!(text.starts_with("# /bin/sh -c"), "{text}");
         let _ = std::fs::remove_dir_all(&dir);
@@ -273,7 +283,9 @@ mod tests {
     fn early_exit_is_reported_with_the_log() -> anyhow::Result<()> {
         let dir = std::env::temp_dir().join(format!("trellis-testkit-exit-{}", std::process::id()));
         let log = dir.join("fail.log");
-        let spec = Spec::new("failing", "/bin/sh").arg("-c").arg("echo boom-marker >&2; exit 3");
+        let spec = Spec::new("failing", "/bin/sh")
+            .arg("-c")
+            .arg("echo boom-marker >&2; exit 3");
         let mut guard = spawn_logged(&spec, &log)?;
         let deadline = Instant::now() + Duration::from_secs(10);
         let err = loop {

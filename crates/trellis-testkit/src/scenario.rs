@@ -150,23 +150,27 @@ impl Step {
         .filter(|b| **b)
         .count();
         if given != 1 {
-            bail!("a step needs exactly one of request, apply, remove, live_change ({given} given)");
+            bail!(
+                "a step needs exactly one of request, apply, remove, live_change ({given} given)"
+            );
         }
         if self.expect.is_some() && self.request.is_none() {
             bail!("`expect` belongs to a `request` step (live_change has its own expect)");
         }
-        Ok(match (&self.request, &self.apply, &self.remove, &self.live_change) {
-            (Some(r), _, _, _) => StepKind::Request(
-                r,
-                self.expect
-                    .as_ref()
-                    .ok_or_else(|| anyhow!("a request step needs an `expect`"))?,
-            ),
-            (_, Some(a), _, _) => StepKind::Apply(a),
-            (_, _, Some(r), _) => StepKind::Remove(r),
-            (_, _, _, Some(l)) => StepKind::LiveChange(l),
-            _ => bail!("empty step"),
-        })
+        Ok(
+            match (&self.request, &self.apply, &self.remove, &self.live_change) {
+                (Some(r), _, _, _) => StepKind::Request(
+                    r,
+                    self.expect
+                        .as_ref()
+                        .ok_or_else(|| anyhow!("a request step needs an `expect`"))?,
+                ),
+                (_, Some(a), _, _) => StepKind::Apply(a),
+                (_, _, Some(r), _) => StepKind::Remove(r),
+                (_, _, _, Some(l)) => StepKind::LiveChange(l),
+                _ => bail!("empty step"),
+            },
+        )
     }
 }
 
@@ -288,13 +292,16 @@ impl Scenario {
                 anyhow!("{origin}: at {path}: {inner}")
             }
         })?;
-        scenario.validate().map_err(|e| anyhow!("{origin}: {e:#}"))?;
+        scenario
+            .validate()
+            .map_err(|e| anyhow!("{origin}: {e:#}"))?;
         Ok(scenario)
     }
 
     /// Reads and parses a scenario file.
     pub fn load(path: &std::path::Path) -> anyhow::Result<Scenario> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Scenario::parse(&text, &path.display().to_string())
     }
 
@@ -302,7 +309,10 @@ impl Scenario {
     pub fn validate(&self) -> anyhow::Result<()> {
         let parts: Vec<&str> = self.name.split('/').collect();
         if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
-            bail!("name {:?} must be AREA/NAME, e.g. traffic/weighted-split", self.name);
+            bail!(
+                "name {:?} must be AREA/NAME, e.g. traffic/weighted-split",
+                self.name
+            );
         }
         if self.services.is_empty() {
             bail!("services: at least one service is needed");
@@ -313,10 +323,16 @@ impl Scenario {
                 bail!("services[{i}]: service {:?} is listed twice", s.name);
             }
             if !matches!(s.protocol.as_str(), "HTTP" | "HTTP2") {
-                bail!("services[{i}].protocol: {:?} is not supported (HTTP or HTTP2)", s.protocol);
+                bail!(
+                    "services[{i}].protocol: {:?} is not supported (HTTP or HTTP2)",
+                    s.protocol
+                );
             }
             if s.port == 0 || (15000..=15090).contains(&s.port) {
-                bail!("services[{i}].port: {} is 0 or in the proxy's reserved range 15000-15090", s.port);
+                bail!(
+                    "services[{i}].port: {} is 0 or in the proxy's reserved range 15000-15090",
+                    s.port
+                );
             }
         }
         if self.workloads.is_empty() {
@@ -324,13 +340,17 @@ impl Scenario {
         }
         for (i, w) in self.workloads.iter().enumerate() {
             if !names.contains(w.service.as_str()) {
-                bail!("workloads[{i}].service: {:?} is not one of the services", w.service);
+                bail!(
+                    "workloads[{i}].service: {:?} is not one of the services",
+                    w.service
+                );
             }
             if w.instances == 0 {
                 bail!("workloads[{i}].instances must be at least 1");
             }
             for (j, c) in w.calls.iter().enumerate() {
-                crate::http::parse_http_url(c).map_err(|e| anyhow!("workloads[{i}].calls[{j}]: {e:#}"))?;
+                crate::http::parse_http_url(c)
+                    .map_err(|e| anyhow!("workloads[{i}].calls[{j}]: {e:#}"))?;
             }
         }
         if let Some(config) = &self.config {
@@ -384,10 +404,13 @@ fn validate_step(step: &Step) -> anyhow::Result<()> {
             validate_expect(e).map_err(|err| anyhow!("expect: {err:#}"))?;
         }
         StepKind::Apply(f) => validate_file(f).map_err(|err| anyhow!("apply: {err:#}"))?,
-        StepKind::Remove(r) => check_file_name(&r.file).map_err(|err| anyhow!("remove.file: {err:#}"))?,
+        StepKind::Remove(r) => {
+            check_file_name(&r.file).map_err(|err| anyhow!("remove.file: {err:#}"))?
+        }
         StepKind::LiveChange(l) => {
             validate_file(&l.apply).map_err(|err| anyhow!("live_change.apply: {err:#}"))?;
-            validate_request(&l.request, false).map_err(|err| anyhow!("live_change.request: {err:#}"))?;
+            validate_request(&l.request, false)
+                .map_err(|err| anyhow!("live_change.request: {err:#}"))?;
             validate_expect(&l.expect).map_err(|err| anyhow!("live_change.expect: {err:#}"))?;
             if l.expect.only_version.is_none() {
                 bail!("live_change.expect needs only_version: the routing the change must lead to");
@@ -410,23 +433,31 @@ fn validate_request(r: &RequestDef, counted: bool) -> anyhow::Result<()> {
     if !r.path.starts_with('/') {
         bail!("path {:?} must start with /", r.path);
     }
-    http::Method::from_bytes(r.method.as_bytes()).map_err(|_| anyhow!("method {:?} is not an HTTP method", r.method))?;
+    http::Method::from_bytes(r.method.as_bytes())
+        .map_err(|_| anyhow!("method {:?} is not an HTTP method", r.method))?;
     if counted && (r.count == 0 || r.count > MAX_COUNT) {
         bail!("count must be from 1 to {MAX_COUNT}, not {}", r.count);
     }
     if r.concurrency == 0 || r.concurrency > MAX_CONCURRENCY {
-        bail!("concurrency must be from 1 to {MAX_CONCURRENCY}, not {}", r.concurrency);
+        bail!(
+            "concurrency must be from 1 to {MAX_CONCURRENCY}, not {}",
+            r.concurrency
+        );
     }
     for (k, v) in &r.headers {
-        http::HeaderName::from_bytes(k.as_bytes()).map_err(|_| anyhow!("headers: {k:?} is not a header name"))?;
-        http::HeaderValue::from_str(v).map_err(|_| anyhow!("headers.{k}: {v:?} is not a header value"))?;
+        http::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| anyhow!("headers: {k:?} is not a header name"))?;
+        http::HeaderValue::from_str(v)
+            .map_err(|_| anyhow!("headers.{k}: {v:?} is not a header value"))?;
     }
     Ok(())
 }
 
 fn validate_expect(e: &Expect) -> anyhow::Result<()> {
     if *e == Expect::default() {
-        bail!("expect nothing? give at least one of status, only_version, split, protocol, failures");
+        bail!(
+            "expect nothing? give at least one of status, only_version, split, protocol, failures"
+        );
     }
     if let Some(s) = e.status
         && !(100..=599).contains(&s)
@@ -477,7 +508,9 @@ fn check_file_name(name: &str) -> anyhow::Result<()> {
         || name == "mesh.yaml"
         || name == CONFIG_FILE
     {
-        bail!("{name:?} must be a plain file name ending in .yaml (not mesh.yaml or {CONFIG_FILE})");
+        bail!(
+            "{name:?} must be a plain file name ending in .yaml (not mesh.yaml or {CONFIG_FILE})"
+        );
     }
     Ok(())
 }
@@ -487,15 +520,25 @@ fn check_file_name(name: &str) -> anyhow::Result<()> {
 pub fn check_istio_yaml(text: &str) -> anyhow::Result<()> {
     let mut count = 0;
     for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let value = serde_yaml::Value::deserialize(doc).map_err(|e| anyhow!("document {}: {e}", i + 1))?;
+        let value =
+            serde_yaml::Value::deserialize(doc).map_err(|e| anyhow!("document {}: {e}", i + 1))?;
         if value.is_null() {
             continue;
         }
         count += 1;
-        let api = value.get("apiVersion").and_then(|v| v.as_str()).unwrap_or_default();
+        let api = value
+            .get("apiVersion")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default();
         let group = api.split('/').next().unwrap_or_default();
-        if !matches!(group, "networking.istio.io" | "security.istio.io" | "telemetry.istio.io") {
-            bail!("document {}: apiVersion {api:?} is not an Istio API (networking.istio.io/v1, ...)", i + 1);
+        if !matches!(
+            group,
+            "networking.istio.io" | "security.istio.io" | "telemetry.istio.io"
+        ) {
+            bail!(
+                "document {}: apiVersion {api:?} is not an Istio API (networking.istio.io/v1, ...)",
+                i + 1
+            );
         }
         if value.get("kind").and_then(|v| v.as_str()).is_none() {
             bail!("document {}: no kind", i + 1);
@@ -528,13 +571,17 @@ pub fn check_expect(expect: &Expect, summary: &Summary) -> Result<(), String> {
     if let Some(status) = expect.status {
         let n = summary.by_status.get(&status).copied().unwrap_or(0);
         if n != total {
-            problems.push(format!("expected every response to be {status}, {n} of {total} were"));
+            problems.push(format!(
+                "expected every response to be {status}, {n} of {total} were"
+            ));
         }
     }
     if let Some(v) = &expect.only_version {
         let n = summary.by_version.get(v).copied().unwrap_or(0);
         if n != total {
-            problems.push(format!("expected every response from {v}, {n} of {total} were"));
+            problems.push(format!(
+                "expected every response from {v}, {n} of {total} were"
+            ));
         }
     }
     if let Some(split) = &expect.split {
@@ -546,13 +593,17 @@ pub fn check_expect(expect: &Expect, summary: &Summary) -> Result<(), String> {
     if let Some(p) = &expect.protocol {
         let n = summary.by_protocol.get(p).copied().unwrap_or(0);
         if n != total {
-            problems.push(format!("expected the echo app to see {p} on every request, it did on {n} of {total}"));
+            problems.push(format!(
+                "expected the echo app to see {p} on every request, it did on {n} of {total}"
+            ));
         }
     }
     if let Some(max) = expect.failures {
         let n = summary.failures();
         if n > max {
-            problems.push(format!("expected at most {max} failed requests, {n} failed"));
+            problems.push(format!(
+                "expected at most {max} failed requests, {n} failed"
+            ));
         }
     }
     if problems.is_empty() {
@@ -564,9 +615,18 @@ pub fn check_expect(expect: &Expect, summary: &Summary) -> Result<(), String> {
 
 /// Checks that every version's share (versions not in `split` are expected at 0 %, responses
 /// without a version count as version `-`) is within `tolerance` points of `split`.
-pub fn check_split(split: &BTreeMap<String, f64>, tolerance: f64, summary: &Summary) -> Result<(), String> {
+pub fn check_split(
+    split: &BTreeMap<String, f64>,
+    tolerance: f64,
+    summary: &Summary,
+) -> Result<(), String> {
     let mut versions: Vec<&String> = split.keys().collect();
-    versions.extend(summary.by_version.keys().filter(|v| !split.contains_key(*v)));
+    versions.extend(
+        summary
+            .by_version
+            .keys()
+            .filter(|v| !split.contains_key(*v)),
+    );
     let mut off = Vec::new();
     let mut seen = Vec::new();
     for v in versions {
@@ -580,7 +640,11 @@ pub fn check_split(split: &BTreeMap<String, f64>, tolerance: f64, summary: &Summ
     if off.is_empty() {
         Ok(())
     } else {
-        Err(format!("split off: {} (observed {})", off.join(", "), seen.join(", ")))
+        Err(format!(
+            "split off: {} (observed {})",
+            off.join(", "),
+            seen.join(", ")
+        ))
     }
 }
 
@@ -607,7 +671,12 @@ pub struct RunOptions {
 
 impl RunOptions {
     /// Defaults: echo apps as processes, 20 s sync timeout, 60 s startup.
-    pub fn new(trellis_bin: PathBuf, dataplane: Dataplane, base: Ipv4Addr, run_dir: PathBuf) -> Self {
+    pub fn new(
+        trellis_bin: PathBuf,
+        dataplane: Dataplane,
+        base: Ipv4Addr,
+        run_dir: PathBuf,
+    ) -> Self {
         RunOptions {
             trellis_bin,
             dataplane,
@@ -638,7 +707,11 @@ pub struct RunReport {
 
 /// Runs a scenario: starts the mesh, applies `config`, runs the steps in order, stops at the
 /// first failure, and always tears the mesh down. `progress` gets one line per step.
-pub async fn run(scenario: &Scenario, options: &RunOptions, mut progress: impl FnMut(&str)) -> RunReport {
+pub async fn run(
+    scenario: &Scenario,
+    options: &RunOptions,
+    mut progress: impl FnMut(&str),
+) -> RunReport {
     let started = Instant::now();
     let mut steps = Vec::new();
     let mut mesh_options = MeshOptions::new(options.trellis_bin.clone(), options.run_dir.clone());
@@ -658,7 +731,10 @@ pub async fn run(scenario: &Scenario, options: &RunOptions, mut progress: impl F
             };
         }
     };
-    progress(&format!("mesh up in {:.1}s", started.elapsed().as_secs_f64()));
+    progress(&format!(
+        "mesh up in {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
     let result = run_steps(scenario, options, &mut mesh, &mut steps, &mut progress).await;
     let nacks = mesh.nack_count().await;
     let run_dir = mesh.run_dir().display().to_string();
@@ -714,11 +790,21 @@ fn describe_step(step: &Step) -> String {
 }
 
 fn plan_for(r: &RequestDef, mesh: &Mesh) -> anyhow::Result<RequestPlan> {
-    let mut plan = RequestPlan::new(mesh.client_outbound(), r.authority.clone(), r.path.clone(), r.count);
-    plan.method = http::Method::from_bytes(r.method.as_bytes()).map_err(|_| anyhow!("bad method {:?}", r.method))?;
+    let mut plan = RequestPlan::new(
+        mesh.client_outbound(),
+        r.authority.clone(),
+        r.path.clone(),
+        r.count,
+    );
+    plan.method = http::Method::from_bytes(r.method.as_bytes())
+        .map_err(|_| anyhow!("bad method {:?}", r.method))?;
     plan.concurrency = r.concurrency;
     plan.protocol = r.protocol;
-    plan.headers = r.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    plan.headers = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     Ok(plan)
 }
 
@@ -731,12 +817,16 @@ async fn run_step(step: &Step, options: &RunOptions, mesh: &mut Mesh) -> anyhow:
         }
         StepKind::Apply(f) => {
             mesh.apply(&f.file, &f.content).await?;
-            let s = mesh.wait_synced(Instant::now() + options.sync_timeout).await?;
+            let s = mesh
+                .wait_synced(Instant::now() + options.sync_timeout)
+                .await?;
             Ok(format!("applied {}, generation {}", f.file, s.generation))
         }
         StepKind::Remove(r) => {
             mesh.remove(&r.file).await?;
-            let s = mesh.wait_synced(Instant::now() + options.sync_timeout).await?;
+            let s = mesh
+                .wait_synced(Instant::now() + options.sync_timeout)
+                .await?;
             Ok(format!("removed {}, generation {}", r.file, s.generation))
         }
         StepKind::LiveChange(l) => live_change(l, options, mesh).await,
@@ -744,7 +834,11 @@ async fn run_step(step: &Step, options: &RunOptions, mesh: &mut Mesh) -> anyhow:
 }
 
 /// Polls `done` every few milliseconds until it holds or `deadline` passes.
-async fn wait_for(deadline: Instant, what: &str, mut done: impl FnMut() -> bool) -> anyhow::Result<()> {
+async fn wait_for(
+    deadline: Instant,
+    what: &str,
+    mut done: impl FnMut() -> bool,
+) -> anyhow::Result<()> {
     while !done() {
         if Instant::now() >= deadline {
             bail!("timed out waiting for {what}");
@@ -754,21 +848,32 @@ async fn wait_for(deadline: Instant, what: &str, mut done: impl FnMut() -> bool)
     Ok(())
 }
 
-async fn live_change(l: &LiveChange, options: &RunOptions, mesh: &mut Mesh) -> anyhow::Result<String> {
+async fn live_change(
+    l: &LiveChange,
+    options: &RunOptions,
+    mesh: &mut Mesh,
+) -> anyhow::Result<String> {
     const WARMUP: usize = 20;
     const AFTER_SYNC: usize = 50;
     let plan = plan_for(&l.request, mesh)?;
     let traffic = Traffic::start(&plan);
-    wait_for(Instant::now() + Duration::from_secs(10), "background traffic to flow", || {
-        traffic.completed() >= WARMUP
-    })
+    wait_for(
+        Instant::now() + Duration::from_secs(10),
+        "background traffic to flow",
+        || traffic.completed() >= WARMUP,
+    )
     .await?;
     let change_at = traffic.epoch().elapsed();
     mesh.apply(&l.apply.file, &l.apply.content).await?;
-    let synced = mesh.wait_synced(Instant::now() + options.sync_timeout).await;
+    let synced = mesh
+        .wait_synced(Instant::now() + options.sync_timeout)
+        .await;
     if let Err(e) = synced {
         let outcomes = traffic.stop().await;
-        return Err(e.context(format!("during traffic: {}", Summary::from_outcomes(&outcomes))));
+        return Err(e.context(format!(
+            "during traffic: {}",
+            Summary::from_outcomes(&outcomes)
+        )));
     }
     let synced_count = traffic.completed();
     let bound = Duration::from_millis(l.expect_within_ms);
@@ -776,7 +881,10 @@ async fn live_change(l: &LiveChange, options: &RunOptions, mesh: &mut Mesh) -> a
     wait_for(
         Instant::now() + bound + Duration::from_secs(10),
         "traffic after the change",
-        || traffic.completed() >= synced_count + AFTER_SYNC && epoch.elapsed() >= change_at + bound + Duration::from_millis(200),
+        || {
+            traffic.completed() >= synced_count + AFTER_SYNC
+                && epoch.elapsed() >= change_at + bound + Duration::from_millis(200)
+        },
     )
     .await?;
     let outcomes = traffic.stop().await;
@@ -785,7 +893,11 @@ async fn live_change(l: &LiveChange, options: &RunOptions, mesh: &mut Mesh) -> a
 
 /// Judges a live change from the outcomes of the background traffic (sorted by `sent_at`) and
 /// the moment of the change (same epoch).
-pub fn judge_live_change(l: &LiveChange, outcomes: &[Outcome], change_at: Duration) -> anyhow::Result<String> {
+pub fn judge_live_change(
+    l: &LiveChange,
+    outcomes: &[Outcome],
+    change_at: Duration,
+) -> anyhow::Result<String> {
     let summary = Summary::from_outcomes(outcomes);
     let max_failures = l.expect.failures.unwrap_or(0);
     let failed: Vec<&Outcome> = outcomes
@@ -802,7 +914,13 @@ pub fn judge_live_change(l: &LiveChange, outcomes: &[Outcome], change_at: Durati
                     o.sent_at.as_millis() as i128 - change_at.as_millis() as i128,
                     o.error
                         .clone()
-                        .or_else(|| o.status.map(|s| format!("status {s}{}", o.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default())))
+                        .or_else(|| o.status.map(|s| format!(
+                            "status {s}{}",
+                            o.reason
+                                .as_ref()
+                                .map(|r| format!(" ({r})"))
+                                .unwrap_or_default()
+                        )))
                         .unwrap_or_default()
                 )
             })
@@ -819,7 +937,9 @@ pub fn judge_live_change(l: &LiveChange, outcomes: &[Outcome], change_at: Durati
         .filter(|o| o.is_success() && o.version.as_deref() != Some(want))
         .map(|o| o.sent_at)
         .max();
-    let converged = last_old.map(|t| t.saturating_sub(change_at)).unwrap_or_default();
+    let converged = last_old
+        .map(|t| t.saturating_sub(change_at))
+        .unwrap_or_default();
     let bound = Duration::from_millis(l.expect_within_ms);
     if converged > bound {
         bail!(
@@ -828,7 +948,10 @@ pub fn judge_live_change(l: &LiveChange, outcomes: &[Outcome], change_at: Durati
             bound.as_millis()
         );
     }
-    if !outcomes.iter().any(|o| o.sent_at > change_at && o.version.as_deref() == Some(want)) {
+    if !outcomes
+        .iter()
+        .any(|o| o.sent_at > change_at && o.version.as_deref() == Some(want))
+    {
         bail!("no request after the change reached {want} [{summary}]");
     }
     Ok(format!(
@@ -908,14 +1031,23 @@ steps:
     #[test]
     fn bad_files_give_clear_errors() {
         let e = err(&GOOD.replace("tolerance: 10", "tolerence: 10"));
-        assert!(e.contains("bad.yaml") && e.contains("steps[0].expect") && e.contains("tolerence"), "{e}");
+        assert!(
+            e.contains("bad.yaml") && e.contains("steps[0].expect") && e.contains("tolerence"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("v2: 50}", "v2: 40}"));
         assert!(e.contains("adds up to 90"), "{e}");
         let e = err(&GOOD.replace("service: echo, version: v1", "service: ech0, version: v1"));
-        assert!(e.contains("workloads[0].service") && e.contains("ech0"), "{e}");
+        assert!(
+            e.contains("workloads[0].service") && e.contains("ech0"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("protocol: HTTP}", "protocol: TCP}"));
         assert!(e.contains("TCP"), "{e}");
-        let e = err(&GOOD.replace("  - remove: {file: vs.yaml}\n", "  - remove: {file: vs.yaml}\n    apply: {file: a.yaml, content: x}\n"));
+        let e = err(&GOOD.replace(
+            "  - remove: {file: vs.yaml}\n",
+            "  - remove: {file: vs.yaml}\n    apply: {file: a.yaml, content: x}\n",
+        ));
         assert!(e.contains("steps[2]") && e.contains("exactly one"), "{e}");
         let e = err(&GOOD.replace("count: 10,", "count: ten,"));
         assert!(e.contains("steps[0].request.count"), "{e}");
@@ -923,12 +1055,24 @@ steps:
         assert!(e.contains("twice"), "{e}");
         let e = err(&GOOD.replace("name: traffic/example", "name: example"));
         assert!(e.contains("AREA/NAME"), "{e}");
-        let e = err(&GOOD.replace("  apiVersion: networking.istio.io/v1\n  kind: VirtualService", "  apiVersion: v1\n  kind: VirtualService"));
-        assert!(e.contains("config") && e.contains("not an Istio API"), "{e}");
+        let e = err(&GOOD.replace(
+            "  apiVersion: networking.istio.io/v1\n  kind: VirtualService",
+            "  apiVersion: v1\n  kind: VirtualService",
+        ));
+        assert!(
+            e.contains("config") && e.contains("not an Istio API"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("expect: {only_version: v2}", "expect: {status: 200}"));
         assert!(e.contains("only_version"), "{e}");
-        let e = err(&GOOD.replace("file: vs.yaml\n      content", "file: ../vs.yaml\n      content"));
-        assert!(e.contains("steps[1]") && e.contains("plain file name"), "{e}");
+        let e = err(&GOOD.replace(
+            "file: vs.yaml\n      content",
+            "file: ../vs.yaml\n      content",
+        ));
+        assert!(
+            e.contains("steps[1]") && e.contains("plain file name"),
+            "{e}"
+        );
         let e = err(&GOOD.replace("protocol: HTTP}", "protocol: HTTP, extra: 1}"));
         assert!(e.contains("services[0]") && e.contains("extra"), "{e}");
         let e = err("name: [");
@@ -947,19 +1091,26 @@ steps:
 
     #[test]
     fn split_tolerance_math() {
-        let split: BTreeMap<String, f64> = [("v1".to_string(), 80.0), ("v2".to_string(), 20.0)].into();
+        let split: BTreeMap<String, f64> =
+            [("v1".to_string(), 80.0), ("v2".to_string(), 20.0)].into();
         assert!(check_split(&split, 3.0, &summary(&[("v1", 1600), ("v2", 400)])).is_ok());
         // 82.9 / 17.1: within 3 points.
         assert!(check_split(&split, 3.0, &summary(&[("v1", 1658), ("v2", 342)])).is_ok());
         // Exactly 3 points off is within.
         assert!(check_split(&split, 3.0, &summary(&[("v1", 1660), ("v2", 340)])).is_ok());
         // 83.05 / 16.95: out.
-        let e = check_split(&split, 3.0, &summary(&[("v1", 1661), ("v2", 339)])).err().unwrap_or_default();
-        assert!(e.contains("v1 83.0%") && e.contains("want 80% ± 3"), "{e}");
-        // A version not in the split counts against it.
-        let e = check_split(&split, 3.0, &summary(&[("v1", 1500), ("v2", 400), ("v3", 100)]))
+        let e = check_split(&split, 3.0, &summary(&[("v1", 1661), ("v2", 339)]))
             .err()
             .unwrap_or_default();
+        assert!(e.contains("v1 83.0%") && e.contains("want 80% ± 3"), "{e}");
+        // A version not in the split counts against it.
+        let e = check_split(
+            &split,
+            3.0,
+            &summary(&[("v1", 1500), ("v2", 400), ("v3", 100)]),
+        )
+        .err()
+        .unwrap_or_default();
         assert!(e.contains("v3 5.0%"), "{e}");
         // Everything to one version.
         assert!(check_split(&split, 3.0, &summary(&[("v1", 2000)])).is_err());
@@ -1031,14 +1182,34 @@ steps:
             },
         };
         let change = Duration::from_millis(1000);
-        let good = vec![o(500, "v1", 200), o(1500, "v1", 200), o(1600, "v2", 200), o(3500, "v2", 200)];
+        let good = vec![
+            o(500, "v1", 200),
+            o(1500, "v1", 200),
+            o(1600, "v2", 200),
+            o(3500, "v2", 200),
+        ];
         let msg = judge_live_change(&l, &good, change)?;
         assert!(msg.contains("within 500ms"), "{msg}");
         let slow = vec![o(500, "v1", 200), o(3100, "v1", 200), o(3500, "v2", 200)];
-        assert!(format!("{:#}", judge_live_change(&l, &slow, change).err().map(|e| e.to_string()).unwrap_or_default()).contains("2100ms"));
+        assert!(
+            format!(
+                "{:#}",
+                judge_live_change(&l, &slow, change)
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default()
+            )
+            .contains("2100ms")
+        );
         let failing = vec![o(500, "v1", 200), o(1200, "-", 503), o(3500, "v2", 200)];
-        let e = judge_live_change(&l, &failing, change).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(e.contains("1 requests failed") && e.contains("+200ms"), "{e}");
+        let e = judge_live_change(&l, &failing, change)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("1 requests failed") && e.contains("+200ms"),
+            "{e}"
+        );
         let never = vec![o(500, "v1", 200)];
         assert!(judge_live_change(&l, &never, change).is_err());
         Ok(())

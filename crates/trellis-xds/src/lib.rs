@@ -8,7 +8,10 @@ pub mod type_url;
 pub use node::{NodeIdentity, NodeParseError, ProxyType};
 
 /// Packs a prost message as a `google.protobuf.Any` under its Envoy type URL.
-pub fn to_any<M: prost::Message>(type_url: &str, message: &M) -> envoy_types::pb::google::protobuf::Any {
+pub fn to_any<M: prost::Message>(
+    type_url: &str,
+    message: &M,
+) -> envoy_types::pb::google::protobuf::Any {
     envoy_types::pb::google::protobuf::Any {
         type_url: type_url.to_string(),
         value: message.encode_to_vec(),

@@ -68,7 +68,9 @@ pub struct NodeIdentity {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NodeParseError {
     /// The id is not `TYPE~IP~WORKLOAD.NAMESPACE~DOMAIN`.
-    #[error("node id {0:?} is not of the form TYPE~IP~WORKLOAD.NAMESPACE~NAMESPACE.svc.cluster.local")]
+    #[error(
+        "node id {0:?} is not of the form TYPE~IP~WORKLOAD.NAMESPACE~NAMESPACE.svc.cluster.local"
+    )]
     BadId(String),
     /// The type part is neither `sidecar` nor `router`.
     #[error("node id {0:?}: unknown proxy type {1:?} (expected sidecar or router)")]
@@ -131,7 +133,10 @@ impl NodeIdentity {
         let mut map = serde_json::Map::new();
         map.insert(keys::NAMESPACE.into(), self.namespace.clone().into());
         map.insert(keys::WORKLOAD_NAME.into(), self.workload.clone().into());
-        map.insert(keys::SERVICE_ACCOUNT.into(), self.service_account.clone().into());
+        map.insert(
+            keys::SERVICE_ACCOUNT.into(),
+            self.service_account.clone().into(),
+        );
         map.insert(keys::INSTANCE_IPS.into(), self.ip.to_string().into());
         map.insert(keys::INTERCEPTION_MODE.into(), "NONE".into());
         if let Some(app_ip) = self.app_ip {
@@ -238,13 +243,19 @@ mod tests {
     fn node_round_trips_through_envoy_node() {
         let id = sample();
         let node = id.to_node();
-        assert_eq!(node.id, "sidecar~127.0.10.2~reviews-v1.bookinfo~bookinfo.svc.cluster.local");
+        assert_eq!(
+            node.id,
+            "sidecar~127.0.10.2~reviews-v1.bookinfo~bookinfo.svc.cluster.local"
+        );
         assert_eq!(NodeIdentity::from_node(&node), Ok(id));
     }
 
     #[test]
     fn bad_ids_say_what_is_wrong() {
-        let node = |id: &str| Node { id: id.into(), ..Default::default() };
+        let node = |id: &str| Node {
+            id: id.into(),
+            ..Default::default()
+        };
         assert_eq!(
             NodeIdentity::from_node(&node("just-a-name")),
             Err(NodeParseError::BadId("just-a-name".into()))
@@ -258,7 +269,10 @@ mod tests {
         );
         assert_eq!(
             NodeIdentity::from_node(&node("sidecar~nope~a.b~b.svc.cluster.local")),
-            Err(NodeParseError::BadIp("sidecar~nope~a.b~b.svc.cluster.local".into(), "nope".into()))
+            Err(NodeParseError::BadIp(
+                "sidecar~nope~a.b~b.svc.cluster.local".into(),
+                "nope".into()
+            ))
         );
     }
 }

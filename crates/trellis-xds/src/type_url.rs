@@ -12,8 +12,7 @@ pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.Cluster
 pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
 
 /// The HTTP connection manager network filter.
-pub const HTTP_CONNECTION_MANAGER: &str =
-    "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+pub const HTTP_CONNECTION_MANAGER: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
 /// The router HTTP filter.
 pub const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 /// Upstream HTTP protocol options (HTTP/1.1 vs HTTP/2 to the upstream).
@@ -27,7 +26,8 @@ pub mod names {
     /// HTTP filter name of the router.
     pub const ROUTER: &str = "envoy.filters.http.router";
     /// Key of the upstream HTTP protocol options in `typed_extension_protocol_options`.
-    pub const HTTP_PROTOCOL_OPTIONS: &str = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
+    pub const HTTP_PROTOCOL_OPTIONS: &str =
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
 }
 
 /// The order in which an ADS server pushes types, so that a proxy never sees a reference to a

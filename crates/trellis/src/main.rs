@@ -10,7 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 /// Trellis: an Istio-compatible service mesh, smaller and faster.
 #[derive(Debug, Parser)]
-#[command(name = "trellis", version, about, long_about = None, propagate_version = true)]
+#[command(name = "trellis", version, about, long_about = None)]
 struct Cli {
     /// Log filter (e.g. `info`, `trellis_proxy=debug`); also read from RUST_LOG.
     #[arg(long, global = true, env = "TRELLIS_LOG", default_value = "info")]
@@ -61,6 +61,34 @@ fn main() -> std::process::ExitCode {
         Err(error) => {
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    #[test]
+    fn command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_lists_every_subcommand() {
+        let help = Cli::command().render_help().to_string();
+        for sub in [
+            "control-plane",
+            "proxy",
+            "agent",
+            "demo",
+            "validate",
+            "echo",
+            "version",
+        ] {
+            assert!(help.contains(sub), "`trellis --help` misses {sub}:\n{help}");
         }
     }
 }

@@ -4,7 +4,10 @@ use tokio::signal::unix::{SignalKind, signal};
 
 /// Resolves on the first SIGTERM or SIGINT.
 pub async fn shutdown() {
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers we can only run until killed.
         std::future::pending::<()>().await;
         return;
@@ -17,5 +20,7 @@ pub async fn shutdown() {
 
 /// A multi-threaded runtime for a long-running command.
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }

@@ -83,6 +83,7 @@ impl WorkloadArgs {
 
     /// The admin address, defaulting to Istio's port 15000 on the workload IP.
     pub fn admin_address(&self) -> SocketAddr {
-        self.admin_address.unwrap_or(SocketAddr::new(self.ip, 15000))
+        self.admin_address
+            .unwrap_or(SocketAddr::new(self.ip, 15000))
     }
 }

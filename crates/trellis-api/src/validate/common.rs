@@ -21,19 +21,19 @@ pub(crate) fn opt_port(f: &mut Findings, path: &str, number: Option<u32>) {
 
 /// Istio requires most durations to be at least 1ms.
 pub(crate) fn duration(f: &mut Findings, path: &str, d: Option<&Duration>) {
-    if let Some(d) = d {
-        if d.0 < std::time::Duration::from_millis(1) {
-            f.error(path, format!("duration {d} must be at least 1ms"));
-        }
+    if let Some(d) = d
+        && d.0 < std::time::Duration::from_millis(1)
+    {
+        f.error(path, format!("duration {d} must be at least 1ms"));
     }
 }
 
 /// Percentages must be in 0..=100.
 pub(crate) fn percentage(f: &mut Findings, path: &str, value: Option<f64>) {
-    if let Some(v) = value {
-        if !(0.0..=100.0).contains(&v) {
-            f.error(path, format!("percentage {v} is out of range 0..=100"));
-        }
+    if let Some(v) = value
+        && !(0.0..=100.0).contains(&v)
+    {
+        f.error(path, format!("percentage {v} is out of range 0..=100"));
     }
 }
 
@@ -77,7 +77,14 @@ pub(crate) fn at_most_one(f: &mut Findings, path: &str, fields: &[(&str, bool)])
     let set: Vec<&str> = fields.iter().filter(|(_, s)| *s).map(|(n, _)| *n).collect();
     if set.len() > 1 {
         let all: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
-        f.error(path, format!("only one of {} may be set (found {})", all.join(", "), set.join(" and ")));
+        f.error(
+            path,
+            format!(
+                "only one of {} may be set (found {})",
+                all.join(", "),
+                set.join(" and ")
+            ),
+        );
     }
 }
 
@@ -92,7 +99,12 @@ pub(crate) fn host(f: &mut Findings, path: &str, host: &str) {
     }
     let rest = host.strip_prefix("*.").unwrap_or(host);
     if rest.contains('*') {
-        f.error(path, format!("host {host:?} is invalid: a wildcard is only allowed as the whole first label"));
+        f.error(
+            path,
+            format!(
+                "host {host:?} is invalid: a wildcard is only allowed as the whole first label"
+            ),
+        );
         return;
     }
     if host.contains('/') || host.contains(' ') {
@@ -102,15 +114,23 @@ pub(crate) fn host(f: &mut Findings, path: &str, host: &str) {
 
 /// An IP address or CIDR block.
 pub(crate) fn cidr(f: &mut Findings, path: &str, value: &str) {
-    let (ip, prefix) = value.split_once('/').map_or((value, None), |(ip, p)| (ip, Some(p)));
+    let (ip, prefix) = value
+        .split_once('/')
+        .map_or((value, None), |(ip, p)| (ip, Some(p)));
     let Ok(addr) = ip.parse::<IpAddr>() else {
-        f.error(path, format!("{value:?} is not an IP address or CIDR block"));
+        f.error(
+            path,
+            format!("{value:?} is not an IP address or CIDR block"),
+        );
         return;
     };
     if let Some(prefix) = prefix {
         let max = if addr.is_ipv4() { 32 } else { 128 };
         if !prefix.parse::<u8>().is_ok_and(|p| p <= max) {
-            f.error(path, format!("{value:?} has an invalid prefix length (0..={max})"));
+            f.error(
+                path,
+                format!("{value:?} has an invalid prefix length (0..={max})"),
+            );
         }
     }
 }

@@ -35,7 +35,7 @@ pub(crate) fn validate_spec(spec: &Spec, f: &mut Findings) {
         Spec::VirtualService(vs) => virtual_service::validate(vs, p, f),
         Spec::DestinationRule(dr) => destination_rule::validate(dr, p, f),
         Spec::ServiceEntry(se) => service_entry::validate(se, p, f),
-        Spec::WorkloadEntry(we) => workload_entry::validate(we, p, false, f),
+        Spec::WorkloadEntry(we) => workload_entry::validate(we, p, f),
         Spec::Gateway(gw) => others::gateway(gw, p, f),
         Spec::Sidecar(sc) => others::sidecar(sc, p, f),
         Spec::WorkloadGroup(wg) => others::workload_group(wg, p, f),

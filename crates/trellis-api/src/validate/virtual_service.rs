@@ -1,8 +1,12 @@
 //! VirtualService rules (Istio's `validateVirtualService` and friends).
 
 use super::Findings;
-use super::common::{at_most_one, cidr, duration, host, opt_port, percent, regex, required, string_match};
-use crate::networking::{Destination, HttpMatchRequest, HttpRoute, RouteDestination, VirtualService};
+use super::common::{
+    at_most_one, cidr, duration, host, opt_port, percent, regex, required, string_match,
+};
+use crate::networking::{
+    Destination, HttpMatchRequest, HttpRoute, RouteDestination, VirtualService,
+};
 
 /// Retry conditions Envoy understands for `retryOn` (status codes are accepted too).
 const RETRY_ON: &[&str] = &[
@@ -29,13 +33,22 @@ pub(crate) fn validate(vs: &VirtualService, p: &str, f: &mut Findings) {
     let delegate = vs.hosts.is_empty();
     if delegate {
         if !vs.gateways.is_empty() {
-            f.error(format!("{p}.gateways"), "a delegate VirtualService (no hosts) must not set gateways");
+            f.error(
+                format!("{p}.gateways"),
+                "a delegate VirtualService (no hosts) must not set gateways",
+            );
         }
         if !vs.tcp.is_empty() {
-            f.error(format!("{p}.tcp"), "a delegate VirtualService (no hosts) must not have tcp routes");
+            f.error(
+                format!("{p}.tcp"),
+                "a delegate VirtualService (no hosts) must not have tcp routes",
+            );
         }
         if !vs.tls.is_empty() {
-            f.error(format!("{p}.tls"), "a delegate VirtualService (no hosts) must not have tls routes");
+            f.error(
+                format!("{p}.tls"),
+                "a delegate VirtualService (no hosts) must not have tls routes",
+            );
         }
         if vs.http.is_empty() {
             f.error(format!("{p}.hosts"), "at least one host is required");
@@ -46,14 +59,20 @@ pub(crate) fn validate(vs: &VirtualService, p: &str, f: &mut Findings) {
         let path = format!("{p}.hosts[{i}]");
         host(f, &path, h);
         if h == "*" && applies_to_mesh {
-            f.error(path, "wildcard host * is not allowed for virtual services bound to the mesh gateway");
+            f.error(
+                path,
+                "wildcard host * is not allowed for virtual services bound to the mesh gateway",
+            );
         }
     }
     for (i, g) in vs.gateways.iter().enumerate() {
         required(f, &format!("{p}.gateways[{i}]"), "gateway name", g);
     }
     if vs.http.is_empty() && vs.tcp.is_empty() && vs.tls.is_empty() {
-        f.error(p.to_string(), "at least one http, tcp or tls route is required");
+        f.error(
+            p.to_string(),
+            "at least one http, tcp or tls route is required",
+        );
     }
     for (i, route) in vs.http.iter().enumerate() {
         http_route(route, &format!("{p}.http[{i}]"), delegate, f);
@@ -75,12 +94,18 @@ pub(crate) fn validate(vs: &VirtualService, p: &str, f: &mut Findings) {
     for (i, tls) in vs.tls.iter().enumerate() {
         let rp = format!("{p}.tls[{i}]");
         if tls.match_.is_empty() {
-            f.error(format!("{rp}.match"), "a TLS route needs at least one match");
+            f.error(
+                format!("{rp}.match"),
+                "a TLS route needs at least one match",
+            );
         }
         for (j, m) in tls.match_.iter().enumerate() {
             let mp = format!("{rp}.match[{j}]");
             if m.sni_hosts.is_empty() {
-                f.error(format!("{mp}.sniHosts"), "at least one SNI host is required");
+                f.error(
+                    format!("{mp}.sniHosts"),
+                    "at least one SNI host is required",
+                );
             }
             for (k, h) in m.sni_hosts.iter().enumerate() {
                 host(f, &format!("{mp}.sniHosts[{k}]"), h);
@@ -97,7 +122,10 @@ pub(crate) fn validate(vs: &VirtualService, p: &str, f: &mut Findings) {
 fn http_route(r: &HttpRoute, p: &str, in_delegate: bool, f: &mut Findings) {
     let has_route = !r.route.is_empty();
     if !has_route && r.redirect.is_none() && r.direct_response.is_none() && r.delegate.is_none() {
-        f.error(p.to_string(), "one of route, redirect, directResponse or delegate is required");
+        f.error(
+            p.to_string(),
+            "one of route, redirect, directResponse or delegate is required",
+        );
     }
     at_most_one(
         f,
@@ -110,7 +138,10 @@ fn http_route(r: &HttpRoute, p: &str, in_delegate: bool, f: &mut Findings) {
         ],
     );
     if r.rewrite.is_some() && r.redirect.is_some() {
-        f.error(format!("{p}.rewrite"), "rewrite and redirect cannot both be set");
+        f.error(
+            format!("{p}.rewrite"),
+            "rewrite and redirect cannot both be set",
+        );
     }
     for (j, m) in r.match_.iter().enumerate() {
         http_match(m, &format!("{p}.match[{j}]"), f);
@@ -126,39 +157,69 @@ fn http_route(r: &HttpRoute, p: &str, in_delegate: bool, f: &mut Findings) {
         }
     }
     if r.route.len() > 1 && total != 100 {
-        f.error(format!("{p}.route"), format!("total destination weight {total} != 100"));
+        f.error(
+            format!("{p}.route"),
+            format!("total destination weight {total} != 100"),
+        );
     }
     if let Some(redirect) = &r.redirect {
         let rp = format!("{p}.redirect");
-        at_most_one(f, &rp, &[("port", redirect.port.is_some()), ("derivePort", redirect.derive_port.is_some())]);
+        at_most_one(
+            f,
+            &rp,
+            &[
+                ("port", redirect.port.is_some()),
+                ("derivePort", redirect.derive_port.is_some()),
+            ],
+        );
         opt_port(f, &format!("{rp}.port"), redirect.port);
-        if let Some(code) = redirect.redirect_code {
-            if ![301, 302, 303, 307, 308].contains(&code) {
-                f.error(format!("{rp}.redirectCode"), format!("redirect code {code} is not one of 301, 302, 303, 307, 308"));
-            }
+        if let Some(code) = redirect.redirect_code
+            && ![301, 302, 303, 307, 308].contains(&code)
+        {
+            f.error(
+                format!("{rp}.redirectCode"),
+                format!("redirect code {code} is not one of 301, 302, 303, 307, 308"),
+            );
         }
     }
     if let Some(dr) = &r.direct_response {
         let dp = format!("{p}.directResponse");
         if !(200..=599).contains(&dr.status) {
-            f.error(format!("{dp}.status"), format!("status {} is out of range 200..=599", dr.status));
+            f.error(
+                format!("{dp}.status"),
+                format!("status {} is out of range 200..=599", dr.status),
+            );
         }
         if let Some(body) = &dr.body {
-            at_most_one(f, &format!("{dp}.body"), &[("string", body.string.is_some()), ("bytes", body.bytes.is_some())]);
+            at_most_one(
+                f,
+                &format!("{dp}.body"),
+                &[
+                    ("string", body.string.is_some()),
+                    ("bytes", body.bytes.is_some()),
+                ],
+            );
         }
     }
     if let Some(d) = &r.delegate {
         if in_delegate {
-            f.error(format!("{p}.delegate"), "a delegate VirtualService cannot delegate again");
+            f.error(
+                format!("{p}.delegate"),
+                "a delegate VirtualService cannot delegate again",
+            );
         }
         required(f, &format!("{p}.delegate.name"), "name", &d.name);
-        if !r.match_.is_empty() || has_route {
-            // Istio allows match with delegate; only route/redirect conflicts are errors (checked above).
-        }
     }
     if let Some(rw) = &r.rewrite {
         let rp = format!("{p}.rewrite");
-        at_most_one(f, &rp, &[("uri", rw.uri.is_some()), ("uriRegexRewrite", rw.uri_regex_rewrite.is_some())]);
+        at_most_one(
+            f,
+            &rp,
+            &[
+                ("uri", rw.uri.is_some()),
+                ("uriRegexRewrite", rw.uri_regex_rewrite.is_some()),
+            ],
+        );
         if let Some(rr) = &rw.uri_regex_rewrite {
             regex(f, &format!("{rp}.uriRegexRewrite.match"), &rr.match_);
         }
@@ -166,18 +227,31 @@ fn http_route(r: &HttpRoute, p: &str, in_delegate: bool, f: &mut Findings) {
     duration(f, &format!("{p}.timeout"), r.timeout.as_ref());
     if let Some(retries) = &r.retries {
         let rp = format!("{p}.retries");
-        if let Some(a) = retries.attempts {
-            if a < 0 {
-                f.error(format!("{rp}.attempts"), format!("attempts {a} must not be negative"));
-            }
+        if let Some(a) = retries.attempts
+            && a < 0
+        {
+            f.error(
+                format!("{rp}.attempts"),
+                format!("attempts {a} must not be negative"),
+            );
         }
-        duration(f, &format!("{rp}.perTryTimeout"), retries.per_try_timeout.as_ref());
+        duration(
+            f,
+            &format!("{rp}.perTryTimeout"),
+            retries.per_try_timeout.as_ref(),
+        );
         duration(f, &format!("{rp}.backoff"), retries.backoff.as_ref());
         if let Some(on) = &retries.retry_on {
             for policy in on.split(',').map(str::trim) {
-                let known = RETRY_ON.contains(&policy) || policy.parse::<u16>().is_ok_and(|c| (100..=599).contains(&c));
+                let known = RETRY_ON.contains(&policy)
+                    || policy
+                        .parse::<u16>()
+                        .is_ok_and(|c| (100..=599).contains(&c));
                 if !known {
-                    f.error(format!("{rp}.retryOn"), format!("unknown retry condition {policy:?}"));
+                    f.error(
+                        format!("{rp}.retryOn"),
+                        format!("unknown retry condition {policy:?}"),
+                    );
                 }
             }
         }
@@ -189,17 +263,31 @@ fn http_route(r: &HttpRoute, p: &str, in_delegate: bool, f: &mut Findings) {
         }
         if let Some(d) = &fault.delay {
             let dp = format!("{fp}.delay");
-            at_most_one(f, &dp, &[("fixedDelay", d.fixed_delay.is_some()), ("exponentialDelay", d.exponential_delay.is_some())]);
+            at_most_one(
+                f,
+                &dp,
+                &[
+                    ("fixedDelay", d.fixed_delay.is_some()),
+                    ("exponentialDelay", d.exponential_delay.is_some()),
+                ],
+            );
             if d.fixed_delay.is_none() && d.exponential_delay.is_none() {
                 f.error(dp.clone(), "a delay needs fixedDelay or exponentialDelay");
             }
             duration(f, &format!("{dp}.fixedDelay"), d.fixed_delay.as_ref());
-            duration(f, &format!("{dp}.exponentialDelay"), d.exponential_delay.as_ref());
+            duration(
+                f,
+                &format!("{dp}.exponentialDelay"),
+                d.exponential_delay.as_ref(),
+            );
             percent(f, &format!("{dp}.percentage"), d.percentage.as_ref());
-            if let Some(v) = d.percent {
-                if !(0..=100).contains(&v) {
-                    f.error(format!("{dp}.percent"), format!("percentage {v} is out of range 0..=100"));
-                }
+            if let Some(v) = d.percent
+                && !(0..=100).contains(&v)
+            {
+                f.error(
+                    format!("{dp}.percent"),
+                    format!("percentage {v} is out of range 0..=100"),
+                );
             }
         }
         if let Some(a) = &fault.abort {
@@ -213,31 +301,51 @@ fn http_route(r: &HttpRoute, p: &str, in_delegate: bool, f: &mut Findings) {
                     ("http2Error", a.http2_error.is_some()),
                 ],
             );
-            if let Some(s) = a.http_status {
-                if !(200..=599).contains(&s) {
-                    f.error(format!("{ap}.httpStatus"), format!("status {s} is out of range 200..=599"));
-                }
+            if let Some(s) = a.http_status
+                && !(200..=599).contains(&s)
+            {
+                f.error(
+                    format!("{ap}.httpStatus"),
+                    format!("status {s} is out of range 200..=599"),
+                );
             }
             percent(f, &format!("{ap}.percentage"), a.percentage.as_ref());
         }
     }
     if r.mirror.is_some() && !r.mirrors.is_empty() {
-        f.error(format!("{p}.mirrors"), "mirror and mirrors cannot both be set");
+        f.error(
+            format!("{p}.mirrors"),
+            "mirror and mirrors cannot both be set",
+        );
     }
     if let Some(m) = &r.mirror {
         destination(m, &format!("{p}.mirror"), f);
     }
-    percent(f, &format!("{p}.mirrorPercentage"), r.mirror_percentage.as_ref());
-    for (field, value) in [("mirrorPercent", r.mirror_percent), ("mirror_percent", r.mirror_percent_legacy)] {
-        if let Some(v) = value {
-            if v > 100 {
-                f.error(format!("{p}.{field}"), format!("percentage {v} is out of range 0..=100"));
-            }
+    percent(
+        f,
+        &format!("{p}.mirrorPercentage"),
+        r.mirror_percentage.as_ref(),
+    );
+    for (field, value) in [
+        ("mirrorPercent", r.mirror_percent),
+        ("mirror_percent", r.mirror_percent_legacy),
+    ] {
+        if let Some(v) = value
+            && v > 100
+        {
+            f.error(
+                format!("{p}.{field}"),
+                format!("percentage {v} is out of range 0..=100"),
+            );
         }
     }
     for (k, m) in r.mirrors.iter().enumerate() {
         destination(&m.destination, &format!("{p}.mirrors[{k}].destination"), f);
-        percent(f, &format!("{p}.mirrors[{k}].percentage"), m.percentage.as_ref());
+        percent(
+            f,
+            &format!("{p}.mirrors[{k}].percentage"),
+            m.percentage.as_ref(),
+        );
     }
     if let Some(cors) = &r.cors_policy {
         let cp = format!("{p}.corsPolicy");
@@ -253,7 +361,11 @@ fn http_match(m: &HttpMatchRequest, p: &str, f: &mut Findings) {
     string_match(f, &format!("{p}.scheme"), m.scheme.as_ref());
     string_match(f, &format!("{p}.method"), m.method.as_ref());
     string_match(f, &format!("{p}.authority"), m.authority.as_ref());
-    for (field, map) in [("headers", &m.headers), ("queryParams", &m.query_params), ("withoutHeaders", &m.without_headers)] {
+    for (field, map) in [
+        ("headers", &m.headers),
+        ("queryParams", &m.query_params),
+        ("withoutHeaders", &m.without_headers),
+    ] {
         for (name, sm) in map {
             if name.is_empty() {
                 f.error(format!("{p}.{field}"), "names must not be empty");
@@ -277,7 +389,10 @@ fn route_destinations(routes: &[RouteDestination], p: &str, f: &mut Findings) {
         }
     }
     if routes.len() > 1 && total != 100 {
-        f.error(p.to_string(), format!("total destination weight {total} != 100"));
+        f.error(
+            p.to_string(),
+            format!("total destination weight {total} != 100"),
+        );
     }
 }
 
@@ -293,7 +408,10 @@ fn destination(d: &Destination, p: &str, f: &mut Findings) {
     } else {
         host(f, &format!("{p}.host"), &d.host);
         if d.host.contains('*') {
-            f.error(format!("{p}.host"), format!("destination host {:?} must not contain a wildcard", d.host));
+            f.error(
+                format!("{p}.host"),
+                format!("destination host {:?} must not contain a wildcard", d.host),
+            );
         }
     }
     if let Some(port) = d.port.and_then(|p| p.number) {

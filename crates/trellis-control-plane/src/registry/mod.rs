@@ -141,7 +141,10 @@ fn endpoints_of(
     if let Some(selector) = &se.workload_selector {
         for (resource, we) in workload_entries {
             let selected = resource.meta.namespace == namespace
-                && selector.labels.iter().all(|(k, v)| we.labels.get(k) == Some(v));
+                && selector
+                    .labels
+                    .iter()
+                    .all(|(k, v)| we.labels.get(k) == Some(v));
             if selected {
                 let id = format!("{}/{}", resource.meta.namespace, resource.meta.name);
                 endpoints.extend(endpoint_of(we, Some(id)));

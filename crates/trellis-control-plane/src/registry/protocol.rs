@@ -34,7 +34,10 @@ impl Protocol {
 
     /// Whether the proxy speaks HTTP on this port (HTTP routes apply).
     pub fn is_http(self) -> bool {
-        matches!(self, Protocol::Http | Protocol::Http2 | Protocol::Grpc | Protocol::Unknown)
+        matches!(
+            self,
+            Protocol::Http | Protocol::Http2 | Protocol::Grpc | Protocol::Unknown
+        )
     }
 
     /// Whether upstream connections use HTTP/2.
@@ -49,7 +52,10 @@ mod tests {
 
     #[test]
     fn protocol_field_wins_over_name() {
-        assert_eq!(Protocol::of_port(Some("HTTP2"), "http-web"), Protocol::Http2);
+        assert_eq!(
+            Protocol::of_port(Some("HTTP2"), "http-web"),
+            Protocol::Http2
+        );
         assert_eq!(Protocol::of_port(None, "grpc-api"), Protocol::Grpc);
         assert_eq!(Protocol::of_port(None, "http"), Protocol::Http);
         assert_eq!(Protocol::of_port(None, "mysql"), Protocol::Tcp);

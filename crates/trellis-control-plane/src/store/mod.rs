@@ -118,7 +118,9 @@ impl DirStore {
                 } else {
                     "nothing from this file is applied"
                 };
-                diagnostics.errors.push(format!("{error} ({kept}: {})", path.display()));
+                diagnostics
+                    .errors
+                    .push(format!("{error} ({kept}: {})", path.display()));
             }
         }
         let warnings: Vec<Warning> = trellis_api::check_references(&resources);

@@ -23,8 +23,14 @@ fn invalid_edit_keeps_last_good_and_recovers() {
     assert_eq!(loaded.resources.len(), 1, "last good content stays");
     assert_eq!(loaded.diagnostics.errors.len(), 1);
     let error = &loaded.diagnostics.errors[0];
-    assert!(error.contains("spec.bogus") && error.contains("a.yaml"), "{error}");
-    assert!(error.contains("last good content stays in force"), "{error}");
+    assert!(
+        error.contains("spec.bogus") && error.contains("a.yaml"),
+        "{error}"
+    );
+    assert!(
+        error.contains("last good content stays in force"),
+        "{error}"
+    );
 
     std::fs::write(&file, GOOD.replace("a.example.com", "b.example.com")).expect("write");
     let loaded = store.reload().expect("reload");
@@ -44,6 +50,10 @@ fn a_new_invalid_file_applies_nothing() {
     std::fs::write(dir.path().join(".hidden.yaml"), BAD).expect("write");
     let loaded = DirStore::new(dir.path()).reload().expect("reload");
     assert!(loaded.resources.is_empty());
-    assert_eq!(loaded.diagnostics.errors.len(), 1, "hidden files are skipped");
+    assert_eq!(
+        loaded.diagnostics.errors.len(),
+        1,
+        "hidden files are skipped"
+    );
     assert!(loaded.diagnostics.errors[0].contains("nothing from this file is applied"));
 }

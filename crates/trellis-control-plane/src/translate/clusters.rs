@@ -6,13 +6,14 @@ use envoy_types::pb::envoy::config::cluster::v3::{
     Cluster, cluster::ClusterDiscoveryType, cluster::DiscoveryType, cluster::EdsClusterConfig,
     cluster::LbPolicy,
 };
+use envoy_types::pb::envoy::config::core::v3::{Http1ProtocolOptions, Http2ProtocolOptions};
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
 };
-use envoy_types::pb::envoy::config::core::v3::{Http1ProtocolOptions, Http2ProtocolOptions};
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions, http_protocol_options::ExplicitHttpConfig,
-    http_protocol_options::UpstreamProtocolOptions, http_protocol_options::explicit_http_config::ProtocolConfig,
+    http_protocol_options::UpstreamProtocolOptions,
+    http_protocol_options::explicit_http_config::ProtocolConfig,
 };
 use trellis_api::networking::{SimpleLb, TrafficPolicy};
 use trellis_xds::{NodeIdentity, to_any, type_url};
@@ -31,7 +32,11 @@ pub fn outbound(model: &MeshModel, services: &[(&Service, Vec<&ServicePort>)]) -
         let rule = model.destination_rule_for(&service.host);
         let policy = rule.and_then(|r| r.spec.traffic_policy.as_ref());
         for port in ports {
-            clusters.push(eds_cluster(outbound_cluster_name(port.number, None, &service.host), port, policy));
+            clusters.push(eds_cluster(
+                outbound_cluster_name(port.number, None, &service.host),
+                port,
+                policy,
+            ));
             for subset in rule.iter().flat_map(|r| &r.spec.subsets) {
                 let policy = subset.traffic_policy.as_ref().or(policy);
                 let name = outbound_cluster_name(port.number, Some(&subset.name), &service.host);
@@ -57,7 +62,9 @@ pub fn inbound(node: &NodeIdentity, ports: &[InboundPort]) -> Vec<Cluster> {
             };
             Cluster {
                 name: name.clone(),
-                cluster_discovery_type: Some(ClusterDiscoveryType::Type(DiscoveryType::Static as i32)),
+                cluster_discovery_type: Some(ClusterDiscoveryType::Type(
+                    DiscoveryType::Static as i32,
+                )),
                 connect_timeout: Some(duration(CONNECT_TIMEOUT)),
                 load_assignment: Some(ClusterLoadAssignment {
                     cluster_name: name,
@@ -108,9 +115,11 @@ fn protocol_options(http2: bool) -> HashMap<String, envoy_types::pb::google::pro
         ProtocolConfig::HttpProtocolOptions(Http1ProtocolOptions::default())
     };
     let options = HttpProtocolOptions {
-        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(ExplicitHttpConfig {
-            protocol_config: Some(config),
-        })),
+        upstream_protocol_options: Some(UpstreamProtocolOptions::ExplicitHttpConfig(
+            ExplicitHttpConfig {
+                protocol_config: Some(config),
+            },
+        )),
         ..Default::default()
     };
     HashMap::from([(

@@ -11,17 +11,28 @@ use crate::model::MeshModel;
 use crate::registry::{Service, ServicePort};
 
 /// Assignments for every outbound cluster that `clusters::outbound` builds.
-pub fn outbound(model: &MeshModel, services: &[(&Service, Vec<&ServicePort>)]) -> Vec<ClusterLoadAssignment> {
+pub fn outbound(
+    model: &MeshModel,
+    services: &[(&Service, Vec<&ServicePort>)],
+) -> Vec<ClusterLoadAssignment> {
     let mut out = Vec::new();
     for (service, ports) in services {
         let rule = model.destination_rule_for(&service.host);
         for port in ports {
             let all = |_: &crate::registry::Endpoint| true;
-            out.push(assignment(outbound_cluster_name(port.number, None, &service.host), service, port, all));
+            out.push(assignment(
+                outbound_cluster_name(port.number, None, &service.host),
+                service,
+                port,
+                all,
+            ));
             for subset in rule.iter().flat_map(|r| &r.spec.subsets) {
                 let name = outbound_cluster_name(port.number, Some(&subset.name), &service.host);
                 let selects = |e: &crate::registry::Endpoint| {
-                    subset.labels.iter().all(|(k, v)| e.labels.get(k) == Some(v))
+                    subset
+                        .labels
+                        .iter()
+                        .all(|(k, v)| e.labels.get(k) == Some(v))
                 };
                 out.push(assignment(name, service, port, selects));
             }

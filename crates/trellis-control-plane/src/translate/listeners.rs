@@ -96,7 +96,9 @@ fn inbound_routes(port: u32) -> RouteConfiguration {
                     ..Default::default()
                 }),
                 action: Some(route::Action::Route(RouteAction {
-                    cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(inbound_cluster_name(port))),
+                    cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(
+                        inbound_cluster_name(port),
+                    )),
                     timeout: Some(duration(std::time::Duration::ZERO)),
                     ..Default::default()
                 })),

@@ -31,35 +31,71 @@ pub fn inbound_cluster_name(port: u32) -> String {
 pub fn generate(model: &MeshModel, node: &NodeIdentity) -> ProxyResources {
     let mut out = ProxyResources::default();
     // Always present, even when empty, so that an empty type can be ACKed.
-    for t in [type_url::CLUSTER, type_url::LISTENER, type_url::ENDPOINT, type_url::ROUTE] {
+    for t in [
+        type_url::CLUSTER,
+        type_url::LISTENER,
+        type_url::ENDPOINT,
+        type_url::ROUTE,
+    ] {
         out.by_type.entry(t).or_default();
     }
     let outbound = visible_services(model, node);
     for cluster in clusters::outbound(model, &outbound) {
-        out.insert(type_url::CLUSTER, cluster.name.clone(), to_any(type_url::CLUSTER, &cluster));
+        out.insert(
+            type_url::CLUSTER,
+            cluster.name.clone(),
+            to_any(type_url::CLUSTER, &cluster),
+        );
     }
     for cla in endpoints::outbound(model, &outbound) {
-        out.insert(type_url::ENDPOINT, cla.cluster_name.clone(), to_any(type_url::ENDPOINT, &cla));
+        out.insert(
+            type_url::ENDPOINT,
+            cla.cluster_name.clone(),
+            to_any(type_url::ENDPOINT, &cla),
+        );
     }
     let inbound = inbound_ports(model, node);
     for cluster in clusters::inbound(node, &inbound) {
-        out.insert(type_url::CLUSTER, cluster.name.clone(), to_any(type_url::CLUSTER, &cluster));
+        out.insert(
+            type_url::CLUSTER,
+            cluster.name.clone(),
+            to_any(type_url::CLUSTER, &cluster),
+        );
     }
     for listener in listeners::all(node, &inbound) {
-        out.insert(type_url::LISTENER, listener.name.clone(), to_any(type_url::LISTENER, &listener));
+        out.insert(
+            type_url::LISTENER,
+            listener.name.clone(),
+            to_any(type_url::LISTENER, &listener),
+        );
     }
     let routes = routes::outbound(model, node, &outbound);
-    out.insert(type_url::ROUTE, routes.name.clone(), to_any(type_url::ROUTE, &routes));
+    out.insert(
+        type_url::ROUTE,
+        routes.name.clone(),
+        to_any(type_url::ROUTE, &routes),
+    );
     out
 }
 
 /// Services (with their HTTP ports) this proxy can call.
-fn visible_services<'m>(model: &'m MeshModel, _node: &NodeIdentity) -> Vec<(&'m Service, Vec<&'m ServicePort>)> {
+fn visible_services<'m>(
+    model: &'m MeshModel,
+    _node: &NodeIdentity,
+) -> Vec<(&'m Service, Vec<&'m ServicePort>)> {
     model
         .registry
         .services()
         .iter()
-        .map(|s| (s, s.ports.iter().filter(|p| p.protocol.is_http()).collect::<Vec<_>>()))
+        .map(|s| {
+            (
+                s,
+                s.ports
+                    .iter()
+                    .filter(|p| p.protocol.is_http())
+                    .collect::<Vec<_>>(),
+            )
+        })
         .filter(|(_, ports)| !ports.is_empty())
         .collect()
 }
@@ -80,7 +116,10 @@ fn inbound_ports(model: &MeshModel, node: &NodeIdentity) -> Vec<InboundPort> {
                 let number = endpoint.port_for(port);
                 match ports.iter_mut().find(|p| p.port == number) {
                     Some(existing) => existing.http2 |= port.protocol.is_http2(),
-                    None => ports.push(InboundPort { port: number, http2: port.protocol.is_http2() }),
+                    None => ports.push(InboundPort {
+                        port: number,
+                        http2: port.protocol.is_http2(),
+                    }),
                 }
             }
         }

@@ -2,15 +2,16 @@
 //! rules translated in order (Istio's first-match semantics), or a default route to the service.
 
 use envoy_types::pb::envoy::config::route::v3::{
-    HeaderMatcher, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, WeightedCluster,
-    header_matcher::HeaderMatchSpecifier, route, route_action::ClusterSpecifier,
+    HeaderMatcher, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
+    WeightedCluster, header_matcher::HeaderMatchSpecifier, route, route_action::ClusterSpecifier,
     route_match::PathSpecifier, weighted_cluster::ClusterWeight,
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{
     RegexMatcher, StringMatcher, string_matcher::MatchPattern,
 };
 use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
-use trellis_api::networking::{HttpMatchRequest, HttpRoute, StringMatch};
+use trellis_api::StringMatch;
+use trellis_api::networking::{HttpMatchRequest, HttpRoute};
 use trellis_xds::NodeIdentity;
 
 use super::proto::duration;
@@ -88,7 +89,11 @@ fn routes_for(model: &MeshModel, service: &Service, port: &ServicePort) -> Vec<R
         if matches.is_empty() {
             routes.push(route(prefix_match("/"), action));
         } else {
-            routes.extend(matches.into_iter().map(|m| route(match_of(m), action.clone())));
+            routes.extend(
+                matches
+                    .into_iter()
+                    .map(|m| route(match_of(m), action.clone())),
+            );
         }
     }
     routes
@@ -96,7 +101,11 @@ fn routes_for(model: &MeshModel, service: &Service, port: &ServicePort) -> Vec<R
 
 fn default_route(service: &Service, port: &ServicePort) -> Route {
     let action = RouteAction {
-        cluster_specifier: Some(ClusterSpecifier::Cluster(outbound_cluster_name(port.number, None, &service.host))),
+        cluster_specifier: Some(ClusterSpecifier::Cluster(outbound_cluster_name(
+            port.number,
+            None,
+            &service.host,
+        ))),
         timeout: Some(duration(std::time::Duration::ZERO)),
         ..Default::default()
     };
@@ -136,7 +145,10 @@ fn match_of(m: &HttpMatchRequest) -> RouteMatch {
         .collect();
     RouteMatch {
         path_specifier: Some(path_specifier),
-        case_sensitive: m.ignore_uri_case.filter(|i| *i).map(|_| BoolValue { value: false }),
+        case_sensitive: m
+            .ignore_uri_case
+            .filter(|i| *i)
+            .map(|_| BoolValue { value: false }),
         headers,
         ..Default::default()
     }
@@ -162,7 +174,12 @@ fn regex_matcher(regex: &str) -> RegexMatcher {
 }
 
 /// The route action of an HTTP rule: one cluster, or weighted clusters.
-fn route_action(http: &HttpRoute, namespace: &str, port: &ServicePort, model: &MeshModel) -> Option<RouteAction> {
+fn route_action(
+    http: &HttpRoute,
+    namespace: &str,
+    port: &ServicePort,
+    model: &MeshModel,
+) -> Option<RouteAction> {
     let mut clusters: Vec<(String, u32)> = Vec::new();
     let single = http.route.len() == 1;
     for destination in &http.route {
@@ -176,7 +193,11 @@ fn route_action(http: &HttpRoute, namespace: &str, port: &ServicePort, model: &M
                 let service = model.registry.service(&host)?;
                 match service.ports.as_slice() {
                     [only] => Some(only.number),
-                    _ => service.ports.iter().find(|p| p.number == port.number).map(|p| p.number),
+                    _ => service
+                        .ports
+                        .iter()
+                        .find(|p| p.number == port.number)
+                        .map(|p| p.number),
                 }
             })
             .unwrap_or(port.number);
@@ -188,7 +209,11 @@ fn route_action(http: &HttpRoute, namespace: &str, port: &ServicePort, model: &M
         if weight == 0 && !single {
             continue;
         }
-        let name = outbound_cluster_name(target_port, destination.destination.subset.as_deref(), &host);
+        let name = outbound_cluster_name(
+            target_port,
+            destination.destination.subset.as_deref(),
+            &host,
+        );
         clusters.push((name, weight));
     }
     let cluster_specifier = match clusters.as_slice() {
@@ -206,7 +231,10 @@ fn route_action(http: &HttpRoute, namespace: &str, port: &ServicePort, model: &M
             ..Default::default()
         }),
     };
-    let timeout = http.timeout.map(|t| t.as_std()).unwrap_or(std::time::Duration::ZERO);
+    let timeout = http
+        .timeout
+        .map(|t| t.as_std())
+        .unwrap_or(std::time::Duration::ZERO);
     Some(RouteAction {
         cluster_specifier: Some(cluster_specifier),
         timeout: Some(duration(timeout)),

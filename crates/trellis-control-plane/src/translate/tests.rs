@@ -3,9 +3,13 @@
 use std::path::Path;
 
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
-use envoy_types::pb::envoy::config::endpoint::v3::{ClusterLoadAssignment, lb_endpoint::HostIdentifier};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, lb_endpoint::HostIdentifier,
+};
 use envoy_types::pb::envoy::config::listener::v3::Listener;
-use envoy_types::pb::envoy::config::route::v3::{RouteConfiguration, route, route_action::ClusterSpecifier};
+use envoy_types::pb::envoy::config::route::v3::{
+    RouteConfiguration, route, route_action::ClusterSpecifier,
+};
 use prost::Message;
 use trellis_xds::{NodeIdentity, ProxyType, type_url};
 
@@ -107,15 +111,30 @@ fn client_gets_outbound_clusters_for_every_service_port_and_subset() {
             "outbound|9000||grpc.default.svc.cluster.local",
         ]
     );
-    let cluster: Cluster = decode(&out, type_url::CLUSTER, "outbound|80|v1|echo.default.svc.cluster.local");
-    assert_eq!(cluster.lb_policy, 1, "LEAST_REQUEST from the DestinationRule");
-    let grpc: Cluster = decode(&out, type_url::CLUSTER, "outbound|9000||grpc.default.svc.cluster.local");
+    let cluster: Cluster = decode(
+        &out,
+        type_url::CLUSTER,
+        "outbound|80|v1|echo.default.svc.cluster.local",
+    );
+    assert_eq!(
+        cluster.lb_policy, 1,
+        "LEAST_REQUEST from the DestinationRule"
+    );
+    let grpc: Cluster = decode(
+        &out,
+        type_url::CLUSTER,
+        "outbound|9000||grpc.default.svc.cluster.local",
+    );
     let options = &grpc.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
-    let options = envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions::decode(
-        options.value.as_slice(),
-    )
-    .expect("decodes");
-    assert!(format!("{options:?}").contains("Http2ProtocolOptions"), "gRPC ports use HTTP/2 upstream");
+    let options =
+        envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions::decode(
+            options.value.as_slice(),
+        )
+        .expect("decodes");
+    assert!(
+        format!("{options:?}").contains("Http2ProtocolOptions"),
+        "gRPC ports use HTTP/2 upstream"
+    );
 }
 
 #[test]
@@ -134,8 +153,14 @@ fn subset_endpoints_are_filtered_by_labels() {
     };
     let v1 = addresses("outbound|80|v1|echo.default.svc.cluster.local");
     assert_eq!(v1.len(), 1);
-    assert!(v1[0].contains("127.0.9.10") && v1[0].contains("PortValue(80)"), "{v1:?}");
-    assert_eq!(addresses("outbound|80||echo.default.svc.cluster.local").len(), 2);
+    assert!(
+        v1[0].contains("127.0.9.10") && v1[0].contains("PortValue(80)"),
+        "{v1:?}"
+    );
+    assert_eq!(
+        addresses("outbound|80||echo.default.svc.cluster.local").len(),
+        2
+    );
     assert!(addresses("outbound|9000||grpc.default.svc.cluster.local").is_empty());
 }
 
@@ -148,12 +173,24 @@ fn virtual_service_rules_become_ordered_routes() {
         .iter()
         .find(|v| v.name == "echo.default.svc.cluster.local:80")
         .expect("echo vhost");
-    for domain in ["echo", "echo:80", "echo.default", "echo.default.svc.cluster.local:80"] {
-        assert!(vhost.domains.iter().any(|d| d == domain), "missing {domain} in {:?}", vhost.domains);
+    for domain in [
+        "echo",
+        "echo:80",
+        "echo.default",
+        "echo.default.svc.cluster.local:80",
+    ] {
+        assert!(
+            vhost.domains.iter().any(|d| d == domain),
+            "missing {domain} in {:?}",
+            vhost.domains
+        );
     }
     // Two matches of the first rule (OR-ed) become two routes, then the weighted default.
     assert_eq!(vhost.routes.len(), 3);
-    assert_eq!(vhost.routes[0].r#match.as_ref().map(|m| m.headers.len()), Some(1));
+    assert_eq!(
+        vhost.routes[0].r#match.as_ref().map(|m| m.headers.len()),
+        Some(1)
+    );
     let Some(route::Action::Route(last)) = &vhost.routes[2].action else {
         panic!("route action expected");
     };
@@ -168,8 +205,14 @@ fn virtual_service_rules_become_ordered_routes() {
     assert_eq!(
         weights,
         [
-            ("outbound|80|v1|echo.default.svc.cluster.local".to_string(), 80),
-            ("outbound|80|v2|echo.default.svc.cluster.local".to_string(), 20)
+            (
+                "outbound|80|v1|echo.default.svc.cluster.local".to_string(),
+                80
+            ),
+            (
+                "outbound|80|v2|echo.default.svc.cluster.local".to_string(),
+                20
+            )
         ]
     );
 }
@@ -181,7 +224,11 @@ fn short_names_only_resolve_for_clients_in_the_same_namespace() {
     let out = generate(&model(), &other);
     let routes: RouteConfiguration = decode(&out, type_url::ROUTE, "outbound");
     let vhost = &routes.virtual_hosts[0];
-    assert!(!vhost.domains.iter().any(|d| d == "echo" || d == "echo:80"), "{:?}", vhost.domains);
+    assert!(
+        !vhost.domains.iter().any(|d| d == "echo" || d == "echo:80"),
+        "{:?}",
+        vhost.domains
+    );
     assert!(vhost.domains.iter().any(|d| d == "echo.default"));
 }
 
@@ -191,7 +238,14 @@ fn workload_gets_inbound_listener_and_cluster_to_its_app() {
     let listener: Listener = decode(&out, type_url::LISTENER, "inbound|80");
     assert!(format!("{:?}", listener.address).contains("127.0.9.10"));
     let cluster: Cluster = decode(&out, type_url::CLUSTER, "inbound|80||");
-    assert!(format!("{:?}", cluster.load_assignment).contains("127.0.9.110"), "forwards to the app IP");
+    assert!(
+        format!("{:?}", cluster.load_assignment).contains("127.0.9.110"),
+        "forwards to the app IP"
+    );
     let client = generate(&model(), &node("127.0.9.2", "client"));
-    assert_eq!(client.by_type[type_url::LISTENER].len(), 1, "a client has only the outbound listener");
+    assert_eq!(
+        client.by_type[type_url::LISTENER].len(),
+        1,
+        "a client has only the outbound listener"
+    );
 }

@@ -23,7 +23,10 @@ pub struct ProxyResources {
 impl ProxyResources {
     /// Adds one resource of a type.
     pub fn insert(&mut self, type_url: &'static str, name: String, resource: Any) {
-        self.by_type.entry(type_url).or_default().insert(name, resource);
+        self.by_type
+            .entry(type_url)
+            .or_default()
+            .insert(name, resource);
     }
 
     /// The resources of one type (empty if none).

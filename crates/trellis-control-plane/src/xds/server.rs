@@ -50,7 +50,11 @@ impl AggregatedDiscoveryService for AdsServer {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(16);
         let state = AdsStream::new(conn, tx, self.registry.clone());
-        tokio::spawn(stream::run(state, request.into_inner(), self.snapshots.clone()));
+        tokio::spawn(stream::run(
+            state,
+            request.into_inner(),
+            self.snapshots.clone(),
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 

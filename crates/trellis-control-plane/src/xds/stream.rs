@@ -13,8 +13,8 @@ use tonic::Status;
 use tracing::{debug, info, warn};
 use trellis_xds::{NodeIdentity, type_url};
 
-use super::status::{NackStatus, ProxyStatus, SyncRegistry, TypeStatus};
 use super::ProxyResources;
+use super::status::{NackStatus, ProxyStatus, SyncRegistry, TypeStatus};
 use crate::model::Snapshot;
 
 /// Where responses go: the gRPC response stream.
@@ -85,10 +85,9 @@ impl AdsStream {
         snapshot: &Arc<Snapshot>,
     ) -> Result<(), StreamError> {
         if self.node.is_none() {
-            let node = request
-                .node
-                .as_ref()
-                .ok_or_else(|| StreamError::BadNode("the first request must carry a node".into()))?;
+            let node = request.node.as_ref().ok_or_else(|| {
+                StreamError::BadNode("the first request must carry a node".into())
+            })?;
             let identity =
                 NodeIdentity::from_node(node).map_err(|e| StreamError::BadNode(e.to_string()))?;
             info!(conn = self.conn, node = %node.id, "proxy connected");
@@ -137,7 +136,10 @@ impl AdsStream {
     /// Recomputes this proxy's resources for a new snapshot and pushes what changed, in
     /// CDS → EDS → LDS → RDS order. EDS follows any CDS push and RDS any LDS push, so that
     /// clusters and listeners that Envoy re-warms get their endpoints and routes.
-    pub(super) async fn on_snapshot(&mut self, snapshot: &Arc<Snapshot>) -> Result<(), StreamError> {
+    pub(super) async fn on_snapshot(
+        &mut self,
+        snapshot: &Arc<Snapshot>,
+    ) -> Result<(), StreamError> {
         let Some(node) = &self.node else {
             return Ok(());
         };
@@ -201,7 +203,10 @@ impl AdsStream {
         };
         debug!(node = %self.node_id, type_ = type_url::short_name(type_url), %version,
             count = response.resources.len(), "push");
-        self.tx.send(Ok(response)).await.map_err(|_| StreamError::Closed)?;
+        self.tx
+            .send(Ok(response))
+            .await
+            .map_err(|_| StreamError::Closed)?;
         self.registry.count_push();
         if let Some(state) = self.types.get_mut(type_url) {
             state.sent_names = names;
@@ -222,7 +227,8 @@ impl AdsStream {
                 return false;
             };
             let (_, hash) = self.selection(type_url, state);
-            let has_all = is_wildcard(type_url) || resources.keys().all(|n| state.requested.contains(n));
+            let has_all =
+                is_wildcard(type_url) || resources.keys().all(|n| state.requested.contains(n));
             has_all
                 && state.sent_hash == Some(hash)
                 && state.nack.is_none()
@@ -291,7 +297,10 @@ pub(super) async fn run(
         if let Err(error) = result {
             if let StreamError::BadNode(reason) = &error {
                 warn!(conn, %reason, "rejecting xDS stream");
-                let _ = stream.tx.send(Err(Status::invalid_argument(reason.clone()))).await;
+                let _ = stream
+                    .tx
+                    .send(Err(Status::invalid_argument(reason.clone())))
+                    .await;
             }
             break;
         }

@@ -38,7 +38,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         concurrency: args.concurrency,
     };
     if args.print_bootstrap {
-        println!("{}", serde_json::to_string_pretty(&trellis_agent::bootstrap(&config))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&trellis_agent::bootstrap(&config))?
+        );
         return Ok(ExitCode::SUCCESS);
     }
     signals::runtime()?.block_on(trellis_agent::run_envoy(&config, signals::shutdown()))?;

@@ -41,5 +41,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         errors.len(),
         warnings.len()
     );
-    Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

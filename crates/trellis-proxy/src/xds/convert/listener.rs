@@ -26,7 +26,10 @@ impl TryFrom<&proto::Listener> for config::Listener {
         let [chain] = l.filter_chains.as_slice() else {
             return Err(cx.err(
                 "filter_chains",
-                format_args!("exactly one filter chain is supported, got {}", l.filter_chains.len()),
+                format_args!(
+                    "exactly one filter chain is supported, got {}",
+                    l.filter_chains.len()
+                ),
             ));
         };
         let path = "filter_chains[0]";
@@ -35,7 +38,10 @@ impl TryFrom<&proto::Listener> for config::Listener {
         let [filter] = chain.filters.as_slice() else {
             return Err(cx.err(
                 &join(path, "filters"),
-                format_args!("exactly one filter is supported, got {}", chain.filters.len()),
+                format_args!(
+                    "exactly one filter is supported, got {}",
+                    chain.filters.len()
+                ),
             ));
         };
         let path = join(path, "filters[0]");
@@ -107,7 +113,11 @@ fn convert_hcm(
     let routes = match &m.route_specifier {
         Some(R::Rds(rds)) => {
             let rpath = join(path, "rds");
-            super::ads_config_source(cx, &join(&rpath, "config_source"), rds.config_source.as_ref())?;
+            super::ads_config_source(
+                cx,
+                &join(&rpath, "config_source"),
+                rds.config_source.as_ref(),
+            )?;
             if rds.route_config_name.is_empty() {
                 return Err(cx.missing(&join(&rpath, "route_config_name")));
             }

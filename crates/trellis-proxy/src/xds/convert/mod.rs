@@ -59,7 +59,11 @@ impl Cx {
     }
 
     /// A field has a value the subset does not include.
-    pub(crate) fn unsupported_value(&self, path: &str, value: impl std::fmt::Display) -> ConvertError {
+    pub(crate) fn unsupported_value(
+        &self,
+        path: &str,
+        value: impl std::fmt::Display,
+    ) -> ConvertError {
         self.err(path, format_args!("{value} is not supported"))
     }
 
@@ -141,8 +145,12 @@ pub(crate) fn socket_address(
         }
         None => return Err(cx.missing(&join(&path, "port_value"))),
     };
-    let port = u16::try_from(port)
-        .map_err(|_| cx.err(&join(&path, "port_value"), format_args!("{port} is not a port")))?;
+    let port = u16::try_from(port).map_err(|_| {
+        cx.err(
+            &join(&path, "port_value"),
+            format_args!("{port} is not a port"),
+        )
+    })?;
     Ok(SocketAddr::new(ip, port))
 }
 
@@ -167,7 +175,9 @@ pub(crate) fn ads_config_source(
     match &source.config_source_specifier {
         Some(S::Ads(_)) => Ok(()),
         Some(S::Path(_)) => Err(cx.unsupported_field(&join(path, "path"))),
-        Some(S::PathConfigSource(_)) => Err(cx.unsupported_field(&join(path, "path_config_source"))),
+        Some(S::PathConfigSource(_)) => {
+            Err(cx.unsupported_field(&join(path, "path_config_source")))
+        }
         Some(S::ApiConfigSource(_)) => Err(cx.unsupported_field(&join(path, "api_config_source"))),
         Some(S::Self_(_)) => Err(cx.unsupported_field(&join(path, "self"))),
         None => Err(cx.missing(&join(path, "ads"))),
@@ -200,3 +210,6 @@ pub fn decode_resource<M: prost::Message + Default>(
         e
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,369 @@
+//! Lighter checks for Gateway, Sidecar, WorkloadGroup and the security and telemetry kinds.
+
+use super::Findings;
+use super::common::{at_most_one, cidr, duration, host, opt_port, percentage, port, required};
+use super::destination_rule;
+use super::workload_entry;
+use crate::networking::{ConnectionPoolSettings, Gateway, Sidecar, WorkloadGroup};
+use crate::security::{
+    AuthorizationAction, AuthorizationPolicy, PeerAuthentication, RequestAuthentication,
+};
+use crate::telemetry::Telemetry;
+use crate::types::{LabelSelector, PolicyTargetReference};
+
+pub(crate) fn gateway(gw: &Gateway, p: &str, f: &mut Findings) {
+    if gw.servers.is_empty() {
+        f.error(format!("{p}.servers"), "at least one server is required");
+    }
+    for (i, s) in gw.servers.iter().enumerate() {
+        let sp = format!("{p}.servers[{i}]");
+        match &s.port {
+            None => f.error(format!("{sp}.port"), "port is required"),
+            Some(pt) => {
+                port(f, &format!("{sp}.port.number"), pt.number);
+                required(f, &format!("{sp}.port.protocol"), "protocol", &pt.protocol);
+                required(f, &format!("{sp}.port.name"), "name", &pt.name);
+            }
+        }
+        if s.hosts.is_empty() {
+            f.error(format!("{sp}.hosts"), "at least one host is required");
+        }
+        for (j, h) in s.hosts.iter().enumerate() {
+            // Gateway hosts may carry a `namespace/` prefix.
+            let name = h.split_once('/').map_or(h.as_str(), |(_, n)| n);
+            host(f, &format!("{sp}.hosts[{j}]"), name);
+        }
+        if let Some(tls) = &s.tls {
+            let tp = format!("{sp}.tls");
+            at_most_one(
+                f,
+                &tp,
+                &[
+                    ("credentialName", tls.credential_name.is_some()),
+                    ("credentialNames", !tls.credential_names.is_empty()),
+                    ("tlsCertificates", !tls.tls_certificates.is_empty()),
+                ],
+            );
+        }
+    }
+}
+
+pub(crate) fn sidecar(sc: &Sidecar, p: &str, f: &mut Findings) {
+    for (i, ing) in sc.ingress.iter().enumerate() {
+        let ip = format!("{p}.ingress[{i}]");
+        match &ing.port {
+            None => f.error(format!("{ip}.port"), "port is required"),
+            Some(pt) => port(f, &format!("{ip}.port.number"), pt.number),
+        }
+        if let Some(cp) = &ing.connection_pool {
+            pool(cp, &format!("{ip}.connectionPool"), f);
+        }
+    }
+    for (i, eg) in sc.egress.iter().enumerate() {
+        let ep = format!("{p}.egress[{i}]");
+        if eg.hosts.is_empty() {
+            f.error(format!("{ep}.hosts"), "at least one host is required");
+        }
+        for (j, h) in eg.hosts.iter().enumerate() {
+            match h.split_once('/') {
+                Some((ns, name)) if !ns.is_empty() => host(f, &format!("{ep}.hosts[{j}]"), name),
+                _ => f.error(
+                    format!("{ep}.hosts[{j}]"),
+                    format!("host {h:?} must have the form namespace/dnsName"),
+                ),
+            }
+        }
+        if let Some(pt) = &eg.port {
+            port(f, &format!("{ep}.port.number"), pt.number);
+        }
+    }
+    if let Some(cp) = &sc.inbound_connection_pool {
+        pool(cp, &format!("{p}.inboundConnectionPool"), f);
+    }
+    if let Some(proxy) = sc
+        .outbound_traffic_policy
+        .as_ref()
+        .and_then(|o| o.egress_proxy.as_ref())
+    {
+        required(
+            f,
+            &format!("{p}.outboundTrafficPolicy.egressProxy.host"),
+            "host",
+            &proxy.host,
+        );
+    }
+}
+
+fn pool(cp: &ConnectionPoolSettings, p: &str, f: &mut Findings) {
+    destination_rule::connection_pool(cp, p, f);
+}
+
+pub(crate) fn workload_group(wg: &WorkloadGroup, p: &str, f: &mut Findings) {
+    match &wg.template {
+        None => f.error(format!("{p}.template"), "template is required"),
+        Some(t) => {
+            // The address of a group template is filled in at registration, so it may be absent.
+            if t.address.is_some() {
+                workload_entry::validate(t, &format!("{p}.template"), f);
+            }
+        }
+    }
+    if let Some(probe) = &wg.probe {
+        let pp = format!("{p}.probe");
+        at_most_one(
+            f,
+            &pp,
+            &[
+                ("httpGet", probe.http_get.is_some()),
+                ("tcpSocket", probe.tcp_socket.is_some()),
+                ("exec", probe.exec.is_some()),
+                ("grpc", probe.grpc.is_some()),
+            ],
+        );
+        if let Some(h) = &probe.http_get {
+            port(f, &format!("{pp}.httpGet.port"), h.port);
+        }
+        if let Some(t) = &probe.tcp_socket {
+            port(f, &format!("{pp}.tcpSocket.port"), t.port);
+        }
+        if let Some(e) = &probe.exec
+            && e.command.is_empty()
+        {
+            f.error(format!("{pp}.exec.command"), "command is required");
+        }
+        if let Some(g) = &probe.grpc {
+            opt_port(f, &format!("{pp}.grpc.port"), g.port);
+        }
+    }
+}
+
+fn selector_and_targets(
+    selector: Option<&LabelSelector>,
+    target_ref: Option<&PolicyTargetReference>,
+    target_refs: &[PolicyTargetReference],
+    p: &str,
+    f: &mut Findings,
+) {
+    at_most_one(
+        f,
+        p,
+        &[
+            ("selector", selector.is_some()),
+            ("targetRef", target_ref.is_some()),
+            ("targetRefs", !target_refs.is_empty()),
+        ],
+    );
+    let refs = target_ref
+        .map(|r| (format!("{p}.targetRef"), r))
+        .into_iter()
+        .chain(
+            target_refs
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (format!("{p}.targetRefs[{i}]"), r)),
+        );
+    for (rp, r) in refs {
+        required(f, &format!("{rp}.kind"), "kind", &r.kind);
+        required(f, &format!("{rp}.name"), "name", &r.name);
+        if r.namespace.as_deref().is_some_and(|n| !n.is_empty()) {
+            f.error(
+                format!("{rp}.namespace"),
+                "cross-namespace target references are not allowed",
+            );
+        }
+    }
+}
+
+pub(crate) fn peer_authentication(pa: &PeerAuthentication, p: &str, f: &mut Findings) {
+    for key in pa.port_level_mtls.keys() {
+        if !key.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n)) {
+            f.error(
+                format!("{p}.portLevelMtls.{key}"),
+                format!("port {key:?} is out of range 1..=65535"),
+            );
+        }
+    }
+    let has_selector = pa
+        .selector
+        .as_ref()
+        .is_some_and(|s| !s.match_labels.is_empty());
+    if !pa.port_level_mtls.is_empty() && !has_selector {
+        f.error(
+            format!("{p}.portLevelMtls"),
+            "portLevelMtls requires a selector with matchLabels",
+        );
+    }
+}
+
+pub(crate) fn request_authentication(ra: &RequestAuthentication, p: &str, f: &mut Findings) {
+    selector_and_targets(
+        ra.selector.as_ref(),
+        ra.target_ref.as_ref(),
+        &ra.target_refs,
+        p,
+        f,
+    );
+    for (i, rule) in ra.jwt_rules.iter().enumerate() {
+        let rp = format!("{p}.jwtRules[{i}]");
+        if rule.issuer.as_deref().unwrap_or("").is_empty() {
+            f.error(format!("{rp}.issuer"), "issuer is required");
+        }
+        at_most_one(
+            f,
+            &rp,
+            &[
+                ("jwksUri", rule.jwks_uri.is_some()),
+                ("jwks_uri", rule.jwks_uri_legacy.is_some()),
+                ("jwks", rule.jwks.is_some()),
+            ],
+        );
+        for (field, uri) in [
+            ("jwksUri", &rule.jwks_uri),
+            ("jwks_uri", &rule.jwks_uri_legacy),
+        ] {
+            if let Some(u) = uri
+                && !(u.starts_with("http://") || u.starts_with("https://"))
+            {
+                f.error(
+                    format!("{rp}.{field}"),
+                    format!("JWKS URI {u:?} must use http or https"),
+                );
+            }
+        }
+        duration(f, &format!("{rp}.timeout"), rule.timeout.as_ref());
+        for (j, h) in rule.from_headers.iter().enumerate() {
+            required(f, &format!("{rp}.fromHeaders[{j}].name"), "name", &h.name);
+        }
+    }
+}
+
+pub(crate) fn authorization_policy(ap: &AuthorizationPolicy, p: &str, f: &mut Findings) {
+    selector_and_targets(
+        ap.selector.as_ref(),
+        ap.target_ref.as_ref(),
+        &ap.target_refs,
+        p,
+        f,
+    );
+    let custom = ap.action == Some(AuthorizationAction::Custom);
+    if custom
+        && ap
+            .provider
+            .as_ref()
+            .and_then(|pr| pr.name.as_deref())
+            .unwrap_or("")
+            .is_empty()
+    {
+        f.error(
+            format!("{p}.provider.name"),
+            "action CUSTOM requires a provider name",
+        );
+    }
+    if !custom && ap.provider.is_some() {
+        f.error(
+            format!("{p}.provider"),
+            "provider is only allowed with action CUSTOM",
+        );
+    }
+    for (i, rule) in ap.rules.iter().enumerate() {
+        let rp = format!("{p}.rules[{i}]");
+        for (j, from) in rule.from.iter().enumerate() {
+            let Some(src) = &from.source else {
+                f.error(format!("{rp}.from[{j}].source"), "source is required");
+                continue;
+            };
+            let sp = format!("{rp}.from[{j}].source");
+            for (field, blocks) in [
+                ("ipBlocks", &src.ip_blocks),
+                ("notIpBlocks", &src.not_ip_blocks),
+                ("remoteIpBlocks", &src.remote_ip_blocks),
+                ("notRemoteIpBlocks", &src.not_remote_ip_blocks),
+            ] {
+                for (k, b) in blocks.iter().enumerate() {
+                    cidr(f, &format!("{sp}.{field}[{k}]"), b);
+                }
+            }
+            let accounts = !src.service_accounts.is_empty() || !src.not_service_accounts.is_empty();
+            let others = !src.principals.is_empty()
+                || !src.not_principals.is_empty()
+                || !src.namespaces.is_empty()
+                || !src.not_namespaces.is_empty();
+            if accounts && others {
+                f.error(
+                    sp.clone(),
+                    "serviceAccounts cannot be combined with principals or namespaces",
+                );
+            }
+        }
+        for (j, to) in rule.to.iter().enumerate() {
+            let Some(op) = &to.operation else {
+                f.error(format!("{rp}.to[{j}].operation"), "operation is required");
+                continue;
+            };
+            for (field, ports) in [("ports", &op.ports), ("notPorts", &op.not_ports)] {
+                for (k, pt) in ports.iter().enumerate() {
+                    if !pt.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n)) {
+                        f.error(
+                            format!("{rp}.to[{j}].operation.{field}[{k}]"),
+                            format!("port {pt:?} is out of range 1..=65535"),
+                        );
+                    }
+                }
+            }
+        }
+        for (j, c) in rule.when.iter().enumerate() {
+            required(f, &format!("{rp}.when[{j}].key"), "key", &c.key);
+            if c.values.is_empty() && c.not_values.is_empty() {
+                f.error(format!("{rp}.when[{j}]"), "values or notValues is required");
+            }
+        }
+    }
+}
+
+pub(crate) fn telemetry(t: &Telemetry, p: &str, f: &mut Findings) {
+    selector_and_targets(
+        t.selector.as_ref(),
+        t.target_ref.as_ref(),
+        &t.target_refs,
+        p,
+        f,
+    );
+    for (i, tr) in t.tracing.iter().enumerate() {
+        percentage(
+            f,
+            &format!("{p}.tracing[{i}].randomSamplingPercentage"),
+            tr.random_sampling_percentage,
+        );
+        for (name, tag) in &tr.custom_tags {
+            at_most_one(
+                f,
+                &format!("{p}.tracing[{i}].customTags.{name}"),
+                &[
+                    ("literal", tag.literal.is_some()),
+                    ("environment", tag.environment.is_some()),
+                    ("header", tag.header.is_some()),
+                    ("formatter", tag.formatter.is_some()),
+                ],
+            );
+        }
+    }
+    for (i, m) in t.metrics.iter().enumerate() {
+        duration(
+            f,
+            &format!("{p}.metrics[{i}].reportingInterval"),
+            m.reporting_interval.as_ref(),
+        );
+        for (j, o) in m.overrides.iter().enumerate() {
+            if let Some(sel) = &o.match_ {
+                at_most_one(
+                    f,
+                    &format!("{p}.metrics[{i}].overrides[{j}].match"),
+                    &[
+                        ("metric", sel.metric.is_some()),
+                        ("customMetric", sel.custom_metric.is_some()),
+                    ],
+                );
+            }
+        }
+    }
+}

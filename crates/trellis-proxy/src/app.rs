@@ -1,0 +1,241 @@
+//! Wires the proxy together: stats, clusters, routes, listeners, the admin API and the ADS client.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use serde::Serialize;
+use tokio::sync::oneshot;
+use trellis_xds::type_url;
+
+use crate::ProxyConfig;
+use crate::admin::AdminSource;
+use crate::config::{Cluster, Endpoints, Listener, RouteTable};
+use crate::listener::{ListenerManager, Shared};
+use crate::routing::RouteStore;
+use crate::stats::Stats;
+use crate::upstream::ClusterManager;
+use crate::xds::client::{AdsClient, ConfigSink, XdsEvent};
+
+/// Per-type xDS status shown in `/config_dump`.
+#[derive(Debug, Default, Clone, Serialize)]
+struct TypeStatus {
+    version: Option<String>,
+    last_nack: Option<Nack>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct Nack {
+    version: String,
+    error: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Dump {
+    connected: bool,
+    listeners: Vec<Listener>,
+    route_tables: Vec<RouteTable>,
+    clusters: Vec<Cluster>,
+    endpoints: Vec<Endpoints>,
+    xds: BTreeMap<&'static str, TypeStatus>,
+    #[serde(skip)]
+    clusters_applied: bool,
+    #[serde(skip)]
+    listeners_applied: bool,
+}
+
+/// The running data plane: what the ADS client feeds and the admin API reads.
+struct Dataplane {
+    node_id: String,
+    clusters: Arc<ClusterManager>,
+    routes: Arc<RouteStore>,
+    listeners: ListenerManager,
+    stats: Arc<Stats>,
+    dump: Mutex<Dump>,
+}
+
+impl Dataplane {
+    fn dump(&self) -> std::sync::MutexGuard<'_, Dump> {
+        self.dump.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ConfigSink for Dataplane {
+    fn apply_clusters(&self, clusters: Vec<Cluster>) {
+        self.clusters.apply_clusters(&clusters);
+        let mut d = self.dump();
+        d.clusters = clusters;
+        d.clusters_applied = true;
+    }
+
+    fn apply_endpoints(&self, endpoints: Vec<Endpoints>) {
+        self.clusters.apply_endpoints(&endpoints);
+        self.dump().endpoints = endpoints;
+    }
+
+    async fn apply_listeners(&self, listeners: Vec<Listener>) -> Result<(), String> {
+        self.listeners
+            .apply(listeners.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut d = self.dump();
+        d.listeners = listeners;
+        d.listeners_applied = true;
+        Ok(())
+    }
+
+    fn apply_routes(&self, tables: Vec<RouteTable>) {
+        let shared: Vec<Arc<RouteTable>> = tables.iter().cloned().map(Arc::new).collect();
+        self.routes.replace(&shared);
+        self.dump().route_tables = tables;
+    }
+
+    fn xds_event(&self, event: XdsEvent) {
+        let mut d = self.dump();
+        match event {
+            XdsEvent::Connected => {
+                d.connected = true;
+                self.stats.xds_connected.set(1);
+            }
+            XdsEvent::Disconnected { .. } => {
+                d.connected = false;
+                self.stats.xds_connected.set(0);
+            }
+            XdsEvent::Accepted { type_url, version } => {
+                self.stats.record_xds(type_url::short_name(type_url), true);
+                d.xds
+                    .entry(type_url::short_name(type_url))
+                    .or_default()
+                    .version = Some(version);
+            }
+            XdsEvent::Rejected {
+                type_url,
+                version,
+                error,
+            } => {
+                let short = type_url::short_name(&type_url);
+                self.stats.record_xds(short, false);
+                d.xds.entry(short).or_default().last_nack = Some(Nack { version, error });
+            }
+        }
+    }
+}
+
+impl AdminSource for Dataplane {
+    fn ready(&self) -> bool {
+        let d = self.dump();
+        d.clusters_applied && d.listeners_applied
+    }
+
+    fn config_dump(&self) -> serde_json::Value {
+        let d = self.dump();
+        let mut v = serde_json::to_value(&*d)
+            .unwrap_or_else(|e| serde_json::json!({ "error": e.to_string() }));
+        if let Some(map) = v.as_object_mut() {
+            map.insert("node_id".into(), self.node_id.clone().into());
+        }
+        v
+    }
+
+    fn prometheus(&self) -> String {
+        self.stats.encode()
+    }
+
+    fn listeners(&self) -> Pin<Box<dyn Future<Output = serde_json::Value> + Send + '_>> {
+        Box::pin(async move {
+            serde_json::to_value(self.listeners.bound().await).unwrap_or(serde_json::Value::Null)
+        })
+    }
+}
+
+/// A started proxy.
+#[derive(Debug)]
+pub struct ProxyHandle {
+    admin_address: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ProxyHandle {
+    /// The address the admin API is bound to (useful when configured with port 0).
+    pub fn admin_address(&self) -> SocketAddr {
+        self.admin_address
+    }
+
+    /// Stops the proxy: listeners stop accepting (connections finish), the admin API and the
+    /// ADS client stop.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// Binds the admin address and starts everything; returns once the admin API is listening.
+pub async fn start(config: ProxyConfig) -> anyhow::Result<ProxyHandle> {
+    let stats = Arc::new(Stats::new());
+    let clusters = Arc::new(ClusterManager::new());
+    let routes = Arc::new(RouteStore::new());
+    let dataplane = Arc::new(Dataplane {
+        node_id: config.node.node_id(),
+        clusters: clusters.clone(),
+        routes: routes.clone(),
+        listeners: ListenerManager::new(Shared {
+            routes,
+            clusters,
+            stats: stats.clone(),
+        }),
+        stats,
+        dump: Mutex::new(Dump::default()),
+    });
+    let admin_listener = tokio::net::TcpListener::bind(config.admin_address)
+        .await
+        .with_context(|| format!("binding the admin address {}", config.admin_address))?;
+    let admin_address = admin_listener.local_addr().context("admin local address")?;
+    tracing::info!(%admin_address, xds = %config.xds_address, node = %config.node.node_id(), "proxy starting");
+
+    let (stop, stop_rx) = oneshot::channel::<()>();
+    let (admin_stop, admin_stop_rx) = oneshot::channel::<()>();
+    let admin = tokio::spawn(crate::admin::serve(
+        admin_listener,
+        dataplane.clone(),
+        async move {
+            let _ = admin_stop_rx.await;
+        },
+    ));
+    let ads = tokio::spawn(
+        AdsClient::new(config.node.to_node(), config.xds_address, dataplane.clone()).run(),
+    );
+    let task = tokio::spawn(async move {
+        let _ = stop_rx.await;
+        ads.abort();
+        dataplane.listeners.stop_all().await;
+        let _ = admin_stop.send(());
+        match admin.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "admin server failed"),
+            Err(e) => tracing::warn!(error = %e, "admin task failed"),
+        }
+        tracing::info!("proxy stopped");
+    });
+    Ok(ProxyHandle {
+        admin_address,
+        stop: Some(stop),
+        task,
+    })
+}
+
+/// Runs the proxy until `shutdown` resolves.
+pub async fn run(
+    config: ProxyConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let handle = start(config).await?;
+    shutdown.await;
+    handle.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! Listeners: one accept loop per listener, serving HTTP/1.1 and HTTP/2 prior knowledge (h2c)
+//! on the same port, started and stopped by diffing listener sets.
+//!
+//! A listener whose config changes but keeps its address is updated in place (the next request
+//! sees the new config). A removed listener stops accepting and asks its connections to shut down
+//! gracefully: in-flight requests finish, idle connections close.
+
+mod http;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, watch};
+use tracing::Instrument;
+
+use crate::config::{Listener, RouteSource};
+use crate::routing::{CompiledRoutes, RouteStore};
+use crate::stats::Stats;
+use crate::upstream::ClusterManager;
+pub use http::{REASON_HEADER, local_reply};
+
+/// Listener errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenerError {
+    /// The address could not be bound.
+    #[error("Listener {name}: address: cannot bind {address}: {source}")]
+    Bind {
+        /// The listener.
+        name: String,
+        /// The address.
+        address: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the request path shares across listeners.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    /// RDS route tables.
+    pub routes: Arc<RouteStore>,
+    /// Clusters and endpoints.
+    pub clusters: Arc<ClusterManager>,
+    /// Metrics.
+    pub stats: Arc<Stats>,
+}
+
+/// A listener's current config, with its inline route table compiled.
+#[derive(Debug)]
+pub struct ListenerRuntime {
+    /// The listener config.
+    pub config: Listener,
+    /// The compiled inline route table, if the routes are inline.
+    pub inline: Option<Arc<CompiledRoutes>>,
+}
+
+impl ListenerRuntime {
+    fn new(config: Listener) -> Self {
+        let inline = match &config.routes {
+            RouteSource::Inline(table) => Some(Arc::new(CompiledRoutes::new(table.clone()))),
+            RouteSource::Rds(_) => None,
+        };
+        ListenerRuntime { config, inline }
+    }
+}
+
+/// A bound listener as reported by the admin API.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BoundListener {
+    /// The listener's name.
+    pub name: String,
+    /// The address it was configured with.
+    pub address: SocketAddr,
+    /// The address actually bound (differs when the configured port is 0).
+    pub local_address: SocketAddr,
+}
+
+struct Running {
+    runtime: Arc<ArcSwap<ListenerRuntime>>,
+    configured: SocketAddr,
+    local: SocketAddr,
+    stop: watch::Sender<bool>,
+}
+
+/// Starts, updates and stops listeners.
+pub struct ListenerManager {
+    shared: Shared,
+    running: Mutex<HashMap<String, Running>>,
+}
+
+impl std::fmt::Debug for ListenerManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListenerManager").finish_non_exhaustive()
+    }
+}
+
+impl ListenerManager {
+    /// A manager with no listeners.
+    pub fn new(shared: Shared) -> Self {
+        ListenerManager {
+            shared,
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Makes the running listeners match `listeners`. New addresses are bound first; if any bind
+    /// fails nothing changes and the error is returned.
+    pub async fn apply(&self, listeners: Vec<Listener>) -> Result<(), ListenerError> {
+        let mut running = self.running.lock().await;
+        let mut bound = HashMap::new();
+        for l in &listeners {
+            let keep = running
+                .get(&l.name)
+                .is_some_and(|r| r.configured == l.address);
+            if !keep {
+                let socket =
+                    TcpListener::bind(l.address)
+                        .await
+                        .map_err(|source| ListenerError::Bind {
+                            name: l.name.clone(),
+                            address: l.address,
+                            source,
+                        })?;
+                bound.insert(l.name.clone(), socket);
+            }
+        }
+        let wanted: std::collections::HashSet<&str> =
+            listeners.iter().map(|l| l.name.as_str()).collect();
+        running.retain(|name, r| {
+            let keep = wanted.contains(name.as_str()) && !bound.contains_key(name);
+            if !keep {
+                tracing::info!(listener = %name, address = %r.local, "stopping listener");
+                let _ = r.stop.send(true);
+            }
+            keep
+        });
+        for l in listeners {
+            match bound.remove(&l.name) {
+                Some(socket) => {
+                    let local = socket.local_addr().unwrap_or(l.address);
+                    let (stop, stop_rx) = watch::channel(false);
+                    let configured = l.address;
+                    let name = l.name.clone();
+                    let runtime = Arc::new(ArcSwap::from_pointee(ListenerRuntime::new(l)));
+                    tracing::info!(listener = %name, address = %local, "listening");
+                    tokio::spawn(accept_loop(
+                        socket,
+                        runtime.clone(),
+                        self.shared.clone(),
+                        stop_rx,
+                    ));
+                    running.insert(
+                        name,
+                        Running {
+                            runtime,
+                            configured,
+                            local,
+                            stop,
+                        },
+                    );
+                }
+                None => {
+                    if let Some(r) = running.get(&l.name)
+                        && r.runtime.load().config != l
+                    {
+                        r.runtime.store(Arc::new(ListenerRuntime::new(l)));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The listeners that are accepting, with their bound addresses.
+    pub async fn bound(&self) -> Vec<BoundListener> {
+        let running = self.running.lock().await;
+        let mut out: Vec<_> = running
+            .iter()
+            .map(|(name, r)| BoundListener {
+                name: name.clone(),
+                address: r.configured,
+                local_address: r.local,
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Stops every listener (connections finish gracefully).
+    pub async fn stop_all(&self) {
+        let mut running = self.running.lock().await;
+        for (_, r) in running.drain() {
+            let _ = r.stop.send(true);
+        }
+    }
+}
+
+async fn accept_loop(
+    socket: TcpListener,
+    runtime: Arc<ArcSwap<ListenerRuntime>>,
+    shared: Shared,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.changed() => break,
+            accepted = socket.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Typically EMFILE: back off briefly rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let name = runtime.load().config.name.clone();
+        let span = tracing::info_span!("conn", listener = %name, %peer);
+        let ctx = Arc::new(http::ConnCtx {
+            listener: runtime.clone(),
+            shared: shared.clone(),
+        });
+        tokio::spawn(serve_connection(stream, ctx, stop.clone()).instrument(span));
+    }
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    ctx: Arc<http::ConnCtx>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let service = hyper::service::service_fn(move |req| {
+        let ctx = ctx.clone();
+        async move { Ok::<_, std::convert::Infallible>(http::handle(ctx, req).await) }
+    });
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with error");
+    }
+}
