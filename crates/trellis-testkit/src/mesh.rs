@@ -5,7 +5,7 @@
 //!
 //! | address | what |
 //! | --- | --- |
-//! | `BASE.1:15010`, `BASE.1:15014` | control plane: xDS, monitoring (`/ready`, `/debug/syncz`, `/metrics`) |
+//! | `BASE.1:15010`, `BASE.1:15014` | control plane: xDS, monitoring (`/ready`, `/debug/syncz`, `/debug/config`, `/metrics`) |
 //! | `BASE.2` | the client sidecar (`--workload client`, no app): tests send to `BASE.2:15001` |
 //! | `BASE.(10+i)` | workload `i`'s sidecar (admin on `:15000`, inbound on the service port) |
 //! | `BASE.(110+i)` | workload `i`'s echo app, on the service port |
@@ -13,6 +13,12 @@
 //! The services and workloads are written as Istio `ServiceEntry` and `WorkloadEntry` resources
 //! to `mesh.yaml` in the config directory the control plane watches. Every process logs to a file
 //! in the run directory; errors name that directory.
+//!
+//! [`Mesh::restart_control_plane`] kills the control plane (by PID: `SIGTERM`, then `SIGKILL`
+//! after a grace period), leaves it down for a while, starts a fresh one with the same flags and
+//! config directory (its log is appended to `control-plane.log`), and waits until every proxy has
+//! reconnected and is up to date. The new control plane numbers its generations from scratch, so
+//! generations are only ever compared with the same control plane's.
 
 use std::collections::BTreeMap;
 use std::fmt;
