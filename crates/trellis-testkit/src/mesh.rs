@@ -38,6 +38,8 @@ use crate::process::{ChildGuard, Spec, log_tail, spawn_logged, terminate_all};
 
 /// How often readiness and sync status are polled within a deadline.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How long a control plane being restarted gets between `SIGTERM` and `SIGKILL`.
+pub const CONTROL_PLANE_STOP_GRACE: Duration = Duration::from_secs(5);
 /// Port of the xDS server on `BASE.1`.
 pub const XDS_PORT: u16 = 15010;
 /// Port of the control plane's monitoring API on `BASE.1`.
@@ -46,6 +48,10 @@ pub const MONITORING_PORT: u16 = 15014;
 pub const ADMIN_PORT: u16 = 15000;
 /// Port of a proxy's outbound HTTP-proxy listener on its workload IP.
 pub const OUTBOUND_PORT: u16 = 15001;
+/// The control plane's log file in the run directory (restarts append to it).
+pub const CONTROL_PLANE_LOG: &str = "control-plane.log";
+/// The name of the control plane's process.
+const CONTROL_PLANE: &str = "control-plane";
 /// The most workloads one `/24` holds (`.10`–`.99` for proxies, `.110`–`.199` for apps).
 pub const MAX_WORKLOADS: usize = 90;
 
@@ -225,6 +231,9 @@ pub struct Syncz {
     /// The config generation being served.
     #[serde(default)]
     pub generation: u64,
+    /// NACKs received since this control plane started.
+    #[serde(default)]
+    pub nacks_total: u64,
     /// Every connected proxy.
     #[serde(default)]
     pub proxies: Vec<ProxySync>,
@@ -293,6 +302,50 @@ impl Syncz {
     }
 }
 
+/// The control plane's `/debug/config` answer: what is applied and what was rejected.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ConfigReport {
+    /// The generation the applied resources belong to.
+    #[serde(default)]
+    pub generation: u64,
+    /// `Kind namespace/name (file)` of every applied resource.
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Errors and warnings of the last reload.
+    #[serde(default)]
+    pub diagnostics: Diagnostics,
+}
+
+/// Validation messages in `/debug/config`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Diagnostics {
+    /// Errors: the files they come from keep their last good content (or apply nothing).
+    #[serde(default)]
+    pub errors: Vec<String>,
+    /// Warnings: applied, but probably not what the user meant.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// What [`Mesh::restart_control_plane`] did and when.
+#[derive(Debug, Clone)]
+pub struct Restart {
+    /// When the old control plane was signalled.
+    pub killed_at: Instant,
+    /// When it had exited (and was reaped).
+    pub down_at: Instant,
+    /// How it exited (e.g. `signal: 15 (SIGTERM)`).
+    pub exit: String,
+    /// When the new control plane was started.
+    pub started_at: Instant,
+    /// When it answered `/ready`.
+    pub ready_at: Instant,
+    /// When every proxy had reconnected and was up to date.
+    pub synced_at: Instant,
+    /// `/debug/syncz` of the new control plane at that moment.
+    pub syncz: Syncz,
+}
+
 /// A proxy the mesh started.
 #[derive(Debug, Clone)]
 pub struct ProxyInfo {
@@ -326,6 +379,10 @@ pub struct Mesh {
     proxies: Vec<ProxyInfo>,
     generation_before_apply: Option<u64>,
     nacks_seen: Mutex<std::collections::BTreeSet<(String, String, Nack)>>,
+    /// How the control plane is started (for restarts).
+    cp_spec: Option<Spec>,
+    /// NACKs counted by control planes that have since been restarted.
+    nacks_of_old_control_planes: usize,
 }
 
 impl fmt::Debug for Mesh {
@@ -500,6 +557,8 @@ impl Mesh {
             proxies: Vec::new(),
             generation_before_apply: None,
             nacks_seen: Mutex::new(Default::default()),
+            cp_spec: None,
+            nacks_of_old_control_planes: 0,
             spec,
         };
         let result = mesh
@@ -526,7 +585,7 @@ impl Mesh {
         let bin = &options.trellis_bin;
         let cp = self.plan.control_plane();
         let xds = SocketAddr::new(cp.into(), XDS_PORT).to_string();
-        let cp_spec = Spec::new("control-plane", bin)
+        let cp_spec = Spec::new(CONTROL_PLANE, bin)
             .arg("control-plane")
             .arg("--config-dir")
             .arg(self.config_dir.as_os_str())
@@ -534,7 +593,8 @@ impl Mesh {
             .arg(&xds)
             .arg("--monitoring-address")
             .arg(SocketAddr::new(cp.into(), MONITORING_PORT).to_string());
-        self.spawn(&cp_spec, "control-plane.log")?;
+        self.spawn(&cp_spec, CONTROL_PLANE_LOG)?;
+        self.cp_spec = Some(cp_spec);
         let ready = self.monitoring_url("/ready");
         self.wait_http(&ready, deadline, |r| r.status == 200)
             .await?;
@@ -912,7 +972,129 @@ impl Mesh {
             Ok(r) if r.status == 200 => metric_sum(&r.text(), "pilot_total_xds_rejects"),
             _ => 0.0,
         };
-        seen.max(metric as usize)
+        seen.max(metric as usize + self.nacks_of_old_control_planes)
+    }
+
+    /// Reads `/debug/config` once.
+    pub async fn debug_config(&self) -> anyhow::Result<ConfigReport> {
+        let url = self.monitoring_url("/debug/config");
+        let r = http::get(&url, Duration::from_secs(5)).await?;
+        if r.status != 200 {
+            bail!("GET {url}: {} {}", r.status, snippet(&r.body));
+        }
+        r.json().with_context(|| format!("GET {url}"))
+    }
+
+    /// Polls `/debug/config` until `accept` holds, within `deadline`; `what` names the wait in
+    /// the error, which shows the last report seen.
+    pub async fn wait_config(
+        &self,
+        deadline: Instant,
+        what: &str,
+        accept: impl Fn(&ConfigReport) -> bool,
+    ) -> anyhow::Result<ConfigReport> {
+        let mut last: String;
+        loop {
+            self.check_processes()?;
+            match self.debug_config().await {
+                Ok(c) if accept(&c) => return Ok(c),
+                Ok(c) => {
+                    last = format!(
+                        "generation {}, errors {:?}, warnings {:?}",
+                        c.generation, c.diagnostics.errors, c.diagnostics.warnings
+                    )
+                }
+                Err(e) => last = format!("{e:#}"),
+            }
+            if Instant::now() + POLL_INTERVAL >= deadline {
+                bail!(
+                    "timed out waiting for /debug/config to show {what}; last seen: {last} (logs in {})",
+                    self.run_dir.display()
+                );
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// Kills the control plane by PID (`SIGTERM`, then `SIGKILL` after a grace period), keeps it
+    /// down for `down`, starts a fresh one with the same flags and config directory, and waits
+    /// (until `deadline`) for it to be ready and for every proxy to reconnect and be up to date
+    /// with the new control plane's generation. Proxies keep serving their last config meanwhile.
+    pub async fn restart_control_plane(
+        &mut self,
+        down: Duration,
+        deadline: Instant,
+    ) -> anyhow::Result<Restart> {
+        let spec = self
+            .cp_spec
+            .clone()
+            .ok_or_else(|| anyhow!("the mesh has no control plane to restart"))?;
+        // What the old control plane counted would be lost with it.
+        if let Ok(s) = self.syncz().await {
+            self.nacks_of_old_control_planes += s.nacks_total as usize;
+        }
+        let mut old = {
+            let mut children = self
+                .children
+                .lock()
+                .map_err(|_| anyhow!("mesh process list poisoned"))?;
+            let i = children
+                .iter()
+                .position(|c| c.name() == CONTROL_PLANE)
+                .ok_or_else(|| anyhow!("the control plane is not running"))?;
+            children.remove(i)
+        };
+        old.check_running()
+            .context("the control plane had already exited before the restart")?;
+        let pid = old
+            .pid()
+            .ok_or_else(|| anyhow!("the control plane has no PID"))?;
+        old.set_grace(CONTROL_PLANE_STOP_GRACE);
+        let killed_at = Instant::now();
+        let status = tokio::task::spawn_blocking(move || old.terminate())
+            .await
+            .map_err(|e| anyhow!("stopping the control plane (PID {pid}): {e}"))?;
+        let down_at = Instant::now();
+        let exit = status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "not reaped".to_string());
+        self.generation_before_apply = None;
+        // The outage itself: the point of the exercise, not a wait for readiness.
+        tokio::time::sleep(down).await;
+        let started_at = Instant::now();
+        let guard = spawn_logged(&spec, &self.run_dir.join(CONTROL_PLANE_LOG))?;
+        self.children
+            .lock()
+            .map_err(|_| anyhow!("mesh process list poisoned"))?
+            .insert(0, guard);
+        let ready = self.monitoring_url("/ready");
+        self.wait_http(&ready, deadline, |r| r.status == 200)
+            .await
+            .with_context(|| {
+                format!(
+                    "the restarted control plane did not become ready (logs in {})",
+                    self.run_dir.display()
+                )
+            })?;
+        let ready_at = Instant::now();
+        let syncz = self
+            .wait_up_to_date(deadline, None)
+            .await
+            .with_context(|| {
+                format!(
+                    "proxies did not reconnect to the restarted control plane (logs in {})",
+                    self.run_dir.display()
+                )
+            })?;
+        Ok(Restart {
+            killed_at,
+            down_at,
+            exit,
+            started_at,
+            ready_at,
+            synced_at: Instant::now(),
+            syncz,
+        })
     }
 
     /// Stops everything and waits for the processes to exit.
