@@ -376,6 +376,8 @@ mod tests {
             "traffic/subset-routing",
             "traffic/live-config-change",
             "traffic/http2-upstream",
+            "traffic/invalid-config-keeps-last-good",
+            "resilience/control-plane-restart",
         ] {
             assert!(
                 scenarios.iter().any(|s| s.name == required),
@@ -423,6 +425,35 @@ mod tests {
             "invalid Istio YAML:\n{}",
             problems.join("\n")
         );
+        Ok(())
+    }
+
+    /// Every `apply_invalid` in the scenarios is rejected by the project's Istio API parser with
+    /// an error containing its `expect_error`: the scenario tests the mistake it claims to.
+    #[test]
+    fn invalid_yaml_in_scenarios_is_rejected_as_expected() -> anyhow::Result<()> {
+        let dir = workspace_root().join("conformance").join("scenarios");
+        let mut problems = Vec::new();
+        let mut checked = 0;
+        for s in load_scenarios(&dir)? {
+            for (i, step) in s.steps.iter().enumerate() {
+                let Some(a) = &step.apply_invalid else {
+                    continue;
+                };
+                checked += 1;
+                let origin = format!("{}:steps[{i}].apply_invalid", s.name);
+                let out = trellis_api::parse_documents(Path::new(&a.file), &a.content);
+                let errors: Vec<String> = out.errors.iter().map(|e| e.to_string()).collect();
+                if !errors.iter().any(|e| e.contains(&a.expect_error)) {
+                    problems.push(format!(
+                        "{origin}: no error contains {:?}; errors: {errors:?}",
+                        a.expect_error
+                    ));
+                }
+            }
+        }
+        assert!(checked > 0, "no apply_invalid step found");
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
         Ok(())
     }
 

@@ -13,13 +13,42 @@
 //!   - request: {authority: "echo:9080", path: /, count: 2000, concurrency: 8, protocol: http1, headers: {}}
 //!     expect: {status: 200, split: {v1: 80, v2: 20}, tolerance: 3}
 //!   - apply: {file: vs.yaml, content: "..."}      # then waits until every proxy ACKed
+//!   - apply: {file: vs.yaml, content: "...", expect_warning: "is not defined by any DestinationRule"}
 //!   - remove: {file: vs.yaml}                     # likewise
 //!   - live_change:                                # traffic runs during the change
 //!       apply: {file: vs.yaml, content: "..."}
 //!       request: {authority: "echo:9080", concurrency: 4}
 //!       expect_within_ms: 2000
 //!       expect: {only_version: v2}
+//!   - apply_invalid:                              # rejected: the last good config stays
+//!       file: vs.yaml
+//!       content: "..."
+//!       expect_error: "weight 150 is out of range"
+//!   - restart_control_plane:                      # traffic runs while it is down
+//!       down_ms: 1500
+//!       request: {authority: "echo:9080", concurrency: 4}
+//!       expect: {status: 200, only_version: v2}
 //! ```
+//!
+//! An `apply` writes the file, waits until the control plane serves a newer generation and every
+//! proxy is up to date with it, then checks that `/debug/config` shows no error for that file
+//! (so an `apply` after an `apply_invalid` of the same file proves the file is fixed). With
+//! `expect_warning`, a warning containing that text must also be listed in `/debug/config`
+//! (`diagnostics.warnings`). `live_change.apply` takes `expect_warning` too.
+//!
+//! An `apply_invalid` writes content the control plane must reject, polls `/debug/config` until
+//! an error containing `expect_error` is listed (preferably one that was not there before the
+//! write), and checks that the generation served did not advance. The file stays in place: the
+//! control plane keeps that file's last good content (if any) in force until a valid `apply` of
+//! it (whose content must differ from the last good one, or the generation cannot advance).
+//!
+//! A `restart_control_plane` starts background traffic (as `live_change`; `count` is ignored),
+//! kills the control plane (`SIGTERM`, `SIGKILL` after 5 s), leaves it down for `down_ms`, starts
+//! a fresh one with the same flags and config directory, waits until every proxy has reconnected
+//! and is up to date with it (the new control plane counts generations from 1 again), lets some
+//! more traffic through, and stops the traffic. No request of the whole window may fail (at most
+//! `expect.failures`), some must have been sent while the control plane was down, and the other
+//! `expect` keys apply to all of them.
 //!
 //! Expectations (`expect`): `status` (every response has it), `only_version` (every response
 //! comes from that version), `split` (percent per version, summing to 100) with `tolerance`
@@ -28,6 +57,9 @@
 //!
 //! A `live_change` passes when no request fails (or at most `expect.failures`) and no request
 //! sent later than `expect_within_ms` after the change still sees the old routing.
+//!
+//! Every wait has a deadline: `RunOptions::sync_timeout` for config changes and validation
+//! messages, `RunOptions::reconnect_timeout` for proxies to come back after a restart.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -103,7 +135,7 @@ pub struct WorkloadDef {
 }
 
 /// One step as written in the file: exactly one of `request` (with `expect`), `apply`,
-/// `remove`, `live_change`.
+/// `remove`, `live_change`, `apply_invalid`, `restart_control_plane`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
@@ -122,6 +154,12 @@ pub struct Step {
     /// Apply a file under continuous traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live_change: Option<LiveChange>,
+    /// Write a file the control plane must reject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply_invalid: Option<InvalidFileDef>,
+    /// Restart the control plane under continuous traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_control_plane: Option<RestartControlPlane>,
 }
 
 /// The kind of a step, once validated.
@@ -135,6 +173,10 @@ pub enum StepKind<'a> {
     Remove(&'a RemoveDef),
     /// `live_change`.
     LiveChange(&'a LiveChange),
+    /// `apply_invalid`.
+    ApplyInvalid(&'a InvalidFileDef),
+    /// `restart_control_plane`.
+    RestartControlPlane(&'a RestartControlPlane),
 }
 
 impl Step {
@@ -145,32 +187,43 @@ impl Step {
             self.apply.is_some(),
             self.remove.is_some(),
             self.live_change.is_some(),
+            self.apply_invalid.is_some(),
+            self.restart_control_plane.is_some(),
         ]
         .iter()
         .filter(|b| **b)
         .count();
         if given != 1 {
             bail!(
-                "a step needs exactly one of request, apply, remove, live_change ({given} given)"
+                "a step needs exactly one of request, apply, remove, live_change, apply_invalid, restart_control_plane ({given} given)"
             );
         }
         if self.expect.is_some() && self.request.is_none() {
-            bail!("`expect` belongs to a `request` step (live_change has its own expect)");
+            bail!(
+                "`expect` belongs to a `request` step (live_change and restart_control_plane have their own expect)"
+            );
         }
-        Ok(
-            match (&self.request, &self.apply, &self.remove, &self.live_change) {
-                (Some(r), _, _, _) => StepKind::Request(
-                    r,
-                    self.expect
-                        .as_ref()
-                        .ok_or_else(|| anyhow!("a request step needs an `expect`"))?,
-                ),
-                (_, Some(a), _, _) => StepKind::Apply(a),
-                (_, _, Some(r), _) => StepKind::Remove(r),
-                (_, _, _, Some(l)) => StepKind::LiveChange(l),
-                _ => bail!("empty step"),
-            },
-        )
+        if let Some(r) = &self.request {
+            return Ok(StepKind::Request(
+                r,
+                self.expect
+                    .as_ref()
+                    .ok_or_else(|| anyhow!("a request step needs an `expect`"))?,
+            ));
+        }
+        Ok(if let Some(a) = &self.apply {
+            StepKind::Apply(a)
+        } else if let Some(r) = &self.remove {
+            StepKind::Remove(r)
+        } else if let Some(l) = &self.live_change {
+            StepKind::LiveChange(l)
+        } else if let Some(a) = &self.apply_invalid {
+            StepKind::ApplyInvalid(a)
+        } else if let Some(r) = &self.restart_control_plane {
+            StepKind::RestartControlPlane(r)
+        } else {
+            bail!("empty step")
+        })
     }
 }
 
@@ -232,6 +285,33 @@ pub struct FileDef {
     pub file: String,
     /// Istio YAML.
     pub content: String,
+    /// Once applied, `/debug/config` lists a warning containing this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_warning: Option<String>,
+}
+
+/// A config file the control plane must reject.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvalidFileDef {
+    /// File name in the config directory (`*.yaml`).
+    pub file: String,
+    /// The invalid content (as a user would write it).
+    pub content: String,
+    /// `/debug/config` must list an error containing this text.
+    pub expect_error: String,
+}
+
+/// A control plane restart under continuous traffic.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestartControlPlane {
+    /// How long the control plane stays down, in milliseconds.
+    pub down_ms: u64,
+    /// The background traffic (`count` is ignored).
+    pub request: RequestDef,
+    /// What every response of the whole window must look like (no failures unless `failures`).
+    pub expect: Expect,
 }
 
 /// A config file to remove.
@@ -407,6 +487,24 @@ fn validate_step(step: &Step) -> anyhow::Result<()> {
         StepKind::Remove(r) => {
             check_file_name(&r.file).map_err(|err| anyhow!("remove.file: {err:#}"))?
         }
+        StepKind::ApplyInvalid(a) => {
+            check_file_name(&a.file).map_err(|err| anyhow!("apply_invalid.file: {err:#}"))?;
+            if a.content.trim().is_empty() {
+                bail!("apply_invalid.content is empty");
+            }
+            if a.expect_error.trim().is_empty() {
+                bail!("apply_invalid.expect_error is empty: give text the error must contain");
+            }
+        }
+        StepKind::RestartControlPlane(r) => {
+            if r.down_ms == 0 || r.down_ms > 60_000 {
+                bail!("restart_control_plane.down_ms must be from 1 to 60000");
+            }
+            validate_request(&r.request, false)
+                .map_err(|err| anyhow!("restart_control_plane.request: {err:#}"))?;
+            validate_expect(&r.expect)
+                .map_err(|err| anyhow!("restart_control_plane.expect: {err:#}"))?;
+        }
         StepKind::LiveChange(l) => {
             validate_file(&l.apply).map_err(|err| anyhow!("live_change.apply: {err:#}"))?;
             validate_request(&l.request, false)
@@ -497,6 +595,12 @@ fn validate_expect(e: &Expect) -> anyhow::Result<()> {
 
 fn validate_file(f: &FileDef) -> anyhow::Result<()> {
     check_file_name(&f.file).map_err(|e| anyhow!("file: {e:#}"))?;
+    if f.expect_warning
+        .as_ref()
+        .is_some_and(|w| w.trim().is_empty())
+    {
+        bail!("expect_warning is empty: give text the warning must contain");
+    }
     check_istio_yaml(&f.content).map_err(|e| anyhow!("content: {e:#}"))
 }
 
@@ -663,14 +767,16 @@ pub struct RunOptions {
     pub envoy_bin: Option<PathBuf>,
     /// How echo apps run.
     pub echo: EchoMode,
-    /// How long a config change may take to reach every proxy.
+    /// How long a config change (or a validation message) may take to reach every proxy.
     pub sync_timeout: Duration,
+    /// How long proxies may take to reconnect to a restarted control plane and be up to date.
+    pub reconnect_timeout: Duration,
     /// How long the mesh may take to start.
     pub startup_timeout: Duration,
 }
 
 impl RunOptions {
-    /// Defaults: echo apps as processes, 20 s sync timeout, 60 s startup.
+    /// Defaults: echo apps as processes, 20 s sync timeout, 30 s reconnect timeout, 60 s startup.
     pub fn new(
         trellis_bin: PathBuf,
         dataplane: Dataplane,
@@ -685,6 +791,7 @@ impl RunOptions {
             envoy_bin: None,
             echo: EchoMode::Process,
             sync_timeout: Duration::from_secs(20),
+            reconnect_timeout: Duration::from_secs(30),
             startup_timeout: Duration::from_secs(60),
         }
     }
@@ -785,6 +892,10 @@ fn describe_step(step: &Step) -> String {
         Ok(StepKind::Apply(f)) => format!("apply {}", f.file),
         Ok(StepKind::Remove(r)) => format!("remove {}", r.file),
         Ok(StepKind::LiveChange(l)) => format!("live_change {}", l.apply.file),
+        Ok(StepKind::ApplyInvalid(a)) => format!("apply_invalid {}", a.file),
+        Ok(StepKind::RestartControlPlane(r)) => {
+            format!("restart_control_plane down {}ms", r.down_ms)
+        }
         Err(e) => e.to_string(),
     }
 }
@@ -820,8 +931,14 @@ async fn run_step(step: &Step, options: &RunOptions, mesh: &mut Mesh) -> anyhow:
             let s = mesh
                 .wait_synced(Instant::now() + options.sync_timeout)
                 .await?;
-            Ok(format!("applied {}, generation {}", f.file, s.generation))
+            let note = check_applied(f, options, mesh).await?;
+            Ok(format!(
+                "applied {}, generation {}{note}",
+                f.file, s.generation
+            ))
         }
+        StepKind::ApplyInvalid(a) => apply_invalid(a, options, mesh).await,
+        StepKind::RestartControlPlane(r) => restart_control_plane(r, options, mesh).await,
         StepKind::Remove(r) => {
             mesh.remove(&r.file).await?;
             let s = mesh
@@ -888,7 +1005,176 @@ async fn live_change(
     )
     .await?;
     let outcomes = traffic.stop().await;
-    judge_live_change(l, &outcomes, change_at)
+    let line = judge_live_change(l, &outcomes, change_at)?;
+    let note = check_applied(&l.apply, options, mesh).await?;
+    Ok(format!("{line}{note}"))
+}
+
+/// Whether an error in `/debug/config` is about `file` (the control plane ends each error with
+/// the path of the file it comes from).
+fn error_names_file(error: &str, file: &str) -> bool {
+    error.contains(&format!("/{file})")) || error.contains(&format!("/{file}:"))
+}
+
+/// After a valid file was applied and synced: `/debug/config` shows no error for it and, if
+/// asked, the expected warning. Returns a note for the step's line.
+async fn check_applied(f: &FileDef, options: &RunOptions, mesh: &Mesh) -> anyhow::Result<String> {
+    let deadline = Instant::now() + options.sync_timeout;
+    let file = f.file.as_str();
+    mesh.wait_config(deadline, &format!("no error for {file}"), |c| {
+        !c.diagnostics
+            .errors
+            .iter()
+            .any(|e| error_names_file(e, file))
+    })
+    .await?;
+    let Some(want) = &f.expect_warning else {
+        return Ok(String::new());
+    };
+    let c = mesh
+        .wait_config(deadline, &format!("a warning containing {want:?}"), |c| {
+            c.diagnostics.warnings.iter().any(|w| w.contains(want))
+        })
+        .await?;
+    let warning = c
+        .diagnostics
+        .warnings
+        .iter()
+        .find(|w| w.contains(want))
+        .cloned()
+        .unwrap_or_default();
+    Ok(format!("; warning: {warning}"))
+}
+
+async fn apply_invalid(
+    a: &InvalidFileDef,
+    options: &RunOptions,
+    mesh: &mut Mesh,
+) -> anyhow::Result<String> {
+    let before = mesh
+        .debug_config()
+        .await
+        .context("reading /debug/config before the change")?;
+    let served_before = mesh.syncz().await?.generation;
+    let already: Vec<String> = before.diagnostics.errors.clone();
+    let want = a.expect_error.as_str();
+    mesh.apply(&a.file, &a.content).await?;
+    let deadline = Instant::now() + options.sync_timeout;
+    // An error that was not listed before the write proves the new content was read; an
+    // identical error already listed (the same mistake written twice) only once nothing newer
+    // came up by the deadline.
+    let fresh = mesh
+        .wait_config(deadline, &format!("a new error containing {want:?}"), |c| {
+            c.diagnostics
+                .errors
+                .iter()
+                .any(|e| e.contains(want) && !already.contains(e))
+        })
+        .await;
+    let report = match fresh {
+        Ok(c) => c,
+        Err(e) if already.iter().any(|x| x.contains(want)) => mesh
+            .debug_config()
+            .await
+            .ok()
+            .filter(|c| c.diagnostics.errors.iter().any(|x| x.contains(want)))
+            .ok_or(e)?,
+        Err(e) => return Err(e.context(format!("{} was not rejected as expected", a.file))),
+    };
+    let error = report
+        .diagnostics
+        .errors
+        .iter()
+        .find(|e| e.contains(want))
+        .cloned()
+        .unwrap_or_default();
+    if report.generation != before.generation {
+        bail!(
+            "the rejected {} changed the applied config: /debug/config generation {} -> {} (error: {error})",
+            a.file,
+            before.generation,
+            report.generation
+        );
+    }
+    let served = mesh.syncz().await?.generation;
+    if served != served_before {
+        bail!(
+            "the rejected {} changed the served config: generation {served_before} -> {served} (error: {error})",
+            a.file
+        );
+    }
+    Ok(format!(
+        "{} rejected, generation stays {served}: {error}",
+        a.file
+    ))
+}
+
+async fn restart_control_plane(
+    r: &RestartControlPlane,
+    options: &RunOptions,
+    mesh: &mut Mesh,
+) -> anyhow::Result<String> {
+    const WARMUP: usize = 20;
+    const AFTER_SYNC: usize = 50;
+    let plan = plan_for(&r.request, mesh)?;
+    let traffic = Traffic::start(&plan);
+    wait_for(
+        Instant::now() + Duration::from_secs(10),
+        "background traffic to flow",
+        || traffic.completed() >= WARMUP,
+    )
+    .await?;
+    let restart = mesh
+        .restart_control_plane(
+            Duration::from_millis(r.down_ms),
+            Instant::now() + options.reconnect_timeout,
+        )
+        .await;
+    let restart = match restart {
+        Ok(x) => x,
+        Err(e) => {
+            let outcomes = traffic.stop().await;
+            return Err(e.context(format!(
+                "during traffic: {}",
+                Summary::from_outcomes(&outcomes)
+            )));
+        }
+    };
+    let synced_count = traffic.completed();
+    wait_for(
+        Instant::now() + Duration::from_secs(10),
+        "traffic after the proxies reconnected",
+        || traffic.completed() >= synced_count + AFTER_SYNC,
+    )
+    .await?;
+    let epoch = traffic.epoch();
+    let outcomes = traffic.stop().await;
+    let window = RestartWindow {
+        killed: restart.killed_at.saturating_duration_since(epoch),
+        restarted: restart.started_at.saturating_duration_since(epoch),
+    };
+    let line = judge_restart(r, &outcomes, &window)?;
+    Ok(format!(
+        "control plane stopped in {}ms ({}), down {}ms, ready {}ms and every proxy up to date {}ms after the restart (generation {}); {line}",
+        restart
+            .down_at
+            .saturating_duration_since(restart.killed_at)
+            .as_millis(),
+        restart.exit,
+        restart
+            .started_at
+            .saturating_duration_since(restart.down_at)
+            .as_millis(),
+        restart
+            .ready_at
+            .saturating_duration_since(restart.started_at)
+            .as_millis(),
+        restart
+            .synced_at
+            .saturating_duration_since(restart.started_at)
+            .as_millis(),
+        restart.syncz.generation
+    ))
 }
 
 /// Judges a live change from the outcomes of the background traffic (sorted by `sent_at`) and
@@ -905,30 +1191,10 @@ pub fn judge_live_change(
         .filter(|o| !o.is_success() || l.expect.status.is_some_and(|s| o.status != Some(s)))
         .collect();
     if failed.len() > max_failures {
-        let first = failed
-            .iter()
-            .take(3)
-            .map(|o| {
-                format!(
-                    "at +{}ms: {}",
-                    o.sent_at.as_millis() as i128 - change_at.as_millis() as i128,
-                    o.error
-                        .clone()
-                        .or_else(|| o.status.map(|s| format!(
-                            "status {s}{}",
-                            o.reason
-                                .as_ref()
-                                .map(|r| format!(" ({r})"))
-                                .unwrap_or_default()
-                        )))
-                        .unwrap_or_default()
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
         bail!(
-            "{} requests failed during the change (at most {max_failures} allowed): {first} [{summary}]",
-            failed.len()
+            "{} requests failed during the change (at most {max_failures} allowed): {} [{summary}]",
+            failed.len(),
+            describe_failures(&failed, change_at)
         );
     }
     let want = l.expect.only_version.as_deref().unwrap_or_default();
@@ -958,6 +1224,76 @@ pub fn judge_live_change(
         "new routing within {}ms (bound {}ms), {} failed; {summary}",
         converged.as_millis(),
         bound.as_millis(),
+        failed.len()
+    ))
+}
+
+/// The first few failed requests, with when they were sent relative to `reference`.
+fn describe_failures(failed: &[&Outcome], reference: Duration) -> String {
+    failed
+        .iter()
+        .take(3)
+        .map(|o| {
+            format!(
+                "at {:+}ms: {}",
+                o.sent_at.as_millis() as i128 - reference.as_millis() as i128,
+                o.error
+                    .clone()
+                    .or_else(|| o.status.map(|s| format!(
+                        "status {s}{}",
+                        o.reason
+                            .as_ref()
+                            .map(|r| format!(" ({r})"))
+                            .unwrap_or_default()
+                    )))
+                    .unwrap_or_default()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// When the control plane was killed and when its successor was started, measured from the
+/// background traffic's epoch.
+#[derive(Debug, Clone, Copy)]
+pub struct RestartWindow {
+    /// The old control plane was signalled.
+    pub killed: Duration,
+    /// The new one was started.
+    pub restarted: Duration,
+}
+
+/// Judges a control plane restart from the outcomes of the background traffic (sorted by
+/// `sent_at`): no request may fail (at most `expect.failures`), some must have been sent while
+/// the control plane was down, and every other `expect` key applies to all of them.
+pub fn judge_restart(
+    r: &RestartControlPlane,
+    outcomes: &[Outcome],
+    window: &RestartWindow,
+) -> anyhow::Result<String> {
+    let summary = Summary::from_outcomes(outcomes);
+    let max_failures = r.expect.failures.unwrap_or(0);
+    let failed: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| !o.is_success() || r.expect.status.is_some_and(|s| o.status != Some(s)))
+        .collect();
+    if failed.len() > max_failures {
+        bail!(
+            "{} requests failed around the control plane restart (at most {max_failures} allowed; times relative to the kill): {} [{summary}]",
+            failed.len(),
+            describe_failures(&failed, window.killed)
+        );
+    }
+    let while_down = outcomes
+        .iter()
+        .filter(|o| o.sent_at >= window.killed && o.sent_at < window.restarted)
+        .count();
+    if while_down == 0 {
+        bail!("no request was sent while the control plane was down [{summary}]");
+    }
+    check_expect(&r.expect, &summary).map_err(|e| anyhow!(e))?;
+    Ok(format!(
+        "{while_down} requests sent while it was down, {} failed; {summary}",
         failed.len()
     ))
 }
@@ -997,6 +1333,18 @@ steps:
       request: {authority: "echo:9080", concurrency: 4}
       expect_within_ms: 2000
       expect: {only_version: v2}
+  - apply_invalid:
+      file: vs.yaml
+      content: "apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+      expect_error: "weight 150 is out of range"
+  - restart_control_plane:
+      down_ms: 1500
+      request: {authority: "echo:9080", concurrency: 4}
+      expect: {status: 200, only_version: v2}
+  - apply:
+      file: vs.yaml
+      content: "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: echo}\nspec: {hosts: [echo]}\n"
+      expect_warning: "is not defined by any DestinationRule"
 "#;
 
     fn err(text: &str) -> String {
@@ -1011,7 +1359,7 @@ steps:
         let s = Scenario::parse(GOOD, "good.yaml")?;
         assert_eq!(s.name, "traffic/example");
         assert_eq!(s.services[0].namespace, "default");
-        assert_eq!(s.steps.len(), 4);
+        assert_eq!(s.steps.len(), 7);
         let spec = s.mesh_spec(Ipv4Addr::new(127, 100, 1, 0), Dataplane::Envoy);
         assert_eq!(spec.workloads.len(), 3);
         assert_eq!(spec.workloads[2].instance, 1);
@@ -1025,6 +1373,143 @@ steps:
             other => panic!("unexpected {other:?}"),
         }
         assert!(matches!(s.steps[3].kind()?, StepKind::LiveChange(_)));
+        match s.steps[4].kind()? {
+            StepKind::ApplyInvalid(a) => {
+                assert_eq!(a.file, "vs.yaml");
+                assert_eq!(a.expect_error, "weight 150 is out of range");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        match s.steps[5].kind()? {
+            StepKind::RestartControlPlane(r) => {
+                assert_eq!(r.down_ms, 1500);
+                assert_eq!(r.request.concurrency, 4);
+                assert_eq!(r.expect.only_version.as_deref(), Some("v2"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        match s.steps[6].kind()? {
+            StepKind::Apply(f) => assert_eq!(
+                f.expect_warning.as_deref(),
+                Some("is not defined by any DestinationRule")
+            ),
+            other => panic!("unexpected {other:?}"),
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn new_step_kinds_are_checked() {
+        let e = err(&GOOD.replace("down_ms: 1500", "down_ms: 0"));
+        assert!(e.contains("steps[5]") && e.contains("down_ms"), "{e}");
+        let e = err(&GOOD.replace("down_ms: 1500", "down_ms: 1500\n      extra: 1"));
+        assert!(
+            e.contains("steps[5].restart_control_plane") && e.contains("extra"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace(
+            "expect_error: \"weight 150 is out of range\"",
+            "expect_error: \"\"",
+        ));
+        assert!(e.contains("steps[4]") && e.contains("expect_error"), "{e}");
+        let e = err(&GOOD.replace("      expect_error: \"weight 150 is out of range\"\n", ""));
+        assert!(e.contains("expect_error"), "{e}");
+        let e = err(&GOOD.replace(
+            "expect: {status: 200, only_version: v2}\n  - apply:",
+            "expect: {}\n  - apply:",
+        ));
+        assert!(
+            e.contains("steps[5]") && e.contains("expect nothing"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace(
+            "expect_warning: \"is not defined by any DestinationRule\"",
+            "expect_warning: \" \"",
+        ));
+        assert!(
+            e.contains("steps[6]") && e.contains("expect_warning"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace(
+            "  - restart_control_plane:\n",
+            "  - restart_control_plane:\n      file: x.yaml\n",
+        ));
+        assert!(e.contains("file"), "{e}");
+        // `expect` next to a restart step (rather than inside it) is a mistake.
+        let e = err(&GOOD.replace(
+            "  - apply_invalid:\n",
+            "  - expect: {status: 200}\n    apply_invalid:\n",
+        ));
+        assert!(e.contains("steps[4]") && e.contains("`expect`"), "{e}");
+        assert!(error_names_file(
+            "VirtualService default/echo: bad (the file's last good content stays in force: /tmp/x/config/vs.yaml)",
+            "vs.yaml"
+        ));
+        assert!(!error_names_file(
+            "bad (nothing from this file is applied: /tmp/x/config/other-vs.yaml)",
+            "vs.yaml"
+        ));
+    }
+
+    #[test]
+    fn restart_judgement() -> anyhow::Result<()> {
+        let r = RestartControlPlane {
+            down_ms: 1500,
+            request: RequestDef {
+                authority: "echo".into(),
+                path: "/".into(),
+                method: "GET".into(),
+                count: 1,
+                concurrency: 1,
+                protocol: Protocol::Http1,
+                headers: BTreeMap::new(),
+            },
+            expect: Expect {
+                status: Some(200),
+                only_version: Some("v2".into()),
+                ..Default::default()
+            },
+        };
+        let window = RestartWindow {
+            killed: Duration::from_millis(1000),
+            restarted: Duration::from_millis(2500),
+        };
+        let good = vec![
+            o(500, "v2", 200),
+            o(1200, "v2", 200),
+            o(2000, "v2", 200),
+            o(4000, "v2", 200),
+        ];
+        let msg = judge_restart(&r, &good, &window)?;
+        assert!(msg.contains("2 requests sent while it was down"), "{msg}");
+        let failing = vec![o(500, "v2", 200), o(1300, "-", 503), o(4000, "v2", 200)];
+        let e = judge_restart(&r, &failing, &window)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("1 requests failed") && e.contains("+300ms"),
+            "{e}"
+        );
+        let mut lenient = r.clone();
+        lenient.expect.failures = Some(1);
+        lenient.expect.status = None;
+        lenient.expect.only_version = None;
+        assert!(judge_restart(&lenient, &failing, &window).is_ok());
+        // Nothing sent while it was down proves nothing.
+        let idle = vec![o(500, "v2", 200), o(4000, "v2", 200)];
+        let e = judge_restart(&r, &idle, &window)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("while the control plane was down"), "{e}");
+        // The other expect keys apply to the whole window.
+        let wrong = vec![o(500, "v2", 200), o(1200, "v1", 200), o(4000, "v2", 200)];
+        let e = judge_restart(&r, &wrong, &window)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("every response from v2, 2 of 3"), "{e}");
         Ok(())
     }
 
@@ -1165,6 +1650,7 @@ steps:
             apply: FileDef {
                 file: "vs.yaml".into(),
                 content: String::new(),
+                expect_warning: None,
             },
             request: RequestDef {
                 authority: "echo".into(),

@@ -10,7 +10,10 @@ fn validate(files: &[&Path]) -> (i32, String) {
         command.arg("-f").arg(f);
     }
     let out = command.output().expect("trellis runs");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -28,7 +31,10 @@ fn valid_config_prints_a_summary_per_resource_and_exits_zero() {
     let (code, out) = validate(&[&file]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("ok    ServiceEntry default/reviews: hosts [reviews.default.svc.cluster.local], 1 port(s), resolution STATIC"), "{out}");
-    assert!(out.contains("1 valid resource(s), 0 error(s), 0 warning(s)"), "{out}");
+    assert!(
+        out.contains("1 valid resource(s), 0 error(s), 0 warning(s)"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -43,12 +49,23 @@ fn every_error_names_file_resource_field_and_reason() {
     assert_eq!(code, 1, "{out}");
     let file = bad.display();
     for expected in [
-        format!("error {file}: VirtualService default/reviews: spec.http[0].match[0].uri.regex: invalid regex \"/api/(v1\": unclosed group"),
-        format!("error {file}: VirtualService default/reviews: spec.http[0].route[0].weight: weight 150 is out of range 0..=100"),
-        format!("error {file}: DestinationRule default/reviews: spec.trafficPolicy.loadBalancr: unknown field `loadBalancr`"),
-        format!("error {file}: VirtualService default/ratings: spec.http[0].route[0].weight: invalid type: string \"abc\", expected i32"),
+        format!(
+            "error {file}: VirtualService default/reviews: spec.http[0].match[0].uri.regex: invalid regex \"/api/(v1\": unclosed group"
+        ),
+        format!(
+            "error {file}: VirtualService default/reviews: spec.http[0].route[0].weight: weight 150 is out of range 0..=100"
+        ),
+        format!(
+            "error {file}: DestinationRule default/reviews: spec.trafficPolicy.loadBalancr: unknown field `loadBalancr`"
+        ),
+        format!(
+            "error {file}: VirtualService default/ratings: spec.http[0].route[0].weight: invalid type: string \"abc\", expected i32"
+        ),
     ] {
-        assert!(out.contains(&expected), "missing line:\n{expected}\nin:\n{out}");
+        assert!(
+            out.contains(&expected),
+            "missing line:\n{expected}\nin:\n{out}"
+        );
     }
     assert!(out.contains("0 valid resource(s), 4 error(s)"), "{out}");
 }
@@ -64,14 +81,17 @@ fn an_undefined_subset_is_a_warning_not_an_error() {
     let (code, out) = validate(&[&vs]);
     assert_eq!(code, 0, "{out}");
     assert!(
-        out.contains("warn  ") && out.contains("spec.http[0].route[0].destination.subset") && out.contains("\"v4\""),
+        out.contains("warn  ")
+            && out.contains("spec.http[0].route[0].destination.subset")
+            && out.contains("\"v4\""),
         "{out}"
     );
 }
 
 #[test]
 fn istio_bookinfo_samples_validate_unchanged() {
-    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/istio-samples");
+    let samples =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference/istio-samples");
     let Ok(entries) = std::fs::read_dir(&samples) else {
         eprintln!("skipping: {} is not present", samples.display());
         return;
@@ -93,5 +113,7 @@ fn a_missing_path_says_so() {
         .output()
         .expect("trellis runs");
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/trellis.yaml does not exist"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent/trellis.yaml does not exist")
+    );
 }
