@@ -75,12 +75,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             mesh.proxies().len(),
             mesh.proxies().len() - 1
         );
-        let result = if args.check {
+        if args.check {
             check(mesh, args.requests).await
         } else {
             interactive(mesh).await
-        };
-        result
+        }
     })
 }
 
