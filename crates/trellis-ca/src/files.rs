@@ -72,7 +72,7 @@ pub fn write(dir: &Path, files: &CaFiles) -> Result<(), CaError> {
     write_private(&key, &files.ca_key).map_err(io(key.clone()))
 }
 
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()

@@ -7,10 +7,14 @@ mod authority;
 mod csr;
 mod files;
 mod identity;
+mod service;
+mod token;
 
 pub use authority::{CaError, CertificateAuthority, IssuedCertificate};
 pub use csr::{WorkloadKey, generate_csr};
 pub use identity::{IdentityError, SpiffeId};
+pub use service::{CertificateService, IssuanceCounters, client, proto};
+pub use token::{TokenError, TokenIssuer};
 
 /// Istio's default workload certificate lifetime.
 pub const DEFAULT_WORKLOAD_TTL: std::time::Duration = std::time::Duration::from_secs(24 * 3600);

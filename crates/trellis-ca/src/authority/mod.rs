@@ -57,6 +57,14 @@ pub enum CaError {
     /// A CSR that cannot be parsed or whose signature does not verify.
     #[error("invalid certificate signing request: {0}")]
     BadCsr(String),
+    /// The CSR asks for an identity other than the authenticated one.
+    #[error("the CSR asks for {requested} but the caller is {authenticated}")]
+    IdentityMismatch {
+        /// What the CSR's URI SAN says.
+        requested: String,
+        /// Who the caller proved to be.
+        authenticated: String,
+    },
     /// A requested lifetime of zero.
     #[error("a certificate lifetime must be positive")]
     ZeroTtl,
@@ -159,9 +167,9 @@ impl CertificateAuthority {
         &self.root_cert
     }
 
-    /// Signs a workload certificate for `identity` with the CSR's public key. The CSR's own
-    /// subject and SANs are ignored: the identity is the authenticated one. The lifetime is
-    /// capped at the signing certificate's.
+    /// Signs a workload certificate for `identity` with the CSR's public key. The certificate
+    /// carries exactly the authenticated identity; a CSR that asks for another one is refused.
+    /// The lifetime is capped at the signing certificate's.
     pub fn sign(
         &self,
         csr_pem: &str,
@@ -173,6 +181,18 @@ impl CertificateAuthority {
         }
         let csr = CertificateSigningRequestParams::from_pem(csr_pem)
             .map_err(|e| CaError::BadCsr(e.to_string()))?;
+        for san in &csr.params.subject_alt_names {
+            let requested = match san {
+                SanType::URI(uri) => uri.as_str().to_string(),
+                other => format!("{other:?}"),
+            };
+            if requested != identity.to_string() {
+                return Err(CaError::IdentityMismatch {
+                    requested,
+                    authenticated: identity.to_string(),
+                });
+            }
+        }
         let now = OffsetDateTime::now_utc();
         let mut params = CertificateParams::default();
         params.distinguished_name = DistinguishedName::new();

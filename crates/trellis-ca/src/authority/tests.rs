@@ -75,11 +75,19 @@ fn self_signed_root_is_persisted_and_reused() {
 }
 
 #[test]
-fn workload_certificate_carries_only_the_authenticated_spiffe_identity() {
+fn workload_certificate_carries_exactly_the_authenticated_spiffe_identity() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = CertificateAuthority::load_or_create(dir.path(), "cluster.local").expect("create");
-    // The workload asks for someone else's identity; the CA signs the authenticated one.
-    let key = generate_csr(&SpiffeId::new("cluster.local", "default", "admin")).expect("csr");
+    // A CSR asking for someone else's identity is refused.
+    let other = generate_csr(&SpiffeId::new("cluster.local", "default", "admin")).expect("csr");
+    let err = ca
+        .sign(&other.csr_pem, &reviews(), Duration::from_secs(3600))
+        .expect_err("mismatch");
+    assert_eq!(
+        err.to_string(),
+        "the CSR asks for spiffe://cluster.local/ns/default/sa/admin but the caller is spiffe://cluster.local/ns/default/sa/reviews"
+    );
+    let key = generate_csr(&reviews()).expect("csr");
     let issued = ca
         .sign(&key.csr_pem, &reviews(), Duration::from_secs(3600))
         .expect("sign");
