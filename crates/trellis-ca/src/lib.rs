@@ -10,7 +10,7 @@ mod identity;
 mod service;
 mod token;
 
-pub use authority::{CaError, CertificateAuthority, IssuedCertificate};
+pub use authority::{CaError, CertificateAuthority, IssuedCertificate, ServingCertificate};
 pub use csr::{WorkloadKey, generate_csr};
 pub use identity::{IdentityError, SpiffeId};
 pub use service::{CertificateService, IssuanceCounters, client, proto};

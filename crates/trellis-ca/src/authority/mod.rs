@@ -227,6 +227,65 @@ impl CertificateAuthority {
     }
 }
 
+/// A serving certificate and its key, for the control plane's own TLS port.
+#[derive(Debug, Clone)]
+pub struct ServingCertificate {
+    /// Certificate first, then intermediates (PEM).
+    pub cert_chain_pem: String,
+    /// The private key (PKCS#8 PEM); it never leaves the control plane.
+    pub key_pem: String,
+}
+
+impl CertificateAuthority {
+    /// A certificate for the control plane itself, with DNS and IP SANs (how proxies address
+    /// it) and its SPIFFE identity, so proxies can verify it against the mesh root.
+    pub fn serving_certificate(
+        &self,
+        identity: &SpiffeId,
+        dns_names: &[&str],
+        ips: &[std::net::IpAddr],
+        ttl: Duration,
+    ) -> Result<ServingCertificate, CaError> {
+        let key = KeyPair::generate().map_err(CaError::Crypto)?;
+        let now = OffsetDateTime::now_utc();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        let uri = identity.to_string().try_into().map_err(CaError::Crypto)?;
+        params.subject_alt_names = vec![SanType::URI(uri)];
+        for name in dns_names {
+            let dns = (*name).to_string().try_into().map_err(CaError::Crypto)?;
+            params.subject_alt_names.push(SanType::DnsName(dns));
+        }
+        params
+            .subject_alt_names
+            .extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        params.not_before = now - BACKDATE;
+        params.not_after = (now + ttl).min(self.issuer_not_after);
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.serial_number = Some(random_serial()?);
+        params.use_authority_key_identifier_extension = true;
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(CaError::Crypto)?;
+        let mut cert_chain_pem = cert.pem();
+        for intermediate in &self.intermediates {
+            cert_chain_pem.push_str(intermediate);
+        }
+        Ok(ServingCertificate {
+            cert_chain_pem,
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
 fn self_signed_root(trust_domain: &str) -> Result<CaFiles, CaError> {
     let key = KeyPair::generate().map_err(CaError::Crypto)?;
     let mut params = CertificateParams::default();

@@ -204,3 +204,35 @@ fn bad_inputs_are_named() {
         "{text}"
     );
 }
+
+#[test]
+fn serving_certificate_names_the_control_plane_and_verifies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = CertificateAuthority::load_or_create(dir.path(), "cluster.local").expect("create");
+    let id = SpiffeId::new("cluster.local", "istio-system", "istiod");
+    let ip: std::net::IpAddr = "127.0.0.1".parse().expect("ip");
+    let serving = ca
+        .serving_certificate(
+            &id,
+            &["istiod.istio-system.svc"],
+            &[ip],
+            Duration::from_secs(3600),
+        )
+        .expect("serving cert");
+    let der = der_of(&serving.cert_chain_pem);
+    let (_, cert) = X509Certificate::from_der(&der).expect("der");
+    let san = cert.subject_alternative_name().expect("ok").expect("san");
+    let names = format!("{:?}", san.value.general_names);
+    assert!(
+        names.contains("istiod.istio-system.svc")
+            && names.contains("spiffe://cluster.local/ns/istio-system/sa/istiod"),
+        "{names}"
+    );
+    let verdict = openssl_verify(
+        dir.path(),
+        ca.root_cert(),
+        std::slice::from_ref(&serving.cert_chain_pem),
+    );
+    assert!(verdict.contains("OK"), "{verdict}");
+    assert!(serving.key_pem.contains("PRIVATE KEY"));
+}
