@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 
 use crate::model::{MeshModel, Snapshot};
 use crate::monitoring::{self, ConfigReport, MonitoringState};
+use crate::security::{Security, SecurityConfig};
 use crate::store::{DirStore, Loaded, watch_dir};
 use crate::xds::{AdsServer, SyncRegistry};
 
@@ -26,6 +27,10 @@ pub struct ControlPlaneConfig {
     pub xds_address: SocketAddr,
     /// Where readiness, debug and metrics are served (Istio: 15014).
     pub monitoring_address: SocketAddr,
+    /// Where ADS and the certificate service are served over TLS (Istio: 15012).
+    pub secure_xds_address: SocketAddr,
+    /// The CA.
+    pub security: SecurityConfig,
 }
 
 /// Runs the control plane until `shutdown` resolves.
@@ -52,8 +57,13 @@ pub async fn run(
     let monitoring_listener = TcpListener::bind(config.monitoring_address)
         .await
         .with_context(|| format!("binding monitoring address {}", config.monitoring_address))?;
-    info!(xds = %config.xds_address, monitoring = %config.monitoring_address,
-        config_dir = %config.config_dir.display(), "control plane serving");
+    let secure_listener = TcpListener::bind(config.secure_xds_address)
+        .await
+        .with_context(|| format!("binding secure xDS address {}", config.secure_xds_address))?;
+    let security = Security::start(&config.security, &serving_ips(&config))?;
+    info!(xds = %config.xds_address, secure_xds = %config.secure_xds_address,
+        monitoring = %config.monitoring_address, config_dir = %config.config_dir.display(),
+        ca_dir = %config.security.ca_dir.display(), "control plane serving");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -71,10 +81,31 @@ pub async fn run(
                 stopped(stop_rx.clone()),
             ),
     );
+    let tls =
+        tonic::transport::ServerTlsConfig::new().identity(tonic::transport::Identity::from_pem(
+            &security.serving.cert_chain_pem,
+            &security.serving.key_pem,
+        ));
+    let secure_ads = AdsServer::new(snapshot_rx.clone(), registry.clone());
+    let secure_task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .tls_config(tls)
+            .context("configuring TLS for the secure xDS port")?
+            .add_service(
+                AggregatedDiscoveryServiceServer::new(secure_ads)
+                    .max_decoding_message_size(16 << 20),
+            )
+            .add_service(security.certificates.clone())
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(secure_listener),
+                stopped(stop_rx.clone()),
+            ),
+    );
     let monitoring_state = MonitoringState {
         snapshots: snapshot_rx,
         registry,
         config: config_report.clone(),
+        certificates: security.certificates.counters(),
     };
     let monitoring_task = tokio::spawn(
         axum::serve(monitoring_listener, monitoring::router(monitoring_state))
@@ -121,11 +152,26 @@ pub async fn run(
         .await
         .context("xDS server task")?
         .context("xDS server")?;
+    secure_task
+        .await
+        .context("secure xDS server task")?
+        .context("secure xDS server")?;
     monitoring_task
         .await
         .context("monitoring task")?
         .context("monitoring server")?;
     Ok(())
+}
+
+/// The IPs the serving certificate names: the secure port's own (unless it listens on all
+/// addresses) and loopback.
+fn serving_ips(config: &ControlPlaneConfig) -> Vec<std::net::IpAddr> {
+    let mut ips = vec![std::net::IpAddr::from([127, 0, 0, 1])];
+    let ip = config.secure_xds_address.ip();
+    if !ip.is_unspecified() && !ips.contains(&ip) {
+        ips.push(ip);
+    }
+    ips
 }
 
 fn publishable(

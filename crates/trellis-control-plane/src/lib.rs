@@ -5,8 +5,10 @@ pub mod app;
 pub mod model;
 pub mod monitoring;
 pub mod registry;
+pub mod security;
 pub mod store;
 pub mod translate;
 pub mod xds;
 
 pub use app::{ControlPlaneConfig, run};
+pub use security::SecurityConfig;

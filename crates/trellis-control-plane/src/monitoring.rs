@@ -24,6 +24,8 @@ pub struct MonitoringState {
     pub registry: SyncRegistry,
     /// The applied config and its messages.
     pub config: Arc<RwLock<ConfigReport>>,
+    /// Certificates issued and refused by the CA.
+    pub certificates: Arc<trellis_ca::IssuanceCounters>,
 }
 
 /// `/debug/config`: what is applied and what was rejected.
@@ -79,13 +81,23 @@ async fn metrics(State(state): State<MonitoringState>) -> impl IntoResponse {
          # HELP pilot_xds_pushes Pilot build and send errors for lds, rds, cds and eds.\n# TYPE pilot_xds_pushes counter\npilot_xds_pushes {}\n\
          # HELP trellis_config_generation The config generation being served.\n# TYPE trellis_config_generation gauge\ntrellis_config_generation {}\n\
          # HELP trellis_config_errors Validation errors in the config source.\n# TYPE trellis_config_errors gauge\ntrellis_config_errors {}\n\
-         # HELP trellis_config_warnings Validation warnings in the config source.\n# TYPE trellis_config_warnings gauge\ntrellis_config_warnings {}\n",
+         # HELP trellis_config_warnings Validation warnings in the config source.\n# TYPE trellis_config_warnings gauge\ntrellis_config_warnings {}\n\
+         # HELP citadel_server_success_cert_issuance_count The number of certificates issuances that have succeeded.\n# TYPE citadel_server_success_cert_issuance_count counter\ncitadel_server_success_cert_issuance_count {}\n\
+         # HELP trellis_ca_refused_total Certificate requests refused (unauthenticated, wrong identity, bad CSR).\n# TYPE trellis_ca_refused_total counter\ntrellis_ca_refused_total {}\n",
         report.proxies.len(),
         report.nacks_total,
         state.registry.pushes_total(),
         generation,
         errors,
         warnings,
+        state
+            .certificates
+            .issued
+            .load(std::sync::atomic::Ordering::Relaxed),
+        state
+            .certificates
+            .refused
+            .load(std::sync::atomic::Ordering::Relaxed),
     );
     ([("content-type", "text/plain; version=0.0.4")], body)
 }

@@ -29,8 +29,12 @@ enum Command {
     Agent(cmd::agent::Args),
     /// Start a demo mesh (Bookinfo-like services with sidecars and traffic) on this machine.
     Demo(cmd::demo::Args),
+    /// Install or remove the iptables rules that send a pod's traffic through its proxy.
+    Capture(cmd::capture::Args),
     /// Check Istio YAML files or directories and report every problem with its field path.
     Validate(cmd::validate::Args),
+    /// Mint workload tokens that the CA accepts for certificate requests.
+    Token(cmd::token::Args),
     /// Run the echo test application (answers with JSON describing the request).
     Echo(cmd::echo::Args),
     /// Print the version.
@@ -50,6 +54,8 @@ fn main() -> std::process::ExitCode {
         Command::Agent(args) => cmd::agent::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Validate(args) => cmd::validate::run(args),
+        Command::Capture(args) => cmd::capture::run(args),
+        Command::Token(args) => cmd::token::run(args),
         Command::Echo(args) => cmd::echo::run(args),
         Command::Version => {
             println!("trellis {}", env!("CARGO_PKG_VERSION"));

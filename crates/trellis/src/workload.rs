@@ -50,6 +50,15 @@ pub enum ProxyKind {
     Router,
 }
 
+/// Parses an Istio/protobuf duration such as `24h`, `1.5s` or `100ms`.
+pub fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
+    trellis_api::Duration::parse(s)
+        .map(|d| d.as_std())
+        .map_err(|reason| {
+            anyhow::anyhow!("{s:?} is not a duration ({reason}); write e.g. 24h, 90m, 30s")
+        })
+}
+
 fn parse_labels(s: &str) -> anyhow::Result<Labels> {
     let mut labels = Labels::new();
     for pair in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use trellis_control_plane::ControlPlaneConfig;
+use trellis_control_plane::{ControlPlaneConfig, SecurityConfig};
 
 use crate::signals;
 
@@ -20,6 +20,20 @@ pub struct Args {
     /// Where to serve /ready, /debug/syncz, /debug/config and /metrics.
     #[arg(long, default_value = "127.0.0.1:15014")]
     monitoring_address: SocketAddr,
+    /// Where to serve ADS and the certificate service over TLS (default: the xDS IP, port 15012).
+    #[arg(long)]
+    secure_xds_address: Option<SocketAddr>,
+    /// The CA's directory, in Istio's cacerts layout (ca-cert.pem, ca-key.pem, root-cert.pem,
+    /// cert-chain.pem). Created with a self-signed root on first start when empty.
+    /// [default: $XDG_STATE_HOME/trellis/ca or ~/.local/state/trellis/ca]
+    #[arg(long, env = "TRELLIS_CA_DIR")]
+    ca_dir: Option<PathBuf>,
+    /// The trust domain of workload identities (spiffe://TRUST-DOMAIN/ns/NS/sa/SA).
+    #[arg(long, default_value = "cluster.local")]
+    trust_domain: String,
+    /// Default lifetime of workload certificates (Istio duration, e.g. 24h, 90m, 30s).
+    #[arg(long, default_value = "24h", value_parser = crate::workload::parse_duration)]
+    workload_cert_ttl: std::time::Duration,
 }
 
 /// Runs the control plane until SIGTERM/SIGINT.
@@ -34,6 +48,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         config_dir: args.config_dir,
         xds_address: args.xds_address,
         monitoring_address: args.monitoring_address,
+        secure_xds_address: args
+            .secure_xds_address
+            .unwrap_or(SocketAddr::new(args.xds_address.ip(), 15012)),
+        security: SecurityConfig {
+            ca_dir: args.ca_dir.unwrap_or_else(SecurityConfig::default_ca_dir),
+            trust_domain: args.trust_domain,
+            workload_ttl: args.workload_cert_ttl,
+        },
     };
     signals::runtime()?.block_on(trellis_control_plane::run(config, signals::shutdown()))?;
     Ok(ExitCode::SUCCESS)

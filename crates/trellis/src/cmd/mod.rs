@@ -1,8 +1,10 @@
 //! One module per subcommand.
 
 pub mod agent;
+pub mod capture;
 pub mod control_plane;
 pub mod demo;
 pub mod echo;
 pub mod proxy;
+pub mod token;
 pub mod validate;
