@@ -7,11 +7,60 @@ use crate::AgentConfig;
 
 /// The name of the static cluster that reaches the control plane.
 const XDS_CLUSTER: &str = "xds-grpc";
+/// The name of the static cluster that reaches the agent's SDS server.
+pub const SDS_CLUSTER: &str = "sds-grpc";
 
 /// The bootstrap JSON for `config`.
 pub fn bootstrap(config: &AgentConfig) -> serde_json::Value {
     let node = &config.node;
     let socket = |addr: std::net::SocketAddr| json!({"socket_address": {"address": addr.ip().to_string(), "port_value": addr.port()}});
+    let http2 = json!({
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http2_protocol_options": {}},
+        }
+    });
+    let mut xds_cluster = json!({
+        "name": XDS_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "typed_extension_protocol_options": http2,
+        "load_assignment": {
+            "cluster_name": XDS_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(config.xds_address)}}]}],
+        },
+    });
+    let mut clusters = Vec::new();
+    if let Some(security) = &config.security {
+        xds_cluster["transport_socket"] = json!({
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": crate::identity::CONTROL_PLANE_SNI,
+                "common_tls_context": {
+                    "alpn_protocols": ["h2"],
+                    "validation_context": {
+                        "trusted_ca": {"filename": security.root_cert_file.display().to_string()},
+                        "match_typed_subject_alt_names": [{
+                            "san_type": "DNS",
+                            "matcher": {"exact": crate::identity::CONTROL_PLANE_SNI},
+                        }],
+                    },
+                },
+            },
+        });
+        clusters.push(json!({
+            "name": SDS_CLUSTER,
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "typed_extension_protocol_options": http2,
+            "load_assignment": {
+                "cluster_name": SDS_CLUSTER,
+                "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"pipe": {"path": security.sds_socket.display().to_string()}}}}]}],
+            },
+        }));
+    }
+    clusters.insert(0, xds_cluster);
     json!({
         "node": {
             "id": node.node_id(),
@@ -29,23 +78,7 @@ pub fn bootstrap(config: &AgentConfig) -> serde_json::Value {
             "cds_config": {"ads": {}, "resource_api_version": "V3"},
             "lds_config": {"ads": {}, "resource_api_version": "V3"},
         },
-        "static_resources": {
-            "clusters": [{
-                "name": XDS_CLUSTER,
-                "type": "STATIC",
-                "connect_timeout": "1s",
-                "typed_extension_protocol_options": {
-                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                        "explicit_http_config": {"http2_protocol_options": {}},
-                    }
-                },
-                "load_assignment": {
-                    "cluster_name": XDS_CLUSTER,
-                    "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(config.xds_address)}}]}],
-                },
-            }],
-        },
+        "static_resources": {"clusters": clusters},
     })
 }
 
@@ -71,6 +104,7 @@ mod tests {
             envoy: None,
             bootstrap_out: None,
             concurrency: 1,
+            security: None,
         };
         let b = bootstrap(&config);
         assert_eq!(

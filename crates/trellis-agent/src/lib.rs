@@ -4,6 +4,8 @@
 
 mod bootstrap;
 mod envoy;
+pub mod identity;
+pub mod sds;
 
 pub use bootstrap::bootstrap;
 pub use envoy::{AgentError, find_envoy, run_envoy};
@@ -28,4 +30,22 @@ pub struct AgentConfig {
     pub bootstrap_out: Option<PathBuf>,
     /// Envoy worker threads.
     pub concurrency: u32,
+    /// Secure mode: ADS over TLS to the control plane's secure port and a workload
+    /// certificate from its CA, served to Envoy over SDS. `None` is plaintext ADS.
+    pub security: Option<AgentSecurity>,
+}
+
+/// What the agent needs to get and serve a workload certificate.
+#[derive(Debug, Clone)]
+pub struct AgentSecurity {
+    /// The mesh root (PEM file) that verifies the control plane.
+    pub root_cert_file: PathBuf,
+    /// The workload token (from `trellis token create`).
+    pub token: String,
+    /// The trust domain of the workload's identity.
+    pub trust_domain: String,
+    /// The workload certificate lifetime to ask for.
+    pub cert_ttl: std::time::Duration,
+    /// The Unix socket Envoy reads secrets from.
+    pub sds_socket: PathBuf,
 }

