@@ -6,7 +6,9 @@
 pub mod iptables;
 pub mod netns;
 mod original_dst;
+pub mod pods;
 
 pub use iptables::{CaptureConfig, CaptureError, Cidr, Family};
 pub use netns::{Netns, NetnsError};
 pub use original_dst::original_dst;
+pub use pods::{Pod, PodNetwork};
