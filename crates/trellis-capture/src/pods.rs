@@ -82,10 +82,9 @@ impl PodNetwork {
             ip,
             netns,
         });
-        Ok(self
-            .pods
+        self.pods
             .last()
-            .ok_or_else(|| NetnsError::Panicked(name.to_string()))?)
+            .ok_or_else(|| NetnsError::Panicked(name.to_string()))
     }
 
     /// A pod by name.
