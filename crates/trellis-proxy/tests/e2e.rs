@@ -609,7 +609,7 @@ async fn nack_keeps_previous_config() {
         "2",
         vec![
             static_cluster("inbound|8080||", upstream, false),
-            eds_cluster(bad, cluster::DiscoveryType::LogicalDns),
+            eds_cluster(bad, cluster::DiscoveryType::OriginalDst),
         ],
     );
     let nack = h.reply_to(type_url::CLUSTER, &nonce).await;
@@ -620,7 +620,7 @@ async fn nack_keeps_previous_config() {
     assert_eq!(
         nack.error_detail.map(|s| s.message).as_deref(),
         Some(
-            "Cluster outbound|80||echo.default.svc.cluster.local: type: LOGICAL_DNS is not supported"
+            "Cluster outbound|80||echo.default.svc.cluster.local: type: ORIGINAL_DST is not supported"
         )
     );
 
@@ -725,5 +725,447 @@ async fn eds_and_rds_follow_cds_and_lds() {
             .is_some_and(|r| r.starts_with("UF cannot connect to")),
         "{headers:?}"
     );
+    h.stop().await;
+}
+
+// ---------------------------------------------------------------- route-level traffic management
+
+/// An upstream that answers every request with `status`, reporting each request's
+/// `authority path` on `seen`.
+async fn recording_upstream(status: u16, seen: mpsc::UnboundedSender<String>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let authority = req
+                                .headers()
+                                .get("host")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("-")
+                                .to_string();
+                            let path = req
+                                .uri()
+                                .path_and_query()
+                                .map_or("/", |p| p.as_str())
+                                .to_string();
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let _ = seen.send(format!(
+                                "{authority} {path} {}",
+                                String::from_utf8_lossy(&body)
+                            ));
+                            let mut resp = http::Response::new(Full::new(Bytes::from(format!(
+                                "status={status}"
+                            ))));
+                            *resp.status_mut() =
+                                http::StatusCode::from_u16(status).expect("status");
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    });
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            });
+        }
+    });
+    addr
+}
+
+fn with_action(prefix: &str, f: impl FnOnce(&mut RouteAction)) -> Route {
+    let mut r = route_to(prefix, "app");
+    if let Some(route::Action::Route(a)) = r.action.as_mut() {
+        f(a);
+    }
+    r
+}
+
+fn header_option(key: &str, value: &str, overwrite: bool) -> core::HeaderValueOption {
+    use core::header_value_option::HeaderAppendAction as A;
+    core::HeaderValueOption {
+        header: Some(core::HeaderValue {
+            key: key.into(),
+            value: value.into(),
+            ..Default::default()
+        }),
+        append_action: if overwrite {
+            A::OverwriteIfExistsOrAdd
+        } else {
+            A::AppendIfExistsOrAdd
+        } as i32,
+        ..Default::default()
+    }
+}
+
+fn fault_config(delay_ms: Option<u32>, abort: Option<u32>, percent: u32) -> Any {
+    use envoy_types::pb::envoy::extensions::filters::common::fault::v3::{FaultDelay, fault_delay};
+    use envoy_types::pb::envoy::extensions::filters::http::fault::v3::{
+        FaultAbort, HttpFault, fault_abort,
+    };
+    use envoy_types::pb::envoy::r#type::v3::FractionalPercent;
+    let pct = FractionalPercent {
+        numerator: percent,
+        denominator: 0,
+    };
+    to_any(
+        "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
+        &HttpFault {
+            delay: delay_ms.map(|ms| FaultDelay {
+                percentage: Some(pct),
+                fault_delay_secifier: Some(fault_delay::FaultDelaySecifier::FixedDelay(
+                    envoy_types::pb::google::protobuf::Duration {
+                        seconds: 0,
+                        nanos: (ms * 1_000_000) as i32,
+                    },
+                )),
+            }),
+            abort: abort.map(|s| FaultAbort {
+                percentage: Some(pct),
+                error_type: Some(fault_abort::ErrorType::HttpStatus(s)),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_level_traffic_management() {
+    use envoy_types::pb::envoy::config::route::v3::{
+        RedirectAction, RetryPolicy, redirect_action, retry_policy,
+    };
+    use envoy_types::pb::envoy::extensions::filters::http::cors::v3::CorsPolicy;
+    use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
+    let (seen_tx, mut seen) = mpsc::unbounded_channel();
+    let app = recording_upstream(200, seen_tx.clone()).await;
+    let broken = recording_upstream(503, seen_tx.clone()).await;
+    let (mirror_tx, mut mirrored) = mpsc::unbounded_channel();
+    let mirror = recording_upstream(200, mirror_tx).await;
+    let slow = {
+        // Accepts and never answers: per-try timeouts fire.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let a = l.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        });
+        a
+    };
+
+    let mut h = Harness::start().await;
+    let nonce = h.push(
+        type_url::CLUSTER,
+        "1",
+        vec![
+            static_cluster("app", app, false),
+            static_cluster("mirror", mirror, false),
+            static_cluster("slow", slow, false),
+            eds_cluster("flaky", cluster::DiscoveryType::Eds),
+        ],
+    );
+    h.reply_to(type_url::CLUSTER, &nonce).await;
+    let nonce = h.push(
+        type_url::ENDPOINT,
+        "1",
+        vec![to_any(
+            type_url::ENDPOINT,
+            &assignment("flaky", &[broken, app]),
+        )],
+    );
+    h.reply_to(type_url::ENDPOINT, &nonce).await;
+
+    let previous_hosts = retry_policy::RetryHostPredicate {
+        name: "envoy.retry_host_predicates.previous_hosts".into(),
+        config_type: None,
+    };
+    let mut retry = with_action("/retry", |a| {
+        a.cluster_specifier = Some(route_action::ClusterSpecifier::Cluster("flaky".into()));
+        a.retry_policy = Some(RetryPolicy {
+            retry_on: "gateway-error".into(),
+            num_retries: Some(envoy_types::pb::google::protobuf::UInt32Value { value: 2 }),
+            retry_host_predicate: vec![previous_hosts.clone()],
+            host_selection_retry_max_attempts: 5,
+            ..Default::default()
+        });
+    });
+    retry.name = "retry".into();
+    let per_try = with_action("/per-try", |a| {
+        a.cluster_specifier = Some(route_action::ClusterSpecifier::Cluster("slow".into()));
+        a.retry_policy = Some(RetryPolicy {
+            retry_on: "5xx".into(),
+            num_retries: Some(envoy_types::pb::google::protobuf::UInt32Value { value: 1 }),
+            per_try_timeout: Some(envoy_types::pb::google::protobuf::Duration {
+                seconds: 0,
+                nanos: 100_000_000,
+            }),
+            ..Default::default()
+        });
+    });
+    let mut abort = route_to("/abort", "app");
+    abort.name = "abort-route".into();
+    abort.typed_per_filter_config.insert(
+        "envoy.filters.http.fault".into(),
+        fault_config(None, Some(418), 100),
+    );
+    let mut half = route_to("/half", "app");
+    half.typed_per_filter_config.insert(
+        "envoy.filters.http.fault".into(),
+        fault_config(None, Some(503), 50),
+    );
+    let mut delay = route_to("/delay", "app");
+    delay.typed_per_filter_config.insert(
+        "envoy.filters.http.fault".into(),
+        fault_config(Some(200), None, 100),
+    );
+    let redirect = Route {
+        r#match: Some(RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::Prefix("/old".into())),
+            ..Default::default()
+        }),
+        action: Some(route::Action::Redirect(RedirectAction {
+            host_redirect: "new.example".into(),
+            path_rewrite_specifier: Some(redirect_action::PathRewriteSpecifier::PrefixRewrite(
+                "/new".into(),
+            )),
+            response_code: redirect_action::RedirectResponseCode::Found as i32,
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let direct = Route {
+        r#match: Some(RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::Path("/direct".into())),
+            ..Default::default()
+        }),
+        action: Some(route::Action::DirectResponse(
+            envoy_types::pb::envoy::config::route::v3::DirectResponseAction {
+                status: 418,
+                body: Some(core::DataSource {
+                    specifier: Some(core::data_source::Specifier::InlineString(
+                        "short and stout".into(),
+                    )),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    };
+    let mut rewrite = with_action("/api/", |a| {
+        a.prefix_rewrite = "/v2/".into();
+        a.host_rewrite_specifier = Some(route_action::HostRewriteSpecifier::HostRewriteLiteral(
+            "rewritten.host".into(),
+        ));
+        a.request_mirror_policies = vec![route_action::RequestMirrorPolicy {
+            cluster: "mirror".into(),
+            ..Default::default()
+        }];
+    });
+    rewrite.request_headers_to_add = vec![header_option("x-set", "route", true)];
+    rewrite.request_headers_to_remove = vec!["x-drop".into()];
+    rewrite.response_headers_to_add = vec![header_option("x-resp", "added", false)];
+    let mut cors = route_to("/cors", "app");
+    cors.typed_per_filter_config.insert(
+        "envoy.filters.http.cors".into(),
+        to_any(
+            "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy",
+            &CorsPolicy {
+                allow_origin_string_match: vec![StringMatcher {
+                    match_pattern: Some(string_matcher::MatchPattern::Exact(
+                        "https://ok.example".into(),
+                    )),
+                    ..Default::default()
+                }],
+                allow_methods: "GET,POST".into(),
+                max_age: "600".into(),
+                ..Default::default()
+            },
+        ),
+    );
+    let table = route_table(
+        "inbound|8080",
+        vec![
+            retry,
+            per_try,
+            abort,
+            half,
+            delay,
+            redirect,
+            direct,
+            rewrite,
+            cors,
+            route_to("/", "app"),
+        ],
+    );
+    let filter = |name: &str, type_url: &str, value: Any| {
+        HttpFilter {
+        name: name.into(),
+        config_type: Some(envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_filter::ConfigType::TypedConfig(
+            Any { type_url: type_url.into(), value: value.value },
+        )),
+        ..Default::default()
+    }
+    };
+    let hcm = HttpConnectionManager {
+        stat_prefix: "inbound".into(),
+        http_filters: vec![
+            filter(
+                "envoy.filters.http.fault",
+                "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
+                Any::default(),
+            ),
+            filter(
+                "envoy.filters.http.cors",
+                "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors",
+                Any::default(),
+            ),
+            HttpFilter {
+                name: type_url::names::ROUTER.into(),
+                ..Default::default()
+            },
+        ],
+        route_specifier: Some(inline(table)),
+        ..Default::default()
+    };
+    let l = to_any(
+        type_url::LISTENER,
+        &Listener {
+            name: "inbound|8080".into(),
+            address: Some(sock("127.0.0.1:0".parse().expect("addr"))),
+            filter_chains: vec![FilterChain {
+                filters: vec![Filter {
+                    name: type_url::names::HTTP_CONNECTION_MANAGER.into(),
+                    config_type: Some(filter::ConfigType::TypedConfig(to_any(
+                        type_url::HTTP_CONNECTION_MANAGER,
+                        &hcm,
+                    ))),
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+    );
+    let nonce = h.push(type_url::LISTENER, "1", vec![l]);
+    let ack = h.reply_to(type_url::LISTENER, &nonce).await;
+    assert!(ack.error_detail.is_none(), "{:?}", ack.error_detail);
+    h.wait_ready().await;
+    let proxy = h.listener_port("inbound|8080").await;
+
+    // Retries: a 503 from one endpoint is retried on the other (previous_hosts).
+    for i in 0..10 {
+        let (status, _, body) = get(proxy, &format!("/retry/{i}")).await.expect("response");
+        assert_eq!((status, body.as_str()), (200, "status=200"), "request {i}");
+    }
+    while seen.try_recv().is_ok() {}
+
+    // Per-try timeout: both attempts time out; the proxy answers 504 UT,URX.
+    let (status, headers, _) = get(proxy, "/per-try").await.expect("response");
+    assert_eq!(status, 504);
+    let reason = headers.get("x-trellis-reason").cloned().unwrap_or_default();
+    assert!(reason.starts_with("UT,URX upstream"), "{reason}");
+
+    // Fault abort at 100 %.
+    let (status, headers, _) = get(proxy, "/abort").await.expect("response");
+    assert_eq!(status, 418);
+    assert_eq!(
+        headers.get("x-trellis-reason").map(String::as_str),
+        Some("FI fault abort 418 injected by route abort-route")
+    );
+    // At 50 %: 200 requests abort between 60 and 140 times (p ≈ 1e-8 of failing by chance).
+    let mut aborted = 0;
+    for _ in 0..200 {
+        let (status, _, _) = get(proxy, "/half").await.expect("response");
+        aborted += usize::from(status == 503);
+    }
+    assert!((60..=140).contains(&aborted), "{aborted}");
+    // Delay at 100 %: at least the delay.
+    let started = std::time::Instant::now();
+    let (status, _, _) = get(proxy, "/delay").await.expect("response");
+    assert_eq!(status, 200);
+    assert!(started.elapsed() >= Duration::from_millis(200));
+
+    // Redirect and direct response.
+    let (status, headers, _) = get(proxy, "/old/page?q=1").await.expect("response");
+    assert_eq!(status, 302);
+    assert_eq!(
+        headers.get("location").map(String::as_str),
+        Some("http://new.example/new/page?q=1")
+    );
+    let (status, _, body) = get(proxy, "/direct").await.expect("response");
+    assert_eq!((status, body.as_str()), (418, "short and stout"));
+
+    // Rewrite, header mutations, mirror.
+    while seen.try_recv().is_ok() {}
+    let (status, headers, _) = raw_http(
+        proxy,
+        "POST /api/items?x=1 HTTP/1.1\r\nHost: orig:8080\r\nx-drop: 1\r\nx-set: client\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    )
+    .await
+    .expect("response");
+    assert_eq!(status, 200);
+    assert_eq!(headers.get("x-resp").map(String::as_str), Some("added"));
+    let primary = tokio::time::timeout(DEADLINE, seen.recv())
+        .await
+        .expect("primary")
+        .expect("open");
+    assert_eq!(primary, "rewritten.host /v2/items?x=1 hello");
+    let copy = tokio::time::timeout(DEADLINE, mirrored.recv())
+        .await
+        .expect("mirror")
+        .expect("open");
+    assert_eq!(copy, "rewritten.host-shadow /v2/items?x=1 hello");
+
+    // CORS preflight and simple request.
+    let (status, headers, _) = raw_http(
+        proxy,
+        "OPTIONS /cors HTTP/1.1\r\nHost: a\r\nOrigin: https://ok.example\r\nAccess-Control-Request-Method: POST\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("response");
+    assert_eq!(status, 200);
+    assert_eq!(
+        headers
+            .get("access-control-allow-origin")
+            .map(String::as_str),
+        Some("https://ok.example")
+    );
+    assert_eq!(
+        headers
+            .get("access-control-allow-methods")
+            .map(String::as_str),
+        Some("GET,POST")
+    );
+    assert_eq!(
+        headers.get("access-control-max-age").map(String::as_str),
+        Some("600")
+    );
+    let (status, headers, _) = raw_http(
+        proxy,
+        "GET /cors HTTP/1.1\r\nHost: a\r\nOrigin: https://evil.example\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("response");
+    assert_eq!(status, 200);
+    assert!(!headers.contains_key("access-control-allow-origin"));
     h.stop().await;
 }

@@ -7,6 +7,11 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
+mod cluster;
+mod route;
+pub use cluster::*;
+pub use route::*;
+
 /// A listener: an address the proxy accepts HTTP connections on, and where its routes come from.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Listener {
@@ -18,6 +23,8 @@ pub struct Listener {
     pub stat_prefix: String,
     /// Where the listener's routes come from.
     pub routes: RouteSource,
+    /// The optional HTTP filters before the router.
+    pub http_filters: HttpFilters,
 }
 
 /// Where a listener's route table comes from.
@@ -48,6 +55,10 @@ pub struct VirtualHost {
     pub domains: Vec<String>,
     /// Routes, matched first to last.
     pub routes: Vec<Route>,
+    /// `include_request_attempt_count`: send `x-envoy-attempt-count` upstream.
+    pub include_request_attempt_count: bool,
+    /// `include_attempt_count_in_response`: return `x-envoy-attempt-count` downstream.
+    pub include_attempt_count_in_response: bool,
 }
 
 /// A route: a match and what to do with matching requests.
@@ -58,8 +69,16 @@ pub struct Route {
     /// What requests the route applies to.
     #[serde(rename = "match")]
     pub matcher: RouteMatch,
-    /// Where matching requests go.
-    pub action: RouteAction,
+    /// What is done with matching requests.
+    pub action: Action,
+    /// Headers changed on the request before it is forwarded.
+    pub request_headers: HeaderMutations,
+    /// Headers changed on the response (upstream or redirect/direct) before it is returned.
+    pub response_headers: HeaderMutations,
+    /// `typed_per_filter_config["envoy.filters.http.fault"]`.
+    pub fault: Option<FaultPolicy>,
+    /// `typed_per_filter_config["envoy.filters.http.cors"]`.
+    pub cors: Option<CorsPolicy>,
 }
 
 /// What requests a route applies to.
@@ -71,6 +90,8 @@ pub struct RouteMatch {
     pub case_sensitive: bool,
     /// Header conditions; all must hold.
     pub headers: Vec<HeaderMatcher>,
+    /// Query-parameter conditions; all must hold.
+    pub query_parameters: Vec<QueryParamMatcher>,
 }
 
 /// How a route matches the request path.
@@ -160,6 +181,18 @@ pub struct RouteAction {
     /// How long to wait for the upstream response; `None` waits forever.
     #[serde(serialize_with = "ser_opt_duration")]
     pub timeout: Option<Duration>,
+    /// Replaces the matched path prefix.
+    pub prefix_rewrite: Option<String>,
+    /// Rewrites the path by regex substitution.
+    pub regex_rewrite: Option<RegexRewrite>,
+    /// Replaces the authority.
+    pub host_rewrite: Option<String>,
+    /// Retries.
+    pub retry_policy: Option<RetryPolicy>,
+    /// Mirrors (shadows) of the request.
+    pub mirrors: Vec<MirrorPolicy>,
+    /// How requests are hashed for consistent-hash load balancing.
+    pub hash_policy: Vec<HashPolicy>,
 }
 
 /// One cluster or a weighted choice among several.
@@ -179,75 +212,10 @@ pub struct WeightedCluster {
     pub name: String,
     /// Its weight.
     pub weight: u32,
-}
-
-/// An upstream cluster.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Cluster {
-    /// The cluster's name (`outbound|80||echo.default.svc.cluster.local`, `inbound|9080||`).
-    pub name: String,
-    /// Where the cluster's endpoints come from.
-    pub discovery: Discovery,
-    /// How long a TCP connect to an endpoint may take.
-    #[serde(serialize_with = "ser_duration")]
-    pub connect_timeout: Duration,
-    /// How an endpoint is picked per request.
-    pub lb_policy: LbPolicy,
-    /// The protocol spoken to endpoints.
-    pub protocol: UpstreamProtocol,
-}
-
-/// Where a cluster's endpoints come from.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Discovery {
-    /// A fixed list carried in the cluster.
-    Static(Vec<Endpoint>),
-    /// EDS, under this service name.
-    Eds {
-        /// The `ClusterLoadAssignment` name to subscribe to.
-        service_name: String,
-    },
-}
-
-/// Load-balancing policies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum LbPolicy {
-    /// Each endpoint in turn.
-    RoundRobin,
-    /// The less loaded of two random endpoints (power of two choices).
-    LeastRequest,
-    /// A random endpoint.
-    Random,
-}
-
-/// The protocol spoken to a cluster's endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum UpstreamProtocol {
-    /// HTTP/1.1 with keep-alive pooling.
-    Http1,
-    /// HTTP/2 with prior knowledge (h2c).
-    Http2,
-}
-
-/// An endpoint of a cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Endpoint {
-    /// Where to connect.
-    pub address: SocketAddr,
-    /// The load-balancing weight (1 when unset); unused by the current policies.
-    pub weight: u32,
-}
-
-/// The endpoints EDS delivered for one service name (Envoy's `ClusterLoadAssignment`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Endpoints {
-    /// The service name (`cluster_name` in the proto).
-    pub cluster_name: String,
-    /// The endpoints, flattened over localities.
-    pub endpoints: Vec<Endpoint>,
+    /// Request headers changed when this cluster is picked (before the route's, as Envoy).
+    pub request_headers: HeaderMutations,
+    /// Response headers changed when this cluster is picked (before the route's, as Envoy).
+    pub response_headers: HeaderMutations,
 }
 
 fn ser_duration<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

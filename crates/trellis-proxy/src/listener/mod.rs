@@ -5,7 +5,10 @@
 //! sees the new config). A removed listener stops accepting and asks its connections to shut down
 //! gracefully: in-flight requests finish, idle connections close.
 
+mod cors;
+mod forward;
 mod http;
+mod replay;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -228,6 +231,7 @@ async fn accept_loop(
         let ctx = Arc::new(http::ConnCtx {
             listener: runtime.clone(),
             shared: shared.clone(),
+            peer: Some(peer),
         });
         tokio::spawn(serve_connection(stream, ctx, stop.clone()).instrument(span));
     }

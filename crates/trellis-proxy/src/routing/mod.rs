@@ -8,8 +8,13 @@ use http::HeaderMap;
 use rand::Rng;
 
 use crate::config::{
-    ClusterTarget, HeaderMatchKind, HeaderMatcher, PathMatch, Route, RouteTable, VirtualHost,
+    ClusterTarget, HeaderMatchKind, HeaderMatcher, PathMatch, QueryParamMatchKind,
+    QueryParamMatcher, Route, RouteTable, VirtualHost, WeightedCluster,
 };
+
+pub mod fault;
+pub mod retry;
+pub mod rewrite;
 
 /// A route table with its domain index built once, so per-request lookup is cheap.
 #[derive(Debug)]
@@ -168,7 +173,61 @@ pub fn route_matches(route: &Route, req: &RequestView<'_>) -> bool {
         PathMatch::Path(p) => path.eq_ignore_ascii_case(p),
         PathMatch::SafeRegex(re) => re.is_full_match(path),
     };
-    path_ok && m.headers.iter().all(|h| header_matches(h, req))
+    path_ok
+        && m.headers.iter().all(|h| header_matches(h, req))
+        && m.query_parameters
+            .iter()
+            .all(|q| query_param_matches(q, req))
+}
+
+/// One query-parameter condition on the first occurrence of the (percent-decoded) parameter.
+pub fn query_param_matches(q: &QueryParamMatcher, req: &RequestView<'_>) -> bool {
+    let Some(value) = query_param(req.path_and_query, &q.name) else {
+        return false;
+    };
+    match &q.kind {
+        QueryParamMatchKind::Present(p) => *p,
+        QueryParamMatchKind::String(sm) => sm.matches(&value),
+    }
+}
+
+/// The decoded value of the first parameter named `name` in the query (`""` when it has no `=`).
+pub fn query_param(path_and_query: &str, name: &str) -> Option<String> {
+    let (_, query) = path_and_query.split_once('?')?;
+    let query = query.split_once('#').map_or(query, |(q, _)| q);
+    query
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+        .find(|(k, _)| percent_decode(k) == name)
+        .map(|(_, v)| percent_decode(v))
+}
+
+/// Decodes `%XX` escapes (invalid escapes are kept as is; `+` is not a space, as in Envoy).
+pub fn percent_decode(s: &str) -> String {
+    if !s.contains('%') {
+        return s.to_string();
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
 }
 
 /// One header condition, with Envoy's semantics for missing headers and `invert_match`.
@@ -218,21 +277,29 @@ pub fn pick_cluster<'a, R: Rng + ?Sized>(target: &'a ClusterTarget, rng: &mut R)
     match target {
         ClusterTarget::Cluster(name) => name,
         ClusterTarget::WeightedClusters(clusters) => {
-            let total: u64 = clusters.iter().map(|c| u64::from(c.weight)).sum();
-            if total == 0 {
-                return clusters.first().map_or("", |c| c.name.as_str());
-            }
-            let mut r = rng.random_range(0..total);
-            for c in clusters {
-                let w = u64::from(c.weight);
-                if r < w {
-                    return &c.name;
-                }
-                r -= w;
-            }
-            clusters.last().map_or("", |c| c.name.as_str())
+            pick_weighted(clusters, rng).map_or("", |c| c.name.as_str())
         }
     }
+}
+
+/// A weighted random pick among `clusters` (the first when every weight is 0).
+pub fn pick_weighted<'a, R: Rng + ?Sized>(
+    clusters: &'a [WeightedCluster],
+    rng: &mut R,
+) -> Option<&'a WeightedCluster> {
+    let total: u64 = clusters.iter().map(|c| u64::from(c.weight)).sum();
+    if total == 0 {
+        return clusters.first();
+    }
+    let mut r = rng.random_range(0..total);
+    for c in clusters {
+        let w = u64::from(c.weight);
+        if r < w {
+            return Some(c);
+        }
+        r -= w;
+    }
+    clusters.last()
 }
 
 #[cfg(test)]

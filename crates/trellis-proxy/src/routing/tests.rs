@@ -6,6 +6,20 @@ use crate::config::{
 use http::HeaderValue;
 use rand::SeedableRng;
 
+/// A route action to `cluster` with nothing else set.
+pub(crate) fn action(cluster: &str) -> RouteAction {
+    RouteAction {
+        target: ClusterTarget::Cluster(cluster.into()),
+        timeout: None,
+        prefix_rewrite: None,
+        regex_rewrite: None,
+        host_rewrite: None,
+        retry_policy: None,
+        mirrors: vec![],
+        hash_policy: vec![],
+    }
+}
+
 fn route(name: &str, path: PathMatch, headers: Vec<HeaderMatcher>) -> Route {
     Route {
         name: name.into(),
@@ -13,11 +27,13 @@ fn route(name: &str, path: PathMatch, headers: Vec<HeaderMatcher>) -> Route {
             path,
             case_sensitive: true,
             headers,
+            query_parameters: vec![],
         },
-        action: RouteAction {
-            target: ClusterTarget::Cluster(format!("c-{name}")),
-            timeout: None,
-        },
+        action: crate::config::Action::Route(action(&format!("c-{name}"))),
+        request_headers: Default::default(),
+        response_headers: Default::default(),
+        fault: None,
+        cors: None,
     }
 }
 
@@ -26,6 +42,8 @@ fn vhost(name: &str, domains: &[&str], routes: Vec<Route>) -> VirtualHost {
         name: name.into(),
         domains: domains.iter().map(|d| d.to_string()).collect(),
         routes,
+        include_request_attempt_count: false,
+        include_attempt_count_in_response: false,
     }
 }
 
@@ -290,14 +308,17 @@ fn weighted_pick_follows_weights() {
         WeightedCluster {
             name: "v1".into(),
             weight: 80,
+            ..wc()
         },
         WeightedCluster {
             name: "v2".into(),
             weight: 20,
+            ..wc()
         },
         WeightedCluster {
             name: "never".into(),
             weight: 0,
+            ..wc()
         },
     ]);
     let mut rng = rand::rngs::SmallRng::seed_from_u64(42);
@@ -319,4 +340,45 @@ fn weighted_pick_follows_weights() {
         pick_cluster(&ClusterTarget::Cluster("only".into()), &mut rng),
         "only"
     );
+}
+
+fn wc() -> WeightedCluster {
+    WeightedCluster {
+        name: String::new(),
+        weight: 0,
+        request_headers: Default::default(),
+        response_headers: Default::default(),
+    }
+}
+
+#[test]
+fn query_parameters_match_decoded_values() {
+    use crate::config::{QueryParamMatchKind, QueryParamMatcher, StringMatch, StringMatchKind};
+    let mut r = route("q", PathMatch::Prefix("/".into()), vec![]);
+    r.matcher.query_parameters = vec![
+        QueryParamMatcher {
+            name: "user".into(),
+            kind: QueryParamMatchKind::String(StringMatch {
+                kind: StringMatchKind::Exact("a b".into()),
+                ignore_case: false,
+            }),
+        },
+        QueryParamMatcher {
+            name: "debug".into(),
+            kind: QueryParamMatchKind::Present(true),
+        },
+    ];
+    let h = HeaderMap::new();
+    assert!(route_matches(&r, &view("x", "/p?debug&user=a%20b", &h)));
+    assert!(route_matches(
+        &r,
+        &view("x", "/p?user=a%20b&user=c&debug=", &h)
+    ));
+    assert!(
+        !route_matches(&r, &view("x", "/p?user=c&user=a%20b&debug", &h)),
+        "first value counts"
+    );
+    assert!(!route_matches(&r, &view("x", "/p?user=a%20b", &h)));
+    assert!(!route_matches(&r, &view("x", "/p", &h)));
+    assert_eq!(query_param("/p?a=%41%zz", "a").as_deref(), Some("A%zz"));
 }

@@ -1,92 +1,181 @@
-//! Connection pools: HTTP/1.1 with keep-alive (hyper-util's pooling client), or HTTP/2 with
-//! prior knowledge (one multiplexed connection per endpoint, re-established when it closes).
+//! Connection pools (HTTP/1.1 keep-alive, or HTTP/2 prior knowledge), with Envoy's
+//! connection-pool circuit breakers and options: `max_connections` (cluster-wide),
+//! `max_pending_requests` (requests without a connection, including those waiting for theirs to
+//! be established), `max_requests`, `idle_timeout`, `max_requests_per_connection`,
+//! `max_connection_duration`, HTTP/2 `max_concurrent_streams` and TCP keepalive.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::{HeaderValue, Request, Response, Uri, Version};
-use hyper::body::Incoming;
-use hyper::client::conn::http2;
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::UpstreamError;
-use crate::config::UpstreamProtocol;
+use super::breaker::{Counters, Resource, ResourceGuard};
+use super::{BoxError, RequestBody, UpstreamError};
+use crate::config::{
+    CircuitBreakers, Cluster, ConnectionPoolOptions, TcpKeepalive, UpstreamProtocol,
+};
+
+/// A response body from an upstream; holds the request's resources (in-flight counts, the
+/// HTTP/2 stream slot) until it ends or is dropped.
+pub struct ResponseBody {
+    inner: Incoming,
+    _hold: Vec<Box<dyn Send + Sync>>,
+}
+
+impl std::fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseBody").finish_non_exhaustive()
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// A cluster's connection pool; cheap to clone (shared).
 #[derive(Clone, Debug)]
-pub enum Pool {
-    /// HTTP/1.1, pooled per endpoint by hyper-util.
-    Http1(Box<Client<HttpConnector, Incoming>>),
-    /// HTTP/2 prior knowledge.
-    Http2(Arc<H2Pool>),
+pub struct Pool {
+    inner: Arc<PoolInner>,
 }
 
-/// One HTTP/2 connection per endpoint.
 #[derive(Debug)]
-pub struct H2Pool {
+struct PoolInner {
+    protocol: UpstreamProtocol,
     connect_timeout: Duration,
-    conns: Mutex<HashMap<SocketAddr, http2::SendRequest<Incoming>>>,
+    opts: ConnectionPoolOptions,
+    counters: Arc<Counters>,
+    state: Mutex<PoolState>,
+    next_id: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct PoolState {
+    h1_idle: HashMap<SocketAddr, Vec<H1Idle>>,
+    h2: HashMap<SocketAddr, Vec<Arc<H2Conn>>>,
+    h2_connecting: HashSet<SocketAddr>,
+}
+
+#[derive(Debug)]
+struct ConnMeta {
+    id: u64,
+    created: Instant,
+    served: AtomicU32,
+    draining: AtomicBool,
+}
+
+#[derive(Debug)]
+struct H1Idle {
+    sender: http1::SendRequest<RequestBody>,
+    meta: Arc<ConnMeta>,
+    epoch: u64,
+}
+
+#[derive(Debug)]
+struct H2Conn {
+    sender: http2::SendRequest<RequestBody>,
+    meta: Arc<ConnMeta>,
+    streams: AtomicU32,
+    epoch: AtomicU64,
 }
 
 impl Pool {
-    /// A new, empty pool.
-    pub fn new(protocol: UpstreamProtocol, connect_timeout: Duration) -> Self {
-        match protocol {
-            UpstreamProtocol::Http1 => {
-                let mut connector = HttpConnector::new();
-                connector.set_connect_timeout(Some(connect_timeout));
-                connector.set_nodelay(true);
-                let client = Client::builder(TokioExecutor::new())
-                    .pool_idle_timeout(Duration::from_secs(60))
-                    .build(connector);
-                Pool::Http1(Box::new(client))
-            }
-            UpstreamProtocol::Http2 => Pool::Http2(Arc::new(H2Pool {
-                connect_timeout,
-                conns: Mutex::new(HashMap::new()),
-            })),
+    /// A new, empty pool for `cluster`'s protocol and options.
+    pub fn new(cluster: &Cluster) -> Self {
+        Pool {
+            inner: Arc::new(PoolInner {
+                protocol: cluster.protocol,
+                connect_timeout: cluster.connect_timeout,
+                opts: cluster.connection_pool,
+                counters: Arc::new(Counters::default()),
+                state: Mutex::new(PoolState::default()),
+                next_id: AtomicU64::new(1),
+            }),
         }
     }
 
+    /// Whether this pool can serve `cluster` as it is (same protocol and pool settings).
+    pub(crate) fn settings_match(&self, cluster: &Cluster) -> bool {
+        self.inner.protocol == cluster.protocol
+            && self.inner.connect_timeout == cluster.connect_timeout
+            && self.inner.opts == cluster.connection_pool
+    }
+
+    /// Idle HTTP/1.1 connections now.
+    #[cfg(test)]
+    pub(crate) fn idle_count(&self) -> usize {
+        self.inner.lock().h1_idle.values().map(Vec::len).sum()
+    }
+
+    pub(crate) fn counters(&self) -> &Arc<Counters> {
+        &self.inner.counters
+    }
+
     /// Sends `req` (whose URI carries at least the path and query) to `addr`. `authority` is the
-    /// request's authority: the `Host` header for HTTP/1.1, `:authority` for HTTP/2.
+    /// request's authority: the `Host` header for HTTP/1.1, `:authority` for HTTP/2. `hold` is
+    /// kept until the response body ends.
     pub async fn send(
         &self,
         addr: SocketAddr,
         authority: &str,
-        mut req: Request<Incoming>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+        mut req: Request<RequestBody>,
+        limits: &CircuitBreakers,
+        hold: Box<dyn Send + Sync>,
+    ) -> Result<Response<ResponseBody>, UpstreamError> {
+        let counters = &self.inner.counters;
+        if !counters.can_create(Resource::Requests, limits.max_requests) {
+            return Err(UpstreamError::Overflow {
+                resource: Resource::Requests,
+                limit: limits.max_requests,
+            });
+        }
         let path = req
             .uri()
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_string();
-        match self {
-            Pool::Http1(client) => {
-                *req.uri_mut() = uri(&addr.to_string(), &path)?;
+        match self.inner.protocol {
+            UpstreamProtocol::Http1 => {
+                // Origin-form on the wire; the authority travels in `Host`.
+                *req.uri_mut() =
+                    path.parse()
+                        .map_err(|e: http::uri::InvalidUri| UpstreamError::Connect {
+                            addr,
+                            source: Box::new(e),
+                        })?;
                 *req.version_mut() = Version::HTTP_11;
                 if let Ok(host) = HeaderValue::from_str(authority) {
                     req.headers_mut().insert(http::header::HOST, host);
                 }
-                client.request(req).await.map_err(|e| {
-                    if e.is_connect() {
-                        UpstreamError::Connect {
-                            addr,
-                            source: Box::new(e),
-                        }
-                    } else {
-                        UpstreamError::Reset {
-                            addr,
-                            source: Box::new(e),
-                        }
-                    }
-                })
+                self.send_h1(addr, req, limits, hold).await
             }
-            Pool::Http2(pool) => {
+            UpstreamProtocol::Http2 => {
                 let authority = if authority.is_empty() {
                     addr.to_string()
                 } else {
@@ -95,10 +184,428 @@ impl Pool {
                 *req.uri_mut() = uri(&authority, &path)?;
                 *req.version_mut() = Version::HTTP_2;
                 req.headers_mut().remove(http::header::HOST);
-                pool.send(addr, req).await
+                self.send_h2(addr, req, limits, hold).await
             }
         }
     }
+
+    async fn send_h1(
+        &self,
+        addr: SocketAddr,
+        mut req: Request<RequestBody>,
+        limits: &CircuitBreakers,
+        hold: Box<dyn Send + Sync>,
+    ) -> Result<Response<ResponseBody>, UpstreamError> {
+        // A reused connection may have been closed by the peer meanwhile: if the request was
+        // not sent, it is retried on another connection (as hyper-util's pool does).
+        for _ in 0..3 {
+            let (mut sender, meta, reused) = self.acquire_h1(addr, limits).await?;
+            let request_guard = self
+                .inner
+                .counters
+                .try_acquire(Resource::Requests, u32::MAX);
+            meta.served.fetch_add(1, Ordering::Relaxed);
+            match sender.try_send_request(req).await {
+                Ok(resp) => {
+                    let pool = Arc::downgrade(&self.inner);
+                    tokio::spawn(async move {
+                        // Ready again once the response has been read to the end.
+                        if sender.ready().await.is_ok()
+                            && let Some(pool) = pool.upgrade()
+                        {
+                            pool.put_idle(addr, sender, meta);
+                        }
+                    });
+                    let (parts, body) = resp.into_parts();
+                    return Ok(Response::from_parts(
+                        parts,
+                        ResponseBody {
+                            inner: body,
+                            _hold: vec![hold, Box::new(request_guard)],
+                        },
+                    ));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(r) if reused => req = r,
+                    _ => {
+                        return Err(UpstreamError::Reset {
+                            addr,
+                            source: Box::new(e.into_error()),
+                        });
+                    }
+                },
+            }
+        }
+        Err(UpstreamError::Reset {
+            addr,
+            source: "pooled connections kept closing".into(),
+        })
+    }
+
+    /// An idle connection, or a new one; waits as a pending request when `max_connections`
+    /// are open.
+    async fn acquire_h1(
+        &self,
+        addr: SocketAddr,
+        limits: &CircuitBreakers,
+    ) -> Result<(http1::SendRequest<RequestBody>, Arc<ConnMeta>, bool), UpstreamError> {
+        let counters = &self.inner.counters;
+        let mut pending: Option<ResourceGuard> = None;
+        loop {
+            let notified = counters.released.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some((sender, meta)) = self.inner.take_idle(addr) {
+                return Ok((sender, meta, true));
+            }
+            if pending.is_none() {
+                pending = Some(
+                    counters
+                        .try_acquire(Resource::PendingRequests, limits.max_pending_requests)
+                        .ok_or(UpstreamError::Overflow {
+                            resource: Resource::PendingRequests,
+                            limit: limits.max_pending_requests,
+                        })?,
+                );
+            }
+            if let Some(slot) = counters.try_acquire(Resource::Connections, limits.max_connections)
+            {
+                let stream = self.inner.tcp_connect(addr).await?;
+                let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| {
+                    UpstreamError::Connect {
+                        addr,
+                        source: Box::new(e),
+                    }
+                })?;
+                tokio::spawn(
+                    async move {
+                        let _slot = slot;
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "upstream connection closed with error");
+                        }
+                    }
+                    .instrument(tracing::debug_span!("h1 upstream", %addr)),
+                );
+                let meta = self.inner.new_meta();
+                return Ok((sender, meta, false));
+            }
+            // At max_connections: free an idle connection to another endpoint, or wait.
+            self.inner.evict_idle_other_than(addr);
+            notified.await;
+        }
+    }
+
+    async fn send_h2(
+        &self,
+        addr: SocketAddr,
+        req: Request<RequestBody>,
+        limits: &CircuitBreakers,
+        hold: Box<dyn Send + Sync>,
+    ) -> Result<Response<ResponseBody>, UpstreamError> {
+        let stream = self.acquire_h2(addr, limits).await?;
+        let request_guard = self
+            .inner
+            .counters
+            .try_acquire(Resource::Requests, u32::MAX);
+        let mut sender = stream.conn.sender.clone();
+        sender.ready().await.map_err(|e| UpstreamError::Reset {
+            addr,
+            source: Box::new(e),
+        })?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| UpstreamError::Reset {
+                addr,
+                source: Box::new(e),
+            })?;
+        let (parts, body) = resp.into_parts();
+        Ok(Response::from_parts(
+            parts,
+            ResponseBody {
+                inner: body,
+                _hold: vec![hold, Box::new(request_guard), Box::new(stream)],
+            },
+        ))
+    }
+
+    async fn acquire_h2(
+        &self,
+        addr: SocketAddr,
+        limits: &CircuitBreakers,
+    ) -> Result<StreamGuard, UpstreamError> {
+        let inner = &self.inner;
+        let counters = &inner.counters;
+        let max_streams = inner.opts.max_concurrent_streams.unwrap_or(u32::MAX);
+        let mut pending: Option<ResourceGuard> = None;
+        loop {
+            let notified = counters.released.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let connect_slot = {
+                let mut state = inner.lock();
+                let conns = state.h2.entry(addr).or_default();
+                conns.retain(|c| !c.sender.is_closed() && !c.meta.draining.load(Ordering::Acquire));
+                if let Some(c) = conns
+                    .iter()
+                    .find(|c| c.streams.load(Ordering::Acquire) < max_streams)
+                    .cloned()
+                {
+                    return Ok(inner.start_stream(&mut state, addr, c));
+                }
+                if pending.is_none() {
+                    pending = Some(
+                        counters
+                            .try_acquire(Resource::PendingRequests, limits.max_pending_requests)
+                            .ok_or(UpstreamError::Overflow {
+                                resource: Resource::PendingRequests,
+                                limit: limits.max_pending_requests,
+                            })?,
+                    );
+                }
+                if state.h2_connecting.contains(&addr) {
+                    None
+                } else {
+                    let slot = counters.try_acquire(Resource::Connections, limits.max_connections);
+                    if slot.is_some() {
+                        state.h2_connecting.insert(addr);
+                    }
+                    slot
+                }
+            };
+            if let Some(slot) = connect_slot {
+                let connected = self.connect_h2(addr, slot).await;
+                inner.lock().h2_connecting.remove(&addr);
+                counters.released.notify_waiters();
+                let conn = connected?;
+                let mut state = inner.lock();
+                state.h2.entry(addr).or_default().push(conn.clone());
+                return Ok(inner.start_stream(&mut state, addr, conn));
+            }
+            notified.await;
+        }
+    }
+
+    async fn connect_h2(
+        &self,
+        addr: SocketAddr,
+        slot: ResourceGuard,
+    ) -> Result<Arc<H2Conn>, UpstreamError> {
+        let stream = self.inner.tcp_connect(addr).await?;
+        let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .map_err(|e| UpstreamError::Connect {
+                addr,
+                source: Box::new(e),
+            })?;
+        tokio::spawn(
+            async move {
+                let _slot = slot;
+                if let Err(e) = conn.await {
+                    tracing::debug!(error = %e, "upstream h2 connection closed with error");
+                }
+            }
+            .instrument(tracing::debug_span!("h2 upstream", %addr)),
+        );
+        Ok(Arc::new(H2Conn {
+            sender,
+            meta: self.inner.new_meta(),
+            streams: AtomicU32::new(0),
+            epoch: AtomicU64::new(0),
+        }))
+    }
+}
+
+/// One HTTP/2 stream on a pooled connection, until dropped.
+struct StreamGuard {
+    pool: Weak<PoolInner>,
+    addr: SocketAddr,
+    conn: Arc<H2Conn>,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let left = self.conn.streams.fetch_sub(1, Ordering::AcqRel) - 1;
+        let Some(pool) = self.pool.upgrade() else {
+            return;
+        };
+        pool.counters.released.notify_waiters();
+        if left == 0
+            && let Some(idle) = pool.opts.idle_timeout
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            let epoch = self.conn.epoch.load(Ordering::Acquire);
+            let (weak, addr, conn) = (self.pool.clone(), self.addr, self.conn.clone());
+            rt.spawn(async move {
+                tokio::time::sleep(idle).await;
+                if conn.streams.load(Ordering::Acquire) == 0
+                    && conn.epoch.load(Ordering::Acquire) == epoch
+                    && let Some(pool) = weak.upgrade()
+                {
+                    conn.meta.draining.store(true, Ordering::Release);
+                    if let Some(list) = pool.lock().h2.get_mut(&addr) {
+                        list.retain(|c| !Arc::ptr_eq(c, &conn));
+                    }
+                }
+            });
+        }
+    }
+}
+
+impl PoolInner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn new_meta(self: &Arc<Self>) -> Arc<ConnMeta> {
+        let meta = Arc::new(ConnMeta {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            created: Instant::now(),
+            served: AtomicU32::new(0),
+            draining: AtomicBool::new(false),
+        });
+        if let Some(d) = self.opts.max_connection_duration {
+            let (weak, m) = (Arc::downgrade(self), meta.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(d).await;
+                m.draining.store(true, Ordering::Release);
+                if let Some(pool) = weak.upgrade() {
+                    let mut state = pool.lock();
+                    for list in state.h1_idle.values_mut() {
+                        list.retain(|i| i.meta.id != m.id);
+                    }
+                    for list in state.h2.values_mut() {
+                        list.retain(|c| c.meta.id != m.id);
+                    }
+                }
+            });
+        }
+        meta
+    }
+
+    fn reusable(&self, meta: &ConnMeta) -> bool {
+        !meta.draining.load(Ordering::Acquire)
+            && self
+                .opts
+                .max_requests_per_connection
+                .is_none_or(|max| meta.served.load(Ordering::Relaxed) < max)
+            && self
+                .opts
+                .max_connection_duration
+                .is_none_or(|d| meta.created.elapsed() < d)
+    }
+
+    fn start_stream(
+        self: &Arc<Self>,
+        _state: &mut PoolState,
+        addr: SocketAddr,
+        conn: Arc<H2Conn>,
+    ) -> StreamGuard {
+        conn.streams.fetch_add(1, Ordering::AcqRel);
+        conn.epoch.fetch_add(1, Ordering::AcqRel);
+        let served = conn.meta.served.fetch_add(1, Ordering::AcqRel) + 1;
+        if self
+            .opts
+            .max_requests_per_connection
+            .is_some_and(|max| served >= max)
+        {
+            // No new streams on it; it closes once its streams end and it is dropped.
+            conn.meta.draining.store(true, Ordering::Release);
+        }
+        StreamGuard {
+            pool: Arc::downgrade(self),
+            addr,
+            conn,
+        }
+    }
+
+    fn take_idle(
+        &self,
+        addr: SocketAddr,
+    ) -> Option<(http1::SendRequest<RequestBody>, Arc<ConnMeta>)> {
+        let mut state = self.lock();
+        let list = state.h1_idle.get_mut(&addr)?;
+        while let Some(idle) = list.pop() {
+            if idle.sender.is_ready() && self.reusable(&idle.meta) {
+                return Some((idle.sender, idle.meta));
+            }
+        }
+        None
+    }
+
+    fn evict_idle_other_than(&self, addr: SocketAddr) {
+        let mut state = self.lock();
+        if let Some(list) = state
+            .h1_idle
+            .iter_mut()
+            .find(|(a, l)| **a != addr && !l.is_empty())
+            .map(|(_, l)| l)
+        {
+            list.remove(0);
+        }
+    }
+
+    fn put_idle(
+        self: Arc<Self>,
+        addr: SocketAddr,
+        sender: http1::SendRequest<RequestBody>,
+        meta: Arc<ConnMeta>,
+    ) {
+        if !self.reusable(&meta) {
+            return; // dropping the sender closes the connection
+        }
+        let epoch = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.lock().h1_idle.entry(addr).or_default().push(H1Idle {
+            sender,
+            meta,
+            epoch,
+        });
+        self.counters.released.notify_waiters();
+        if let Some(idle) = self.opts.idle_timeout {
+            let weak = Arc::downgrade(&self);
+            tokio::spawn(async move {
+                tokio::time::sleep(idle).await;
+                if let Some(pool) = weak.upgrade()
+                    && let Some(list) = pool.lock().h1_idle.get_mut(&addr)
+                {
+                    list.retain(|i| i.epoch != epoch);
+                }
+            });
+        }
+    }
+
+    async fn tcp_connect(&self, addr: SocketAddr) -> Result<tokio::net::TcpStream, UpstreamError> {
+        let err = |source: BoxError| UpstreamError::Connect { addr, source };
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .map_err(|e| err(Box::new(e)))?;
+        if let Some(k) = &self.opts.tcp_keepalive {
+            set_keepalive(&socket, k).map_err(|e| err(Box::new(e)))?;
+        }
+        let stream = tokio::time::timeout(self.connect_timeout, socket.connect(addr))
+            .await
+            .map_err(|_| err(format!("timed out after {:?}", self.connect_timeout).into()))?
+            .map_err(|e| err(Box::new(e)))?;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+}
+
+fn set_keepalive(socket: &tokio::net::TcpSocket, k: &TcpKeepalive) -> std::io::Result<()> {
+    let mut ka = socket2::TcpKeepalive::new();
+    if let Some(t) = k.time {
+        ka = ka.with_time(t);
+    }
+    if let Some(i) = k.interval {
+        ka = ka.with_interval(i);
+    }
+    if let Some(p) = k.probes {
+        ka = ka.with_retries(p);
+    }
+    socket2::SockRef::from(socket).set_tcp_keepalive(&ka)
 }
 
 fn uri(authority: &str, path: &str) -> Result<Uri, UpstreamError> {
@@ -108,63 +615,4 @@ fn uri(authority: &str, path: &str) -> Result<Uri, UpstreamError> {
             addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             source: Box::new(e),
         })
-}
-
-impl H2Pool {
-    async fn send(
-        &self,
-        addr: SocketAddr,
-        req: Request<Incoming>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        let existing = {
-            let conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-            conns.get(&addr).filter(|s| !s.is_closed()).cloned()
-        };
-        let mut sender = match existing {
-            Some(s) => s,
-            None => self.connect(addr).await?,
-        };
-        sender.ready().await.map_err(|e| UpstreamError::Reset {
-            addr,
-            source: Box::new(e),
-        })?;
-        sender
-            .send_request(req)
-            .await
-            .map_err(|e| UpstreamError::Reset {
-                addr,
-                source: Box::new(e),
-            })
-    }
-
-    async fn connect(
-        &self,
-        addr: SocketAddr,
-    ) -> Result<http2::SendRequest<Incoming>, UpstreamError> {
-        let connect_err = |source: Box<dyn std::error::Error + Send + Sync>| {
-            UpstreamError::Connect { addr, source }
-        };
-        let stream =
-            tokio::time::timeout(self.connect_timeout, tokio::net::TcpStream::connect(addr))
-                .await
-                .map_err(|_| {
-                    connect_err(format!("timed out after {:?}", self.connect_timeout).into())
-                })?
-                .map_err(|e| connect_err(Box::new(e)))?;
-        let _ = stream.set_nodelay(true);
-        let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
-            .await
-            .map_err(|e| connect_err(Box::new(e)))?;
-        tokio::spawn(
-            async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "upstream h2 connection closed with error");
-                }
-            }
-            .instrument(tracing::debug_span!("h2 upstream", %addr)),
-        );
-        let mut conns = self.conns.lock().unwrap_or_else(|e| e.into_inner());
-        conns.insert(addr, sender.clone());
-        Ok(sender)
-    }
 }

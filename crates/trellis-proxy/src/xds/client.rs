@@ -309,7 +309,7 @@ impl<S: ConfigSink> AdsClient<S> {
             .iter()
             .filter_map(|c| match &c.discovery {
                 Discovery::Eds { service_name } => Some(service_name.clone()),
-                Discovery::Static(_) => None,
+                Discovery::Static(_) | Discovery::Dns { .. } => None,
             })
             .collect();
         self.sink.apply_clusters(clusters);

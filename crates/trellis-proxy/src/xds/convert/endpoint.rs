@@ -2,6 +2,7 @@
 
 #![allow(deprecated)]
 
+use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::endpoint::v3 as proto;
 
 use super::{ConvertError, Cx, join, reject_unsupported};
@@ -25,17 +26,80 @@ pub(crate) fn convert_assignment(
     path: &str,
     la: &proto::ClusterLoadAssignment,
 ) -> Result<config::Endpoints, ConvertError> {
+    let mut out = Vec::new();
+    for_each_endpoint(cx, path, la, |epath, endpoint, template| {
+        let address =
+            super::socket_address(cx, &join(epath, "address"), endpoint.address.as_ref())?;
+        out.push(config::Endpoint {
+            address,
+            ..template
+        });
+        Ok(())
+    })?;
+    Ok(config::Endpoints {
+        cluster_name: la.cluster_name.clone(),
+        endpoints: out,
+    })
+}
+
+/// Walks a load assignment's endpoints, checking every field but the endpoint's address, and
+/// calls `f(path of the endpoint, endpoint, endpoint with every attribute but the address)`.
+pub(crate) fn for_each_endpoint(
+    cx: &Cx,
+    path: &str,
+    la: &proto::ClusterLoadAssignment,
+    mut f: impl FnMut(&str, &proto::Endpoint, config::Endpoint) -> Result<(), ConvertError>,
+) -> Result<(), ConvertError> {
     reject_unsupported!(cx, path, la, proto::ClusterLoadAssignment { cluster_name, endpoints }
         unsupported { named_endpoints, policy });
-    let mut out = Vec::new();
     for (i, locality) in la.endpoints.iter().enumerate() {
         let lpath = join(path, &format!("endpoints[{i}]"));
-        reject_unsupported!(cx, &lpath, locality, proto::LocalityLbEndpoints { lb_endpoints, load_balancing_weight }
-            unsupported { locality, metadata, priority, proximity, lb_config });
+        reject_unsupported!(cx, &lpath, locality, proto::LocalityLbEndpoints { lb_endpoints, load_balancing_weight, locality, priority }
+            unsupported { metadata, proximity, lb_config });
+        let loc = match &locality.locality {
+            Some(l) => {
+                let core::Locality {
+                    region: _,
+                    zone: _,
+                    sub_zone: _,
+                } = l;
+                config::Locality {
+                    region: l.region.clone(),
+                    zone: l.zone.clone(),
+                    sub_zone: l.sub_zone.clone(),
+                }
+            }
+            None => config::Locality::default(),
+        };
+        let locality_weight = match &locality.load_balancing_weight {
+            Some(w) if w.value == 0 => {
+                return Err(cx.err(&join(&lpath, "load_balancing_weight"), "must be at least 1"));
+            }
+            Some(w) => Some(w.value),
+            None => None,
+        };
+        if locality.priority > 128 {
+            return Err(cx.err(&join(&lpath, "priority"), "must be at most 128"));
+        }
         for (j, lb) in locality.lb_endpoints.iter().enumerate() {
             let epath = join(&lpath, &format!("lb_endpoints[{j}]"));
-            reject_unsupported!(cx, &epath, lb, proto::LbEndpoint { load_balancing_weight, host_identifier }
-                unsupported { health_status, metadata });
+            reject_unsupported!(cx, &epath, lb, proto::LbEndpoint { load_balancing_weight, host_identifier, health_status }
+                unsupported { metadata });
+            use core::HealthStatus as H;
+            let healthy = match H::try_from(lb.health_status) {
+                Ok(H::Unknown | H::Healthy) => true,
+                Ok(H::Unhealthy | H::Draining | H::Timeout) => false,
+                Ok(other) => {
+                    return Err(
+                        cx.unsupported_value(&join(&epath, "health_status"), other.as_str_name())
+                    );
+                }
+                Err(_) => {
+                    return Err(
+                        cx.unsupported_value(&join(&epath, "health_status"), lb.health_status)
+                    );
+                }
+            };
             let endpoint = match &lb.host_identifier {
                 Some(proto::lb_endpoint::HostIdentifier::Endpoint(e)) => e,
                 Some(proto::lb_endpoint::HostIdentifier::EndpointName(_)) => {
@@ -46,17 +110,20 @@ pub(crate) fn convert_assignment(
             let epath_e = join(&epath, "endpoint");
             reject_unsupported!(cx, &epath_e, endpoint, proto::Endpoint { address }
                 unsupported { health_check_config, hostname, additional_addresses, observability_name });
-            let address =
-                super::socket_address(cx, &join(&epath_e, "address"), endpoint.address.as_ref())?;
             let weight = lb.load_balancing_weight.as_ref().map_or(1, |w| w.value);
             if weight == 0 {
                 return Err(cx.err(&join(&epath, "load_balancing_weight"), "must be at least 1"));
             }
-            out.push(config::Endpoint { address, weight });
+            let template = config::Endpoint {
+                address: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+                weight,
+                locality: loc.clone(),
+                priority: locality.priority,
+                locality_weight,
+                healthy,
+            };
+            f(&epath_e, endpoint, template)?;
         }
     }
-    Ok(config::Endpoints {
-        cluster_name: la.cluster_name.clone(),
-        endpoints: out,
-    })
+    Ok(())
 }

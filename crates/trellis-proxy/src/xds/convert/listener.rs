@@ -9,7 +9,7 @@ use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
 use trellis_xds::type_url;
 
-use super::{ConvertError, Cx, decode_any, join, reject_unsupported};
+use super::{ConvertError, Cx, decode_any, filters, join, reject_unsupported};
 use crate::config;
 
 impl TryFrom<&proto::Listener> for config::Listener {
@@ -58,12 +58,13 @@ impl TryFrom<&proto::Listener> for config::Listener {
         let path = join(&path, "typed_config");
         let manager: hcm::HttpConnectionManager =
             decode_any(&cx, &path, any, type_url::HTTP_CONNECTION_MANAGER)?;
-        let (stat_prefix, routes) = convert_hcm(&cx, &path, &manager)?;
+        let (stat_prefix, routes, http_filters) = convert_hcm(&cx, &path, &manager)?;
         Ok(config::Listener {
             name: l.name.clone(),
             address,
             stat_prefix,
             routes,
+            http_filters,
         })
     }
 }
@@ -72,7 +73,7 @@ fn convert_hcm(
     cx: &Cx,
     path: &str,
     m: &hcm::HttpConnectionManager,
-) -> Result<(String, config::RouteSource), ConvertError> {
+) -> Result<(String, config::RouteSource, config::HttpFilters), ConvertError> {
     reject_unsupported!(cx, path, m, hcm::HttpConnectionManager { codec_type, stat_prefix, http_filters, route_specifier }
         unsupported { add_user_agent, tracing, common_http_protocol_options, http1_safe_max_connection_duration, http_protocol_options, http2_protocol_options, http3_protocol_options, server_name, server_header_transformation, scheme_header_transformation, max_request_headers_kb, stream_idle_timeout, stream_flush_timeout, request_timeout, request_headers_timeout, drain_timeout, drain_timeout_jitter, delayed_close_timeout, access_log, access_log_flush_interval, flush_access_log_on_new_request, access_log_options, use_remote_address, xff_num_trusted_hops, original_ip_detection_extensions, early_header_mutation_extensions, internal_address_config, skip_xff_append, via, generate_request_id, preserve_external_request_id, always_set_request_id_in_response, forward_client_cert_details, set_current_client_cert_details, forward_client_cert_matcher, proxy_100_continue, represent_ipv4_remote_address_as_ipv4_mapped_ipv6, upgrade_configs, normalize_path, merge_slashes, path_with_escaped_slashes_action, request_id_extension, local_reply_config, strip_matching_host_port, stream_error_on_invalid_http_message, path_normalization_options, strip_trailing_host_dot, proxy_status_config, typed_header_validation_config, append_x_forwarded_port, append_local_overload, add_proxy_protocol_connection_state, forward_proto_config, strip_port_mode });
     if m.codec_type != hcm::http_connection_manager::CodecType::Auto as i32 {
@@ -81,34 +82,7 @@ fn convert_hcm(
             .unwrap_or_else(|_| m.codec_type.to_string());
         return Err(cx.unsupported_value(&join(path, "codec_type"), name));
     }
-    let [filter] = m.http_filters.as_slice() else {
-        return Err(cx.err(
-            &join(path, "http_filters"),
-            format_args!(
-                "exactly [{}] is supported, got {} filters",
-                type_url::names::ROUTER,
-                m.http_filters.len()
-            ),
-        ));
-    };
-    let fpath = join(path, "http_filters[0]");
-    reject_unsupported!(cx, &fpath, filter, hcm::HttpFilter { name, config_type }
-        unsupported { is_optional, disabled });
-    if filter.name != type_url::names::ROUTER {
-        return Err(cx.unsupported_value(&join(&fpath, "name"), &filter.name));
-    }
-    match &filter.config_type {
-        None => {}
-        Some(hcm::http_filter::ConfigType::TypedConfig(any)) => {
-            let tpath = join(&fpath, "typed_config");
-            let router: Router = decode_any(cx, &tpath, any, type_url::ROUTER)?;
-            reject_unsupported!(cx, &tpath, &router, Router {}
-                unsupported { dynamic_stats, start_child_span, upstream_log, upstream_log_options, suppress_envoy_headers, strict_check_headers, respect_expected_rq_timeout, suppress_grpc_request_failure_code_stats, upstream_http_filters, reject_connect_request_early_data });
-        }
-        Some(hcm::http_filter::ConfigType::ConfigDiscovery(_)) => {
-            return Err(cx.unsupported_field(&join(&fpath, "config_discovery")));
-        }
-    }
+    let http_filters = convert_http_filters(cx, path, &m.http_filters)?;
     use hcm::http_connection_manager::RouteSpecifier as R;
     let routes = match &m.route_specifier {
         Some(R::Rds(rds)) => {
@@ -130,5 +104,75 @@ fn convert_hcm(
         Some(R::ScopedRoutes(_)) => return Err(cx.unsupported_field(&join(path, "scoped_routes"))),
         None => return Err(cx.missing(&join(path, "rds"))),
     };
-    Ok((m.stat_prefix.clone(), routes))
+    Ok((m.stat_prefix.clone(), routes, http_filters))
+}
+
+/// `http_filters`: an in-order subsequence of `[fault, cors, router]` that ends with the router.
+fn convert_http_filters(
+    cx: &Cx,
+    path: &str,
+    filters: &[hcm::HttpFilter],
+) -> Result<config::HttpFilters, ConvertError> {
+    const ORDER: [&str; 3] = [filters::FAULT, filters::CORS, type_url::names::ROUTER];
+    let mut out = config::HttpFilters::default();
+    let mut next = 0;
+    for (i, filter) in filters.iter().enumerate() {
+        let fpath = join(path, &format!("http_filters[{i}]"));
+        reject_unsupported!(cx, &fpath, filter, hcm::HttpFilter { name, config_type }
+            unsupported { is_optional, disabled });
+        let Some(pos) = ORDER.iter().position(|n| *n == filter.name) else {
+            return Err(cx.unsupported_value(&join(&fpath, "name"), &filter.name));
+        };
+        if pos < next || (pos < 2 && i + 1 == filters.len()) {
+            return Err(cx.err(
+                &join(path, "http_filters"),
+                format_args!(
+                    "filters must be an in-order subset of [{}] ending with {}",
+                    ORDER.join(", "),
+                    type_url::names::ROUTER
+                ),
+            ));
+        }
+        next = pos + 1;
+        let any = match &filter.config_type {
+            None => None,
+            Some(hcm::http_filter::ConfigType::TypedConfig(any)) => Some(any),
+            Some(hcm::http_filter::ConfigType::ConfigDiscovery(_)) => {
+                return Err(cx.unsupported_field(&join(&fpath, "config_discovery")));
+            }
+        };
+        let tpath = join(&fpath, "typed_config");
+        match pos {
+            0 => {
+                if let Some(any) = any {
+                    filters::fault_filter(cx, &tpath, any)?;
+                }
+                out.fault = true;
+            }
+            1 => {
+                if let Some(any) = any {
+                    filters::cors_filter(cx, &tpath, any)?;
+                }
+                out.cors = true;
+            }
+            _ => {
+                if let Some(any) = any {
+                    let router: Router = decode_any(cx, &tpath, any, type_url::ROUTER)?;
+                    reject_unsupported!(cx, &tpath, &router, Router {}
+                        unsupported { dynamic_stats, start_child_span, upstream_log, upstream_log_options, suppress_envoy_headers, strict_check_headers, respect_expected_rq_timeout, suppress_grpc_request_failure_code_stats, upstream_http_filters, reject_connect_request_early_data });
+                }
+            }
+        }
+    }
+    if next != ORDER.len() {
+        return Err(cx.err(
+            &join(path, "http_filters"),
+            format_args!(
+                "filters must be an in-order subset of [{}] ending with {}",
+                ORDER.join(", "),
+                type_url::names::ROUTER
+            ),
+        ));
+    }
+    Ok(out)
 }

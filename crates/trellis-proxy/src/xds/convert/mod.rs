@@ -8,6 +8,7 @@
 
 pub mod cluster;
 pub mod endpoint;
+pub mod filters;
 pub mod listener;
 pub mod route;
 

@@ -155,25 +155,28 @@ fn eds_and_static_clusters_convert() {
 fn unsupported_cluster_fields_are_named() {
     let mut c = eds_cluster();
     c.cluster_discovery_type = Some(cluster::ClusterDiscoveryType::Type(
-        cluster::DiscoveryType::LogicalDns as i32,
+        cluster::DiscoveryType::OriginalDst as i32,
     ));
     assert_eq!(
         cluster_err(&c),
-        "Cluster outbound|80||echo.default.svc.cluster.local: type: LOGICAL_DNS is not supported"
+        "Cluster outbound|80||echo.default.svc.cluster.local: type: ORIGINAL_DST is not supported"
     );
 
     let mut c = eds_cluster();
-    c.lb_policy = cluster::LbPolicy::RingHash as i32;
+    c.lb_policy = cluster::LbPolicy::ClusterProvided as i32;
     assert_eq!(
         cluster_err(&c),
-        format!("Cluster {EDS_NAME}: lb_policy: RING_HASH is not supported")
+        format!("Cluster {EDS_NAME}: lb_policy: CLUSTER_PROVIDED is not supported")
     );
 
     let mut c = eds_cluster();
-    c.circuit_breakers = Some(CircuitBreakers::default());
+    c.circuit_breakers = Some(CircuitBreakers {
+        per_host_thresholds: vec![Default::default()],
+        ..Default::default()
+    });
     assert_eq!(
         cluster_err(&c),
-        format!("Cluster {EDS_NAME}: circuit_breakers: field is not supported")
+        format!("Cluster {EDS_NAME}: circuit_breakers.per_host_thresholds: field is not supported")
     );
 
     let mut c = eds_cluster();
@@ -191,21 +194,21 @@ fn unsupported_cluster_fields_are_named() {
 
     let mut c = static_cluster();
     c.typed_extension_protocol_options = h2_options(Http2ProtocolOptions {
-        max_concurrent_streams: Some(UInt32Value { value: 100 }),
+        initial_stream_window_size: Some(UInt32Value { value: 65535 }),
         ..Default::default()
     });
     assert_eq!(
         cluster_err(&c),
-        "Cluster inbound|9080||: typed_extension_protocol_options[\"envoy.extensions.upstreams.http.v3.HttpProtocolOptions\"].explicit_http_config.http2_protocol_options.max_concurrent_streams: field is not supported"
+        "Cluster inbound|9080||: typed_extension_protocol_options[\"envoy.extensions.upstreams.http.v3.HttpProtocolOptions\"].explicit_http_config.http2_protocol_options.initial_stream_window_size: field is not supported"
     );
 
     let mut c = static_cluster();
     if let Some(la) = c.load_assignment.as_mut() {
-        la.endpoints[0].lb_endpoints[0].health_status = core::HealthStatus::Healthy as i32;
+        la.endpoints[0].lb_endpoints[0].health_status = core::HealthStatus::Degraded as i32;
     }
     assert_eq!(
         cluster_err(&c),
-        "Cluster inbound|9080||: load_assignment.endpoints[0].lb_endpoints[0].health_status: field is not supported"
+        "Cluster inbound|9080||: load_assignment.endpoints[0].lb_endpoints[0].health_status: DEGRADED is not supported"
     );
 
     let mut c = static_cluster();
@@ -240,11 +243,11 @@ fn endpoints_convert_and_reject_localities() {
     );
 
     let mut la = assignment(EDS_NAME, &[("127.0.0.1", 80)]);
-    la.endpoints[0].priority = 1;
+    la.endpoints[0].proximity = Some(UInt32Value { value: 1 });
     assert_eq!(
         config::Endpoints::try_from(&la).map_err(|e| e.to_string()),
         Err(format!(
-            "ClusterLoadAssignment {EDS_NAME}: endpoints[0].priority: field is not supported"
+            "ClusterLoadAssignment {EDS_NAME}: endpoints[0].proximity: field is not supported"
         ))
     );
 }
@@ -333,16 +336,26 @@ fn unsupported_listener_fields_are_named() {
     );
 
     let mut hcm = rds_hcm();
+    hcm.http_filters.push(HttpFilter {
+        name: "envoy.filters.http.fault".into(),
+        ..Default::default()
+    });
+    assert_eq!(
+        listener_err(&listener_with(hcm)),
+        "Listener virtualOutbound: filter_chains[0].filters[0].typed_config.http_filters: filters must be an in-order subset of [envoy.filters.http.fault, envoy.filters.http.cors, envoy.filters.http.router] ending with envoy.filters.http.router"
+    );
+
+    let mut hcm = rds_hcm();
     hcm.http_filters.insert(
         0,
         HttpFilter {
-            name: "envoy.filters.http.fault".into(),
+            name: "envoy.filters.http.lua".into(),
             ..Default::default()
         },
     );
     assert_eq!(
         listener_err(&listener_with(hcm)),
-        "Listener virtualOutbound: filter_chains[0].filters[0].typed_config.http_filters: exactly [envoy.filters.http.router] is supported, got 2 filters"
+        "Listener virtualOutbound: filter_chains[0].filters[0].typed_config.http_filters[0].name: envoy.filters.http.lua is not supported"
     );
 
     let mut hcm = rds_hcm();
@@ -361,13 +374,15 @@ fn unsupported_listener_fields_are_named() {
 
     let mut hcm = rds_hcm();
     let mut rc = route_config();
-    rc.virtual_hosts[0].routes[0].action = Some(route::route::Action::Redirect(
-        route::RedirectAction::default(),
-    ));
+    rc.virtual_hosts[0].routes[0].action =
+        Some(route::route::Action::Redirect(route::RedirectAction {
+            response_code: 42,
+            ..Default::default()
+        }));
     hcm.route_specifier = Some(http_connection_manager::RouteSpecifier::RouteConfig(rc));
     assert_eq!(
         listener_err(&listener_with(hcm)),
-        "Listener virtualOutbound: filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[0].redirect: field is not supported"
+        "Listener virtualOutbound: filter_chains[0].filters[0].typed_config.route_config.virtual_hosts[0].routes[0].redirect.response_code: 42 is not supported"
     );
 }
 
@@ -470,6 +485,13 @@ fn route_config() -> RouteConfiguration {
     }
 }
 
+fn route_action(a: &config::Action) -> &config::RouteAction {
+    match a {
+        config::Action::Route(r) => r,
+        other => panic!("not a route action: {other:?}"),
+    }
+}
+
 fn route_err(rc: &RouteConfiguration) -> String {
     match config::RouteTable::try_from(rc) {
         Ok(t) => panic!("accepted {t:?}"),
@@ -488,7 +510,11 @@ fn route_tables_convert() {
     );
     let canary = &vh.routes[0];
     assert!(!canary.matcher.case_sensitive);
-    assert_eq!(canary.action.timeout, None, "0s means no timeout");
+    assert_eq!(
+        route_action(&canary.action).timeout,
+        None,
+        "0s means no timeout"
+    );
     assert_eq!(
         canary.matcher.headers[0].kind,
         HeaderMatchKind::Exact("jason".into())
@@ -498,7 +524,7 @@ fn route_tables_convert() {
         HeaderMatchKind::Present(true)
     );
     assert!(canary.matcher.headers[2].invert_match);
-    let ClusterTarget::WeightedClusters(w) = &canary.action.target else {
+    let ClusterTarget::WeightedClusters(w) = &route_action(&canary.action).target else {
         panic!("{canary:?}")
     };
     assert_eq!((w[0].weight, w[1].weight), (90, 10));
@@ -507,7 +533,7 @@ fn route_tables_convert() {
         matches!(&regex.matcher.path, PathMatch::SafeRegex(p) if p.source() == "/items/[0-9]+")
     );
     assert_eq!(
-        regex.action.timeout,
+        route_action(&regex.action).timeout,
         Some(std::time::Duration::from_millis(1500))
     );
 }
@@ -536,11 +562,14 @@ fn unsupported_route_fields_are_named() {
 
     let mut rc = route_config();
     if let Some(route::route::Action::Route(a)) = rc.virtual_hosts[0].routes[1].action.as_mut() {
-        a.retry_policy = Some(route::RetryPolicy::default());
+        a.retry_policy = Some(route::RetryPolicy {
+            retry_on: "5xx,bogus".into(),
+            ..Default::default()
+        });
     }
     assert_eq!(
         route_err(&rc),
-        "RouteConfiguration outbound: virtual_hosts[0].routes[1].route.retry_policy: field is not supported"
+        "RouteConfiguration outbound: virtual_hosts[0].routes[1].route.retry_policy.retry_on: \"bogus\" is not supported"
     );
 
     let mut rc = route_config();

@@ -1,0 +1,753 @@
+//! End to end, cluster level: circuit breakers, outlier detection and priority failover through
+//! the proxy, configured by an in-test ADS server (the harness is the one of `e2e.rs`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use envoy_types::pb::envoy::config::cluster::v3::{
+    CircuitBreakers, Cluster, circuit_breakers, cluster,
+};
+use envoy_types::pb::envoy::config::core::v3::{
+    self as core, AggregatedConfigSource, ConfigSource, Http2ProtocolOptions, SocketAddress,
+    address, config_source, socket_address,
+};
+use envoy_types::pb::envoy::config::endpoint::v3::{
+    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
+};
+use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+use envoy_types::pb::envoy::config::route::v3::{
+    Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route, route_action,
+    route_match,
+};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpConnectionManager, HttpFilter, http_connection_manager,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
+    HttpProtocolOptions, http_protocol_options,
+};
+use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
+    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
+};
+use envoy_types::pb::envoy::service::discovery::v3::{
+    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
+};
+use envoy_types::pb::google::protobuf::{Any, Duration as PDuration, UInt32Value};
+use http_body_util::Full;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
+use trellis_proxy::{ProxyConfig, ProxyHandle};
+use trellis_xds::{NodeIdentity, ProxyType, to_any, type_url};
+
+const DEADLINE: Duration = Duration::from_secs(15);
+
+// ---------------------------------------------------------------- in-test ADS server
+
+type ResponseTx = mpsc::UnboundedSender<Result<DiscoveryResponse, tonic::Status>>;
+
+struct TestAds {
+    requests: mpsc::UnboundedSender<DiscoveryRequest>,
+    responses: Mutex<Option<mpsc::UnboundedReceiver<Result<DiscoveryResponse, tonic::Status>>>>,
+}
+
+#[tonic::codegen::async_trait]
+impl AggregatedDiscoveryService for TestAds {
+    type StreamAggregatedResourcesStream =
+        UnboundedReceiverStream<Result<DiscoveryResponse, tonic::Status>>;
+    type DeltaAggregatedResourcesStream =
+        UnboundedReceiverStream<Result<DeltaDiscoveryResponse, tonic::Status>>;
+
+    async fn stream_aggregated_resources(
+        &self,
+        request: tonic::Request<tonic::Streaming<DiscoveryRequest>>,
+    ) -> Result<tonic::Response<Self::StreamAggregatedResourcesStream>, tonic::Status> {
+        let rx = self
+            .responses
+            .lock()
+            .map_err(|_| tonic::Status::internal("poisoned"))?
+            .take()
+            .ok_or_else(|| tonic::Status::unavailable("the test server takes one stream"))?;
+        let mut inbound = request.into_inner();
+        let tx = self.requests.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(r)) = inbound.message().await {
+                if tx.send(r).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(tonic::Response::new(UnboundedReceiverStream::new(rx)))
+    }
+
+    async fn delta_aggregated_resources(
+        &self,
+        _request: tonic::Request<tonic::Streaming<DeltaDiscoveryRequest>>,
+    ) -> Result<tonic::Response<Self::DeltaAggregatedResourcesStream>, tonic::Status> {
+        Err(tonic::Status::unimplemented("delta"))
+    }
+}
+
+struct Harness {
+    push_tx: ResponseTx,
+    requests: mpsc::UnboundedReceiver<DiscoveryRequest>,
+    proxy: Option<ProxyHandle>,
+    admin: SocketAddr,
+    nonce: u32,
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        let (req_tx, requests) = mpsc::unbounded_channel();
+        let (push_tx, push_rx) = mpsc::unbounded_channel();
+        let ads = TestAds {
+            requests: req_tx,
+            responses: Mutex::new(Some(push_rx)),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind ads");
+        let xds_address = listener.local_addr().expect("ads addr");
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(AggregatedDiscoveryServiceServer::new(ads))
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+        let node = NodeIdentity {
+            proxy_type: ProxyType::Sidecar,
+            ip: "127.0.0.1".parse().expect("ip"),
+            workload: "echo-v1".into(),
+            namespace: "default".into(),
+            service_account: "echo".into(),
+            labels: Default::default(),
+            app_ip: None,
+        };
+        let proxy = trellis_proxy::start(ProxyConfig {
+            node,
+            xds_address,
+            admin_address: "127.0.0.1:0".parse().expect("addr"),
+        })
+        .await
+        .expect("proxy starts");
+        let admin = proxy.admin_address();
+        Harness {
+            push_tx,
+            requests,
+            proxy: Some(proxy),
+            admin,
+            nonce: 0,
+        }
+    }
+
+    /// Pushes a response; returns its nonce.
+    fn push(&mut self, type_url: &str, version: &str, resources: Vec<Any>) -> String {
+        self.nonce += 1;
+        let nonce = format!("n{}", self.nonce);
+        self.push_tx
+            .send(Ok(DiscoveryResponse {
+                version_info: version.into(),
+                resources,
+                type_url: type_url.into(),
+                nonce: nonce.clone(),
+                ..Default::default()
+            }))
+            .expect("stream open");
+        nonce
+    }
+
+    /// The next request of `type_url` that satisfies `pred` (others are skipped).
+    async fn request_where(
+        &mut self,
+        type_url: &str,
+        pred: impl Fn(&DiscoveryRequest) -> bool,
+    ) -> DiscoveryRequest {
+        let wait = async {
+            loop {
+                let r = self.requests.recv().await.expect("ads stream alive");
+                if r.type_url == type_url && pred(&r) {
+                    return r;
+                }
+            }
+        };
+        tokio::time::timeout(DEADLINE, wait)
+            .await
+            .unwrap_or_else(|_| panic!("no matching {type_url} request within {DEADLINE:?}"))
+    }
+
+    async fn reply_to(&mut self, type_url: &str, nonce: &str) -> DiscoveryRequest {
+        let nonce = nonce.to_string();
+        self.request_where(type_url, move |r| r.response_nonce == nonce)
+            .await
+    }
+
+    async fn wait_ready(&self) {
+        let admin = self.admin;
+        poll(|| async move { get(admin, "/ready").await.is_some_and(|(s, _, _)| s == 200) }).await;
+    }
+
+    async fn listener_port(&self, name: &str) -> SocketAddr {
+        let (_, _, body) = get(self.admin, "/listeners")
+            .await
+            .expect("admin /listeners");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        let found = v
+            .as_array()
+            .and_then(|a| a.iter().find(|l| l["name"] == name))
+            .and_then(|l| l["local_address"].as_str())
+            .unwrap_or_else(|| panic!("listener {name} not bound: {body}"));
+        found.parse().expect("addr")
+    }
+
+    async fn stop(mut self) {
+        if let Some(p) = self.proxy.take() {
+            p.shutdown().await;
+        }
+    }
+}
+
+async fn poll<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("condition not met within {DEADLINE:?}");
+}
+
+// ---------------------------------------------------------------- HTTP helpers
+
+/// Sends raw HTTP/1.1 text (with `Connection: close`) and returns (status, headers, body).
+async fn raw_http(
+    addr: SocketAddr,
+    request: &str,
+) -> Option<(u16, HashMap<String, String>, String)> {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream.write_all(request.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let mut lines = head.lines();
+    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Some((status, headers, body.to_string()))
+}
+
+async fn get(addr: SocketAddr, path: &str) -> Option<(u16, HashMap<String, String>, String)> {
+    raw_http(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"),
+    )
+    .await
+}
+
+// ---------------------------------------------------------------- resource builders
+
+fn sock(addr: SocketAddr) -> core::Address {
+    core::Address {
+        address: Some(address::Address::SocketAddress(SocketAddress {
+            address: addr.ip().to_string(),
+            port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(
+                addr.port(),
+            ))),
+            ..Default::default()
+        })),
+    }
+}
+
+fn ads_source() -> ConfigSource {
+    ConfigSource {
+        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
+            AggregatedConfigSource {},
+        )),
+        resource_api_version: core::ApiVersion::V3 as i32,
+        ..Default::default()
+    }
+}
+
+fn assignment(name: &str, endpoints: &[SocketAddr]) -> ClusterLoadAssignment {
+    ClusterLoadAssignment {
+        cluster_name: name.into(),
+        endpoints: vec![LocalityLbEndpoints {
+            lb_endpoints: endpoints
+                .iter()
+                .map(|a| LbEndpoint {
+                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                        address: Some(sock(*a)),
+                        ..Default::default()
+                    })),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn route_to(prefix: &str, cluster: &str) -> Route {
+    Route {
+        r#match: Some(RouteMatch {
+            path_specifier: Some(route_match::PathSpecifier::Prefix(prefix.into())),
+            ..Default::default()
+        }),
+        action: Some(route::Action::Route(RouteAction {
+            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.into())),
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
+fn route_table(name: &str, routes: Vec<Route>) -> RouteConfiguration {
+    RouteConfiguration {
+        name: name.into(),
+        virtual_hosts: vec![VirtualHost {
+            name: "all".into(),
+            domains: vec!["*".into()],
+            routes,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn listener(name: &str, routes: http_connection_manager::RouteSpecifier) -> Any {
+    let hcm = HttpConnectionManager {
+        stat_prefix: name.into(),
+        http_filters: vec![HttpFilter {
+            name: type_url::names::ROUTER.into(),
+            ..Default::default()
+        }],
+        route_specifier: Some(routes),
+        ..Default::default()
+    };
+    to_any(
+        type_url::LISTENER,
+        &Listener {
+            name: name.into(),
+            address: Some(sock("127.0.0.1:0".parse().expect("addr"))),
+            filter_chains: vec![FilterChain {
+                filters: vec![Filter {
+                    name: type_url::names::HTTP_CONNECTION_MANAGER.into(),
+                    config_type: Some(filter::ConfigType::TypedConfig(to_any(
+                        type_url::HTTP_CONNECTION_MANAGER,
+                        &hcm,
+                    ))),
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
+    )
+}
+
+fn inline(table: RouteConfiguration) -> http_connection_manager::RouteSpecifier {
+    http_connection_manager::RouteSpecifier::RouteConfig(table)
+}
+
+// ---------------------------------------------------------------- cluster-level helpers
+
+/// An upstream that answers `200 upstream=NAME` on any path, `/status/N` with status N, and
+/// holds `/slow` until the test adds a permit to `release`. `arrivals` counts requests.
+async fn controlled_upstream(
+    name: &'static str,
+    default_status: u16,
+    release: std::sync::Arc<tokio::sync::Semaphore>,
+    arrivals: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind upstream");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (release, arrivals) = (release.clone(), arrivals.clone());
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let (release, arrivals) = (release.clone(), arrivals.clone());
+                        async move {
+                            arrivals.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            let path = req.uri().path().to_string();
+                            if path == "/slow"
+                                && let Ok(p) = release.acquire().await
+                            {
+                                p.forget();
+                            }
+                            let status = path
+                                .strip_prefix("/status/")
+                                .and_then(|s| s.parse().ok())
+                                .unwrap_or(default_status);
+                            let mut resp = http::Response::new(Full::new(Bytes::from(format!(
+                                "upstream={name}"
+                            ))));
+                            *resp.status_mut() =
+                                http::StatusCode::from_u16(status).expect("status");
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    });
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            });
+        }
+    });
+    addr
+}
+
+fn simple_upstream(
+    name: &'static str,
+    status: u16,
+) -> impl std::future::Future<Output = SocketAddr> {
+    controlled_upstream(
+        name,
+        status,
+        std::sync::Arc::new(tokio::sync::Semaphore::new(0)),
+        Default::default(),
+    )
+}
+
+fn cluster_with(name: &str, kind: cluster::DiscoveryType, f: impl FnOnce(&mut Cluster)) -> Any {
+    let mut c = Cluster {
+        name: name.into(),
+        cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(kind as i32)),
+        ..Default::default()
+    };
+    if kind == cluster::DiscoveryType::Eds {
+        c.eds_cluster_config = Some(cluster::EdsClusterConfig {
+            eds_config: Some(ads_source()),
+            service_name: name.into(),
+        });
+    }
+    f(&mut c);
+    to_any(type_url::CLUSTER, &c)
+}
+
+fn outlier(
+    consecutive_5xx: u32,
+    base_ejection_secs: i64,
+) -> envoy_types::pb::envoy::config::cluster::v3::OutlierDetection {
+    envoy_types::pb::envoy::config::cluster::v3::OutlierDetection {
+        consecutive_5xx: Some(UInt32Value {
+            value: consecutive_5xx,
+        }),
+        base_ejection_time: Some(PDuration {
+            seconds: base_ejection_secs,
+            nanos: 0,
+        }),
+        interval: Some(PDuration {
+            seconds: 1,
+            nanos: 0,
+        }),
+        max_ejection_percent: Some(UInt32Value { value: 100 }),
+        enforcing_success_rate: Some(UInt32Value { value: 0 }),
+        ..Default::default()
+    }
+}
+
+/// Pushes CDS (then EDS when given) and an inline-routed listener `/` → `name`; returns the
+/// listener's address.
+async fn configure(
+    h: &mut Harness,
+    cluster: Any,
+    name: &str,
+    eds: Option<ClusterLoadAssignment>,
+) -> SocketAddr {
+    h.request_where(type_url::CLUSTER, |_| true).await;
+    let nonce = h.push(type_url::CLUSTER, "1", vec![cluster]);
+    let ack = h.reply_to(type_url::CLUSTER, &nonce).await;
+    assert!(ack.error_detail.is_none(), "{:?}", ack.error_detail);
+    if let Some(la) = eds {
+        h.request_where(type_url::ENDPOINT, |r| !r.resource_names.is_empty())
+            .await;
+        let nonce = h.push(
+            type_url::ENDPOINT,
+            "1",
+            vec![to_any(type_url::ENDPOINT, &la)],
+        );
+        let ack = h.reply_to(type_url::ENDPOINT, &nonce).await;
+        assert!(ack.error_detail.is_none(), "{:?}", ack.error_detail);
+    }
+    let table = route_table("inbound|8080", vec![route_to("/", name)]);
+    let nonce = h.push(
+        type_url::LISTENER,
+        "1",
+        vec![listener("inbound|8080", inline(table))],
+    );
+    let ack = h.reply_to(type_url::LISTENER, &nonce).await;
+    assert!(ack.error_detail.is_none(), "{:?}", ack.error_detail);
+    h.wait_ready().await;
+    h.listener_port("inbound|8080").await
+}
+
+/// Body of a GET (status, reason header, body).
+async fn fetch(proxy: SocketAddr, path: &str) -> (u16, String, String) {
+    let (status, headers, body) = get(proxy, path).await.expect("response");
+    (
+        status,
+        headers.get("x-trellis-reason").cloned().unwrap_or_default(),
+        body,
+    )
+}
+
+// ---------------------------------------------------------------- tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_overflow_is_503_uo_while_a_slow_request_holds_the_only_connection() {
+    let release = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let arrivals = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let upstream = controlled_upstream("app", 200, release.clone(), arrivals.clone()).await;
+    let mut h = Harness::start().await;
+    let name = "inbound|8080||";
+    let cluster = cluster_with(name, cluster::DiscoveryType::Static, |c| {
+        c.load_assignment = Some(assignment(name, &[upstream]));
+        c.circuit_breakers = Some(CircuitBreakers {
+            thresholds: vec![circuit_breakers::Thresholds {
+                max_connections: Some(UInt32Value { value: 1 }),
+                max_pending_requests: Some(UInt32Value { value: 1 }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+    });
+    let proxy = configure(&mut h, cluster, name, None).await;
+
+    let slow = tokio::spawn(fetch(proxy, "/slow"));
+    let arrived = arrivals.clone();
+    poll(|| {
+        let a = arrived.clone();
+        async move { a.load(std::sync::atomic::Ordering::SeqCst) == 1 }
+    })
+    .await;
+    // The only connection is busy: one request may wait (pending), the other overflows.
+    let a = tokio::spawn(fetch(proxy, "/fast"));
+    let b = tokio::spawn(fetch(proxy, "/fast"));
+    poll(|| {
+        let done = a.is_finished() || b.is_finished();
+        async move { done }
+    })
+    .await;
+    let (first, waiter) = if a.is_finished() { (a, b) } else { (b, a) };
+    let overflowed = first.await.expect("task");
+    assert_eq!(overflowed.0, 503, "{overflowed:?}");
+    assert!(
+        overflowed.1.starts_with("UO ")
+            && overflowed.1.contains("max_pending_requests")
+            && overflowed.1.contains(&format!("cluster {name}")),
+        "{overflowed:?}"
+    );
+    release.add_permits(1);
+    let slow = slow.await.expect("slow task");
+    assert_eq!(slow.0, 200, "{slow:?}");
+    let waited = waiter.await.expect("task");
+    assert_eq!(
+        waited.0, 200,
+        "the pending request got the connection: {waited:?}"
+    );
+    // The slot is free again.
+    assert_eq!(fetch(proxy, "/fast").await.0, 200);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_requests_overflow_on_http2() {
+    let release = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let arrivals = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let upstream = controlled_upstream("h2app", 200, release.clone(), arrivals.clone()).await;
+    let mut h = Harness::start().await;
+    let name = "inbound|8080||";
+    let cluster = cluster_with(name, cluster::DiscoveryType::Static, |c| {
+        c.load_assignment = Some(assignment(name, &[upstream]));
+        c.typed_extension_protocol_options = h2_options();
+        c.circuit_breakers = Some(CircuitBreakers {
+            thresholds: vec![circuit_breakers::Thresholds {
+                max_requests: Some(UInt32Value { value: 1 }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+    });
+    let proxy = configure(&mut h, cluster, name, None).await;
+    let slow = tokio::spawn(fetch(proxy, "/slow"));
+    let arrived = arrivals.clone();
+    poll(|| {
+        let a = arrived.clone();
+        async move { a.load(std::sync::atomic::Ordering::SeqCst) == 1 }
+    })
+    .await;
+    let (status, reason, _) = fetch(proxy, "/fast").await;
+    assert_eq!(status, 503);
+    assert!(
+        reason.starts_with("UO ") && reason.contains("max_requests") && reason.contains(name),
+        "{reason}"
+    );
+    release.add_permits(1);
+    assert_eq!(slow.await.expect("slow").0, 200);
+    assert_eq!(fetch(proxy, "/fast").await.0, 200);
+    h.stop().await;
+}
+
+fn h2_options() -> HashMap<String, Any> {
+    let o = HttpProtocolOptions {
+        upstream_protocol_options: Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+            http_protocol_options::ExplicitHttpConfig {
+                protocol_config: Some(
+                    http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                        Http2ProtocolOptions::default(),
+                    ),
+                ),
+            },
+        )),
+        ..Default::default()
+    };
+    [(
+        type_url::names::HTTP_PROTOCOL_OPTIONS.to_string(),
+        to_any(type_url::HTTP_PROTOCOL_OPTIONS, &o),
+    )]
+    .into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_endpoint_is_ejected_then_comes_back() {
+    let bad = simple_upstream("bad", 503).await;
+    let good = simple_upstream("good", 200).await;
+    let mut h = Harness::start().await;
+    let name = "outbound|80||echo.default.svc.cluster.local";
+    let cluster = cluster_with(name, cluster::DiscoveryType::Eds, |c| {
+        c.outlier_detection = Some(outlier(2, 1));
+    });
+    let proxy = configure(&mut h, cluster, name, Some(assignment(name, &[bad, good]))).await;
+
+    // Round robin alternates until the bad endpoint has failed twice in a row.
+    let mut bad_seen = 0;
+    for _ in 0..4 {
+        let (status, _, body) = fetch(proxy, "/").await;
+        if body.contains("upstream=bad") {
+            assert_eq!(status, 503);
+            bad_seen += 1;
+        }
+    }
+    assert_eq!(bad_seen, 2);
+    // Ejected: everything goes to the good one.
+    for _ in 0..10 {
+        let (status, _, body) = fetch(proxy, "/").await;
+        assert_eq!((status, body.as_str()), (200, "upstream=good"));
+    }
+    // After base_ejection_time (1 s) it gets traffic again.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let (_, _, body) = fetch(proxy, "/").await;
+        if body.contains("upstream=bad") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the bad endpoint never came back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    h.stop().await;
+}
+
+fn prioritized(name: &str, levels: &[(&[SocketAddr], u32, i32)]) -> ClusterLoadAssignment {
+    ClusterLoadAssignment {
+        cluster_name: name.into(),
+        endpoints: levels
+            .iter()
+            .map(|(eps, priority, health)| LocalityLbEndpoints {
+                priority: *priority,
+                lb_endpoints: eps
+                    .iter()
+                    .map(|a| LbEndpoint {
+                        host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
+                            address: Some(sock(*a)),
+                            ..Default::default()
+                        })),
+                        health_status: *health,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_priority_1_when_priority_0_has_no_healthy_endpoint() {
+    let primary = simple_upstream("primary", 503).await;
+    let secondary = simple_upstream("secondary", 200).await;
+    let mut h = Harness::start().await;
+    let name = "outbound|80||echo.default.svc.cluster.local";
+    let cluster = cluster_with(name, cluster::DiscoveryType::Eds, |c| {
+        c.outlier_detection = Some(outlier(1, 60));
+    });
+    let unknown = core::HealthStatus::Unknown as i32;
+    let la = prioritized(
+        name,
+        &[(&[primary], 0, unknown), (&[secondary], 1, unknown)],
+    );
+    let proxy = configure(&mut h, cluster, name, Some(la)).await;
+
+    // Priority 0 is healthy: it takes everything (and fails once, which ejects it).
+    let (status, _, body) = fetch(proxy, "/").await;
+    assert_eq!((status, body.as_str()), (503, "upstream=primary"));
+    for _ in 0..5 {
+        let (status, _, body) = fetch(proxy, "/").await;
+        assert_eq!((status, body.as_str()), (200, "upstream=secondary"));
+    }
+
+    // EDS health works the same way: a new primary marked UNHEALTHY gets nothing.
+    let fresh = simple_upstream("fresh", 200).await;
+    let la = prioritized(
+        name,
+        &[
+            (&[fresh], 0, core::HealthStatus::Unhealthy as i32),
+            (&[secondary], 1, core::HealthStatus::Healthy as i32),
+        ],
+    );
+    let nonce = h.push(
+        type_url::ENDPOINT,
+        "2",
+        vec![to_any(type_url::ENDPOINT, &la)],
+    );
+    h.reply_to(type_url::ENDPOINT, &nonce).await;
+    for _ in 0..5 {
+        let (status, _, body) = fetch(proxy, "/").await;
+        assert_eq!((status, body.as_str()), (200, "upstream=secondary"));
+    }
+    // Marked healthy, priority 0 takes everything back.
+    let la = prioritized(name, &[(&[fresh], 0, unknown), (&[secondary], 1, unknown)]);
+    let nonce = h.push(
+        type_url::ENDPOINT,
+        "3",
+        vec![to_any(type_url::ENDPOINT, &la)],
+    );
+    h.reply_to(type_url::ENDPOINT, &nonce).await;
+    for _ in 0..5 {
+        let (status, _, body) = fetch(proxy, "/").await;
+        assert_eq!((status, body.as_str()), (200, "upstream=fresh"));
+    }
+    h.stop().await;
+}
