@@ -443,7 +443,13 @@ mod tests {
                 checked += 1;
                 let origin = format!("{}:steps[{i}].apply_invalid", s.name);
                 let out = trellis_api::parse_documents(Path::new(&a.file), &a.content);
-                let errors: Vec<String> = out.errors.iter().map(|e| e.to_string()).collect();
+                let mut errors: Vec<String> = out.errors.iter().map(|e| e.to_string()).collect();
+                // Cross-resource checks the control plane adds (delegation cycles).
+                errors.extend(
+                    trellis_control_plane::model::delegation_errors(&out.resources)
+                        .into_iter()
+                        .map(|(_, _, message)| message),
+                );
                 if !errors.iter().any(|e| e.contains(&a.expect_error)) {
                     problems.push(format!(
                         "{origin}: no error contains {:?}; errors: {errors:?}",

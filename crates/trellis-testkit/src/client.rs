@@ -87,6 +87,25 @@ pub struct Outcome {
     pub protocol: Option<String>,
     /// The `x-trellis-reason` header of a non-2xx response.
     pub reason: Option<String>,
+    /// The echo app's `instance` field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+    /// The response headers (lowercase names; repeated headers joined with `,`).
+    #[serde(skip)]
+    pub headers: BTreeMap<String, String>,
+    /// The request headers the echo app saw (its `headers` field).
+    #[serde(skip)]
+    pub echo_headers: BTreeMap<String, String>,
+    /// The path the echo app saw.
+    #[serde(skip)]
+    pub echo_path: Option<String>,
+    /// The body (its first 4 KiB, lossy UTF-8).
+    #[serde(skip)]
+    pub body: String,
+    /// The response flag, data-plane neutral: the first word of `x-trellis-reason`
+    /// (Trellis), or `UO` for Envoy's `x-envoy-overloaded`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flag: Option<String>,
     /// A transport error (connect, reset, timeout) when no response came back.
     pub error: Option<String>,
     /// When the request was started, since the client's epoch.
@@ -222,6 +241,12 @@ impl Worker {
             version: None,
             protocol: None,
             reason: None,
+            instance: None,
+            headers: BTreeMap::new(),
+            echo_headers: BTreeMap::new(),
+            echo_path: None,
+            body: String::new(),
+            flag: None,
             error: None,
             sent_at: sent - self.epoch,
             done_at: Duration::ZERO,
@@ -230,16 +255,44 @@ impl Worker {
             Ok(Ok(response)) => {
                 let status = response.status.as_u16();
                 outcome.status = Some(status);
-                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&response.body) {
-                    outcome.version = v
-                        .get("version")
-                        .and_then(|x| x.as_str())
-                        .map(str::to_string);
-                    outcome.protocol = v
-                        .get("protocol")
-                        .and_then(|x| x.as_str())
-                        .map(str::to_string);
+                for (name, value) in &response.headers {
+                    let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                    outcome
+                        .headers
+                        .entry(name.as_str().to_string())
+                        .and_modify(|e| {
+                            e.push(',');
+                            e.push_str(&v);
+                        })
+                        .or_insert(v);
                 }
+                let body = &response.body[..response.body.len().min(4096)];
+                outcome.body = String::from_utf8_lossy(body).into_owned();
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&response.body) {
+                    let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+                    outcome.version = text("version");
+                    outcome.protocol = text("protocol");
+                    outcome.instance = text("instance");
+                    outcome.echo_path = text("path");
+                    if let Some(h) = v.get("headers").and_then(|h| h.as_object()) {
+                        outcome.echo_headers = h
+                            .iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                            .collect();
+                    }
+                }
+                outcome.flag = response
+                    .headers
+                    .get(REASON_HEADER)
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(|r| r.split_whitespace().next())
+                    .map(str::to_string)
+                    .or_else(|| {
+                        response
+                            .headers
+                            .contains_key("x-envoy-overloaded")
+                            .then(|| "UO".to_string())
+                    });
                 if !(200..300).contains(&status) {
                     outcome.reason = response
                         .headers
@@ -411,6 +464,12 @@ mod tests {
             version: version.map(str::to_string),
             protocol: None,
             reason: None,
+            instance: None,
+            headers: BTreeMap::new(),
+            echo_headers: BTreeMap::new(),
+            echo_path: None,
+            body: String::new(),
+            flag: None,
             error: status.is_none().then(|| "reset".to_string()),
             sent_at: Duration::ZERO,
             done_at: Duration::ZERO,

@@ -8,7 +8,14 @@
 //!
 //! Query parameters shape the answer: `status=N` (200–599), `delay_ms=N` (at most
 //! [`MAX_DELAY_MS`]), `size=N` (adds a `padding` field of N bytes, at most [`MAX_SIZE`]). A bad
-//! value gets `400` with `{"error": "..."}`.
+//! value gets `400` with `{"error": "..."}`. `fail_instance=ID` / `fail_version=V` limit
+//! `status` and `delay_ms` to that instance or version (the others answer normally), so one
+//! request URL can make a single endpoint misbehave (retries, outlier detection, failover).
+//!
+//! `GET /_echo/stats` (sent to the app directly, not through the mesh) answers
+//! `{"requests": N, "shadow": M}`: how many requests the app has served (stats and
+//! `/ready-check` excluded), and how many of them were mirrored copies (Host ending in
+//! `-shadow`, as Envoy marks them). Scenarios use it to see traffic the client never sees.
 //!
 //! For every URL in [`EchoConfig::calls`] the app calls that URL on every request it serves —
 //! through [`EchoConfig::http_proxy`] if set, exactly like an application with `HTTP_PROXY`
@@ -95,6 +102,7 @@ pub async fn serve(
         parse_http_url(url).with_context(|| format!("echo --call {url}"))?;
     }
     let config = Arc::new(config);
+    let counters = Arc::new(Counters::default());
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -111,10 +119,12 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let config = config.clone();
+                let counters = counters.clone();
                 connections.spawn(async move {
                     let service = service_fn(move |req| {
                         let config = config.clone();
-                        async move { Ok::<_, Infallible>(handle(req, &config).await) }
+                        let counters = counters.clone();
+                        async move { Ok::<_, Infallible>(handle(req, &config, &counters).await) }
                     });
                     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
                     if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
@@ -129,9 +139,23 @@ pub async fn serve(
     Ok(())
 }
 
+/// The path of the app's own counters.
+pub const STATS_PATH: &str = "/_echo/stats";
+
+/// Requests served, for `/_echo/stats`.
+#[derive(Debug, Default)]
+struct Counters {
+    requests: std::sync::atomic::AtomicU64,
+    shadow: std::sync::atomic::AtomicU64,
+}
+
 /// The query parameters the echo app understands, validated.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EchoQuery {
+    /// `fail_instance=ID`: `status`/`delay_ms` only apply on that instance.
+    pub fail_instance: Option<String>,
+    /// `fail_version=V`: `status`/`delay_ms` only apply on that version.
+    pub fail_version: Option<String>,
     /// `status=N`.
     pub status: Option<u16>,
     /// `delay_ms=N`.
@@ -168,6 +192,8 @@ pub fn parse_query(query: &str) -> Result<EchoQuery, String> {
                     })?;
                 q.delay_ms = Some(n);
             }
+            "fail_instance" => q.fail_instance = Some(value.to_string()),
+            "fail_version" => q.fail_version = Some(value.to_string()),
             "size" => {
                 let n: usize = value
                     .parse()
@@ -206,14 +232,53 @@ fn json_response(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
     response
 }
 
-async fn handle(req: Request<Incoming>, config: &EchoConfig) -> Response<Full<Bytes>> {
+async fn handle(
+    req: Request<Incoming>,
+    config: &EchoConfig,
+    counters: &Counters,
+) -> Response<Full<Bytes>> {
+    use std::sync::atomic::Ordering::Relaxed;
+    if req.uri().path() == STATS_PATH {
+        return json_response(
+            StatusCode::OK,
+            &json!({
+                "requests": counters.requests.load(Relaxed),
+                "shadow": counters.shadow.load(Relaxed),
+            }),
+        );
+    }
+    if req.uri().path() != "/ready-check" {
+        counters.requests.fetch_add(1, Relaxed);
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()))
+            .unwrap_or_default();
+        if host.split(':').next().unwrap_or("").ends_with("-shadow") {
+            counters.shadow.fetch_add(1, Relaxed);
+        }
+    }
     let query_str = req.uri().query().unwrap_or("").to_string();
-    let query = match parse_query(&query_str) {
+    let mut query = match parse_query(&query_str) {
         Ok(q) => q,
         Err(message) => {
             return json_response(StatusCode::BAD_REQUEST, &json!({ "error": message }));
         }
     };
+    let targeted = query
+        .fail_instance
+        .as_ref()
+        .is_none_or(|i| *i == config.instance)
+        && query
+            .fail_version
+            .as_ref()
+            .is_none_or(|v| *v == config.version);
+    if !targeted {
+        query.status = None;
+        query.delay_ms = None;
+    }
     let (parts, body) = req.into_parts();
     let body_bytes = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
         Ok(b) => b.to_bytes().len(),

@@ -168,6 +168,17 @@ pub struct MeshOptions {
     pub echo: EchoMode,
     /// The client sidecar's namespace.
     pub client_namespace: String,
+    /// Extra labels of the client sidecar (besides `app=client`).
+    pub client_labels: BTreeMap<String, String>,
+    /// The client's locality (`region/zone/subzone`); when set or when `client_labels` are,
+    /// the client gets a WorkloadEntry (selected by no service) carrying them.
+    pub client_locality: Option<String>,
+    /// Per workload name: its locality, written to its WorkloadEntry.
+    pub workload_localities: BTreeMap<String, String>,
+    /// Per workload name: extra labels for its WorkloadEntry and sidecar.
+    pub workload_labels: BTreeMap<String, BTreeMap<String, String>>,
+    /// Echo apps without a sidecar (outside the mesh), as `(name, version, listen address)`.
+    pub externals: Vec<(String, String, SocketAddr)>,
 }
 
 impl MeshOptions {
@@ -180,6 +191,11 @@ impl MeshOptions {
             startup_timeout: Duration::from_secs(60),
             echo: EchoMode::Process,
             client_namespace: "default".to_string(),
+            client_labels: BTreeMap::new(),
+            client_locality: None,
+            workload_localities: BTreeMap::new(),
+            workload_labels: BTreeMap::new(),
+            externals: Vec::new(),
         }
     }
 }
@@ -383,6 +399,8 @@ pub struct Mesh {
     cp_spec: Option<Spec>,
     /// NACKs counted by control planes that have since been restarted.
     nacks_of_old_control_planes: usize,
+    /// Apps outside the mesh: `(name, version, address)`.
+    externals: Vec<(String, String, SocketAddr)>,
 }
 
 impl fmt::Debug for Mesh {
@@ -438,6 +456,12 @@ pub fn workload_name(w: &WorkloadSpec) -> String {
 
 /// The Istio YAML (`ServiceEntry` per service, `WorkloadEntry` per workload) for a spec.
 pub fn mesh_yaml(spec: &MeshSpec) -> anyhow::Result<String> {
+    mesh_yaml_with(spec, &MeshOptions::new("trellis", "."))
+}
+
+/// [`mesh_yaml`] with the options' localities and labels (and a WorkloadEntry for the client
+/// when it has a locality or extra labels).
+pub fn mesh_yaml_with(spec: &MeshSpec, options: &MeshOptions) -> anyhow::Result<String> {
     let plan = AddressPlan::new(spec.base)?;
     let mut docs = Vec::new();
     for s in &spec.services {
@@ -456,15 +480,49 @@ pub fn mesh_yaml(spec: &MeshSpec) -> anyhow::Result<String> {
     }
     for (i, w) in spec.workloads.iter().enumerate() {
         let s = service_of(spec, w)?;
+        let name = workload_name(w);
+        let mut labels = BTreeMap::from([
+            ("app".to_string(), s.name.clone()),
+            ("version".to_string(), w.version.clone()),
+        ]);
+        labels.extend(
+            options
+                .workload_labels
+                .get(&name)
+                .cloned()
+                .unwrap_or_default(),
+        );
+        let mut we = json!({
+            "address": plan.workload(i).to_string(),
+            "labels": labels,
+            "serviceAccount": s.name,
+        });
+        if let Some(l) = options.workload_localities.get(&name) {
+            we["locality"] = json!(l);
+        }
         docs.push(json!({
             "apiVersion": "networking.istio.io/v1",
             "kind": "WorkloadEntry",
-            "metadata": {"name": workload_name(w), "namespace": s.namespace},
-            "spec": {
-                "address": plan.workload(i).to_string(),
-                "labels": {"app": s.name, "version": w.version},
-                "serviceAccount": s.name,
-            }
+            "metadata": {"name": name, "namespace": s.namespace},
+            "spec": we,
+        }));
+    }
+    if options.client_locality.is_some() || !options.client_labels.is_empty() {
+        let mut labels = BTreeMap::from([("app".to_string(), "client".to_string())]);
+        labels.extend(options.client_labels.clone());
+        let mut we = json!({
+            "address": plan.client().to_string(),
+            "labels": labels,
+            "serviceAccount": "client",
+        });
+        if let Some(l) = &options.client_locality {
+            we["locality"] = json!(l);
+        }
+        docs.push(json!({
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "WorkloadEntry",
+            "metadata": {"name": "client", "namespace": options.client_namespace},
+            "spec": we,
         }));
     }
     let mut out =
@@ -538,7 +596,10 @@ impl Mesh {
         }
         std::fs::create_dir_all(&config_dir)
             .with_context(|| format!("creating {}", config_dir.display()))?;
-        write_atomic(&config_dir.join("mesh.yaml"), &mesh_yaml(&spec)?)?;
+        write_atomic(
+            &config_dir.join("mesh.yaml"),
+            &mesh_yaml_with(&spec, &options)?,
+        )?;
         if !spec.extra_yaml.trim().is_empty() {
             write_atomic(&config_dir.join("extra.yaml"), &spec.extra_yaml)?;
         }
@@ -559,6 +620,7 @@ impl Mesh {
             nacks_seen: Mutex::new(Default::default()),
             cp_spec: None,
             nacks_of_old_control_planes: 0,
+            externals: Vec::new(),
             spec,
         };
         let result = mesh
@@ -646,7 +708,44 @@ impl Mesh {
             }
         }
 
+        // Apps outside the mesh. A loopback one also listens on [::1], since a resolver may
+        // answer `localhost` with either family (Envoy's c-ares prefers ::1).
+        for (name, version, listen) in &options.externals {
+            let mut addresses = vec![(*listen, String::new())];
+            if listen.ip().is_loopback() && listen.is_ipv4() {
+                addresses.push((
+                    SocketAddr::from(([0u16, 0, 0, 0, 0, 0, 0, 1], listen.port())),
+                    "-v6".to_string(),
+                ));
+            }
+            for (address, suffix) in addresses {
+                let spec = Spec::new(format!("external {name}{suffix}"), bin)
+                    .arg("echo")
+                    .arg("--listen")
+                    .arg(address.to_string())
+                    .arg("--service")
+                    .arg(name)
+                    .arg("--version")
+                    .arg(version)
+                    .arg("--instance")
+                    .arg(format!("{name}-{version}-external"));
+                self.spawn(&spec, &format!("external-{name}{suffix}.log"))?;
+            }
+            self.externals
+                .push((name.clone(), version.clone(), *listen));
+        }
+        for (_, _, listen) in &options.externals {
+            let url = format!("http://{listen}/ready-check");
+            self.wait_http(&url, deadline, |r| r.status == 200).await?;
+        }
+
         // Sidecars: the client first, then one per workload.
+        let label_text = |labels: &BTreeMap<String, String>| {
+            labels
+                .iter()
+                .map(|(k, v)| format!(",{k}={v}"))
+                .collect::<String>()
+        };
         let mut sidecars = vec![(
             ProxyInfo {
                 workload: "client".to_string(),
@@ -655,7 +754,7 @@ impl Mesh {
             None,
             options.client_namespace.clone(),
             "client".to_string(),
-            "app=client".to_string(),
+            format!("app=client{}", label_text(&options.client_labels)),
         )];
         for (i, w) in self.spec.workloads.iter().enumerate() {
             let s = service_of(&self.spec, w)?;
@@ -667,7 +766,18 @@ impl Mesh {
                 Some(self.plan.app(i)),
                 s.namespace.clone(),
                 s.name.clone(),
-                format!("app={},version={}", s.name, w.version),
+                format!(
+                    "app={},version={}{}",
+                    s.name,
+                    w.version,
+                    label_text(
+                        &options
+                            .workload_labels
+                            .get(&workload_name(w))
+                            .cloned()
+                            .unwrap_or_default()
+                    )
+                ),
             ));
         }
         for (info, app_ip, namespace, service_account, labels) in sidecars {
@@ -795,6 +905,49 @@ impl Mesh {
     /// The directory the control plane watches.
     pub fn config_dir(&self) -> &Path {
         &self.config_dir
+    }
+
+    /// Every echo app: `(service, version, instance, address)`, sidecar-less externals
+    /// included (their instance is `NAME-VERSION-external`).
+    pub fn apps(&self) -> Vec<(String, String, String, SocketAddr)> {
+        let mut out: Vec<(String, String, String, SocketAddr)> = self
+            .spec
+            .workloads
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| {
+                let s = service_of(&self.spec, w).ok()?;
+                Some((
+                    s.name.clone(),
+                    w.version.clone(),
+                    workload_name(w),
+                    SocketAddr::new(self.plan.app(i).into(), s.port),
+                ))
+            })
+            .collect();
+        out.extend(
+            self.externals
+                .iter()
+                .map(|(n, v, a)| (n.clone(), v.clone(), format!("{n}-{v}-external"), *a)),
+        );
+        out
+    }
+
+    /// Requests (and mirrored copies) every echo app has served so far, keyed by instance
+    /// (see [`crate::echo::STATS_PATH`]).
+    pub async fn app_counts(&self) -> anyhow::Result<BTreeMap<String, (u64, u64)>> {
+        let mut out = BTreeMap::new();
+        for (_, _, instance, addr) in self.apps() {
+            let url = format!("http://{addr}{}", crate::echo::STATS_PATH);
+            let r = http::get(&url, Duration::from_secs(5))
+                .await
+                .with_context(|| format!("reading {url}"))?;
+            let v: serde_json::Value = serde_json::from_slice(&r.body)
+                .with_context(|| format!("{url}: {}", snippet(&r.body)))?;
+            let n = |k: &str| v.get(k).and_then(|x| x.as_u64()).unwrap_or(0);
+            out.insert(instance, (n("requests"), n("shadow")));
+        }
+        Ok(out)
     }
 
     /// The client sidecar's outbound listener (`BASE.2:15001`): where tests send requests.

@@ -4,7 +4,10 @@
 //! name: traffic/weighted-split          # AREA/NAME, matches the file's path under scenarios/
 //! description: 80/20 split between v1 and v2
 //! services: [{name: echo, port: 9080, protocol: HTTP}]     # namespace defaults to default
-//! workloads: [{service: echo, version: v1}, {service: echo, version: v2, instances: 1, calls: []}]
+//! workloads: [{service: echo, version: v1}, {service: echo, version: v2, instances: 1, calls: [],
+//!              locality: us-east/zone-a, labels: {tier: gold}}]   # locality/labels: WorkloadEntry
+//! client: {namespace: default, labels: {role: tester}, locality: us-east/zone-a}   # optional
+//! externals: [{name: ext, port: 18091}]  # echo apps without sidecar on 127.0.0.1 (and [::1])
 //! config: |                             # Istio YAML applied (and synced) before the first step
 //!   apiVersion: networking.istio.io/v1
 //!   kind: VirtualService
@@ -24,6 +27,7 @@
 //!       file: vs.yaml
 //!       content: "..."
 //!       expect_error: "weight 150 is out of range"
+//!   - sleep_ms: 5000                              # e.g. until an ejection expires
 //!   - restart_control_plane:                      # traffic runs while it is down
 //!       down_ms: 1500
 //!       request: {authority: "echo:9080", concurrency: 4}
@@ -54,6 +58,18 @@
 //! comes from that version), `split` (percent per version, summing to 100) with `tolerance`
 //! (points, default 3), `protocol` (the protocol the echo app saw, e.g. `HTTP/2.0`), `failures`
 //! (at most that many non-2xx or failed requests).
+//!
+//! Per-response expectations (for proxies' own answers and header manipulation): `status_counts`
+//! (`{503: {min: 1, max: 20}}`), `flags` (response flags such as `UO`: the first word of Trellis'
+//! `x-trellis-reason`, or `UO` for Envoy's `x-envoy-overloaded`), `headers` / `headers_absent`
+//! (response headers), `request_headers` / `request_headers_absent` and `echo_path` (what the echo
+//! app saw), `location`, `body_contains`, `min_duration_ms` (a lower bound only, for delays and
+//! timeouts: never an upper bound on speed), `instances` (how many distinct instances answered,
+//! e.g. `{max: 1}` for consistent hashing). `served` and `shadow` count, per `VERSION`,
+//! `SERVICE/VERSION` or instance, the requests the echo apps received during the step (read
+//! from each app's `/_echo/stats`, so retries and mirrored copies the client never sees count).
+//! The echo app's `fail_instance=ID` / `fail_version=V` query parameters limit `status` and
+//! `delay_ms` to one instance or version, so one URL can make a single endpoint misbehave.
 //!
 //! A `live_change` passes when no request fails (or at most `expect.failures`) and no request
 //! sent later than `expect_within_ms` after the change still sees the old routing.
@@ -95,6 +111,12 @@ pub struct Scenario {
     pub services: Vec<ServiceDef>,
     /// The workloads of the mesh.
     pub workloads: Vec<WorkloadDef>,
+    /// The client sidecar's namespace, labels and locality.
+    #[serde(default)]
+    pub client: Option<ClientDef>,
+    /// Echo apps outside the mesh (no sidecar), on `127.0.0.1:PORT`.
+    #[serde(default)]
+    pub externals: Vec<ExternalDef>,
     /// Istio YAML applied before the first step.
     #[serde(default)]
     pub config: Option<String>,
@@ -132,6 +154,41 @@ pub struct WorkloadDef {
     /// URLs each instance's echo app calls on every request.
     #[serde(default)]
     pub calls: Vec<String>,
+    /// Locality (`region/zone/subzone`) of every instance's WorkloadEntry.
+    #[serde(default)]
+    pub locality: Option<String>,
+    /// Extra labels (besides `app` and `version`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The client sidecar (where requests are sent from).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientDef {
+    /// Its namespace (`default`).
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    /// Extra labels (besides `app: client`).
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Its locality (`region/zone/subzone`).
+    #[serde(default)]
+    pub locality: Option<String>,
+}
+
+/// An echo app outside the mesh: no sidecar, no ServiceEntry (the scenario's config declares
+/// one if it wants), listening on `127.0.0.1:port` (so `localhost` resolves to it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalDef {
+    /// Its name (reported as `service`).
+    pub name: String,
+    /// Its version (`external`).
+    #[serde(default = "default_external_version")]
+    pub version: String,
+    /// The port on 127.0.0.1 (pick one unlikely to be in use, e.g. 18000-19999).
+    pub port: u16,
 }
 
 /// One step as written in the file: exactly one of `request` (with `expect`), `apply`,
@@ -160,6 +217,9 @@ pub struct Step {
     /// Restart the control plane under continuous traffic.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_control_plane: Option<RestartControlPlane>,
+    /// Wait this many milliseconds (e.g. for an ejection to expire).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleep_ms: Option<u64>,
 }
 
 /// The kind of a step, once validated.
@@ -177,6 +237,8 @@ pub enum StepKind<'a> {
     ApplyInvalid(&'a InvalidFileDef),
     /// `restart_control_plane`.
     RestartControlPlane(&'a RestartControlPlane),
+    /// `sleep_ms`.
+    Sleep(u64),
 }
 
 impl Step {
@@ -189,13 +251,14 @@ impl Step {
             self.live_change.is_some(),
             self.apply_invalid.is_some(),
             self.restart_control_plane.is_some(),
+            self.sleep_ms.is_some(),
         ]
         .iter()
         .filter(|b| **b)
         .count();
         if given != 1 {
             bail!(
-                "a step needs exactly one of request, apply, remove, live_change, apply_invalid, restart_control_plane ({given} given)"
+                "a step needs exactly one of request, apply, remove, live_change, apply_invalid, restart_control_plane, sleep_ms ({given} given)"
             );
         }
         if self.expect.is_some() && self.request.is_none() {
@@ -221,6 +284,8 @@ impl Step {
             StepKind::ApplyInvalid(a)
         } else if let Some(r) = &self.restart_control_plane {
             StepKind::RestartControlPlane(r)
+        } else if let Some(ms) = self.sleep_ms {
+            StepKind::Sleep(ms)
         } else {
             bail!("empty step")
         })
@@ -275,6 +340,78 @@ pub struct Expect {
     /// At most this many requests fail (non-2xx or no response).
     #[serde(default)]
     pub failures: Option<usize>,
+    /// How many responses had each status (`{503: {min: 1}}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub status_counts: BTreeMap<u16, Bound>,
+    /// How many responses carried each response flag (`UO`, `FI`, `NR`, ...): the first word
+    /// of Trellis' `x-trellis-reason`, or `UO` for Envoy's `x-envoy-overloaded`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub flags: BTreeMap<String, Bound>,
+    /// Every response has these response headers with these values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// No response has these response headers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers_absent: Vec<String>,
+    /// The echo app saw these request headers with these values on every request.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub request_headers: BTreeMap<String, String>,
+    /// The echo app saw none of these request headers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_headers_absent: Vec<String>,
+    /// The echo app saw this path on every request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub echo_path: Option<String>,
+    /// Every response has this `location` header (redirects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Every response body contains this text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_contains: Option<String>,
+    /// Every request took at least this long (a lower bound only: never a speed limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_duration_ms: Option<u64>,
+    /// How many distinct echo instances answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instances: Option<Bound>,
+    /// Requests the echo apps received during the step (read from each app directly, so it
+    /// includes mirrored copies and retries the client never sees), by `VERSION`,
+    /// `SERVICE/VERSION` or instance name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub served: BTreeMap<String, Bound>,
+    /// Of `served`, the mirrored copies (Host ending in `-shadow`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub shadow: BTreeMap<String, Bound>,
+}
+
+/// An inclusive range for a count; an absent end is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bound {
+    /// At least this many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<usize>,
+    /// At most this many.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<usize>,
+}
+
+impl Bound {
+    /// Whether `n` is within.
+    pub fn holds(&self, n: usize) -> bool {
+        self.min.is_none_or(|m| n >= m) && self.max.is_none_or(|m| n <= m)
+    }
+}
+
+impl std::fmt::Display for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.min, self.max) {
+            (Some(a), Some(b)) => write!(f, "{a}..={b}"),
+            (Some(a), None) => write!(f, ">= {a}"),
+            (None, Some(b)) => write!(f, "<= {b}"),
+            (None, None) => f.write_str("any"),
+        }
+    }
 }
 
 /// A config file to write.
@@ -357,6 +494,9 @@ fn one_usize() -> usize {
 fn one_u32() -> u32 {
     1
 }
+fn default_external_version() -> String {
+    "external".to_string()
+}
 
 impl Scenario {
     /// Parses and validates a scenario; `origin` (a file path) prefixes every error, and YAML
@@ -433,6 +573,21 @@ impl Scenario {
                     .map_err(|e| anyhow!("workloads[{i}].calls[{j}]: {e:#}"))?;
             }
         }
+        for (i, w) in self.workloads.iter().enumerate() {
+            if let Some(l) = &w.locality
+                && (l.is_empty() || l.split('/').count() > 3)
+            {
+                bail!("workloads[{i}].locality {l:?} must be region[/zone[/subzone]]");
+            }
+        }
+        for (i, x) in self.externals.iter().enumerate() {
+            if x.port < 1024 {
+                bail!("externals[{i}].port {} must be 1024 or above", x.port);
+            }
+            if names.contains(x.name.as_str()) {
+                bail!("externals[{i}].name {:?} is also a service", x.name);
+            }
+        }
         if let Some(config) = &self.config {
             check_istio_yaml(config).map_err(|e| anyhow!("config: {e:#}"))?;
         }
@@ -505,6 +660,11 @@ fn validate_step(step: &Step) -> anyhow::Result<()> {
             validate_expect(&r.expect)
                 .map_err(|err| anyhow!("restart_control_plane.expect: {err:#}"))?;
         }
+        StepKind::Sleep(ms) => {
+            if ms == 0 || ms > 120_000 {
+                bail!("sleep_ms must be from 1 to 120000");
+            }
+        }
         StepKind::LiveChange(l) => {
             validate_file(&l.apply).map_err(|err| anyhow!("live_change.apply: {err:#}"))?;
             validate_request(&l.request, false)
@@ -554,7 +714,7 @@ fn validate_request(r: &RequestDef, counted: bool) -> anyhow::Result<()> {
 fn validate_expect(e: &Expect) -> anyhow::Result<()> {
     if *e == Expect::default() {
         bail!(
-            "expect nothing? give at least one of status, only_version, split, protocol, failures"
+            "expect nothing? give at least one of status, only_version, split, protocol, failures, status_counts, flags, headers, request_headers, location, body_contains, min_duration_ms, instances, served, ..."
         );
     }
     if let Some(s) = e.status
@@ -717,6 +877,184 @@ pub fn check_expect(expect: &Expect, summary: &Summary) -> Result<(), String> {
     }
 }
 
+/// The expectations that look at individual responses (headers, bodies, durations, flags,
+/// instances); each problem is one string.
+pub fn check_outcomes(expect: &Expect, outcomes: &[Outcome]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let total = outcomes.len();
+    let answered: Vec<&Outcome> = outcomes.iter().filter(|o| o.status.is_some()).collect();
+    let count_where = |f: &dyn Fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+    for (status, bound) in &expect.status_counts {
+        let n = count_where(&|o| o.status == Some(*status));
+        if !bound.holds(n) {
+            problems.push(format!(
+                "expected {bound} responses with status {status}, got {n}"
+            ));
+        }
+    }
+    for (flag, bound) in &expect.flags {
+        let n = count_where(&|o| o.flag.as_deref() == Some(flag.as_str()));
+        if !bound.holds(n) {
+            problems.push(format!(
+                "expected {bound} responses with flag {flag}, got {n}"
+            ));
+        }
+    }
+    let mut every =
+        |what: String, ok: &dyn Fn(&Outcome) -> bool, sample: &dyn Fn(&Outcome) -> String| {
+            let bad: Vec<&&Outcome> = answered.iter().filter(|o| !ok(o)).collect();
+            if answered.len() < total {
+                problems.push(format!(
+                    "{what}: {} of {total} requests got no response",
+                    total - answered.len()
+                ));
+            } else if let Some(first) = bad.first() {
+                problems.push(format!(
+                    "{what}: {} of {total} responses do not (e.g. {})",
+                    bad.len(),
+                    sample(first)
+                ));
+            }
+        };
+    for (name, value) in &expect.headers {
+        every(
+            format!("expected response header {name}: {value}"),
+            &|o| o.headers.get(name) == Some(value),
+            &|o| format!("{name}: {:?}", o.headers.get(name)),
+        );
+    }
+    for name in &expect.headers_absent {
+        every(
+            format!("expected no response header {name}"),
+            &|o| !o.headers.contains_key(name),
+            &|o| format!("{name}: {:?}", o.headers.get(name)),
+        );
+    }
+    for (name, value) in &expect.request_headers {
+        every(
+            format!("expected the app to see request header {name}: {value}"),
+            &|o| o.echo_headers.get(name) == Some(value),
+            &|o| format!("{name}: {:?}", o.echo_headers.get(name)),
+        );
+    }
+    for name in &expect.request_headers_absent {
+        every(
+            format!("expected the app not to see request header {name}"),
+            &|o| o.version.is_some() && !o.echo_headers.contains_key(name),
+            &|o| format!("{name}: {:?}", o.echo_headers.get(name)),
+        );
+    }
+    if let Some(path) = &expect.echo_path {
+        every(
+            format!("expected the app to see path {path}"),
+            &|o| o.echo_path.as_deref() == Some(path.as_str()),
+            &|o| format!("path {:?}", o.echo_path),
+        );
+    }
+    if let Some(location) = &expect.location {
+        every(
+            format!("expected location {location}"),
+            &|o| o.headers.get("location") == Some(location),
+            &|o| {
+                format!(
+                    "status {:?}, location {:?}",
+                    o.status,
+                    o.headers.get("location")
+                )
+            },
+        );
+    }
+    if let Some(text) = &expect.body_contains {
+        every(
+            format!("expected the body to contain {text:?}"),
+            &|o| o.body.contains(text.as_str()),
+            &|o| format!("body {:?}", crate::http::snippet(o.body.as_bytes())),
+        );
+    }
+    if let Some(ms) = expect.min_duration_ms {
+        let min = Duration::from_millis(ms);
+        let fast = outcomes
+            .iter()
+            .filter(|o| o.done_at.saturating_sub(o.sent_at) < min)
+            .count();
+        if fast > 0 {
+            problems.push(format!(
+                "expected every request to take at least {ms}ms, {fast} of {total} were faster"
+            ));
+        }
+    }
+    if let Some(bound) = &expect.instances {
+        let distinct: std::collections::BTreeSet<&str> = outcomes
+            .iter()
+            .filter_map(|o| o.instance.as_deref())
+            .collect();
+        if !bound.holds(distinct.len()) {
+            problems.push(format!(
+                "expected {bound} distinct instances to answer, got {} ({})",
+                distinct.len(),
+                distinct.into_iter().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    problems
+}
+
+/// Checks `served`/`shadow` against the apps' counters before and after a step; returns a
+/// description of what was served.
+pub fn check_served(
+    expect: &Expect,
+    apps: &[(String, String, String, std::net::SocketAddr)],
+    before: &BTreeMap<String, (u64, u64)>,
+    after: &BTreeMap<String, (u64, u64)>,
+) -> Result<String, String> {
+    let delta = |instance: &str| {
+        let (a, b) = before.get(instance).copied().unwrap_or((0, 0));
+        let (c, d) = after.get(instance).copied().unwrap_or((0, 0));
+        (c.saturating_sub(a) as usize, d.saturating_sub(b) as usize)
+    };
+    let matching = |key: &str| {
+        apps.iter()
+            .filter(|(service, version, instance, _)| {
+                key == version || key == instance || key == format!("{service}/{version}")
+            })
+            .map(|(_, _, instance, _)| delta(instance))
+            .fold((0, 0), |acc, d| (acc.0 + d.0, acc.1 + d.1))
+    };
+    let mut problems = Vec::new();
+    for (key, bound) in &expect.served {
+        let (n, _) = matching(key);
+        if !bound.holds(n) {
+            problems.push(format!(
+                "expected {key} to serve {bound} requests, it served {n}"
+            ));
+        }
+    }
+    for (key, bound) in &expect.shadow {
+        let (_, n) = matching(key);
+        if !bound.holds(n) {
+            problems.push(format!(
+                "expected {key} to receive {bound} mirrored requests, it received {n}"
+            ));
+        }
+    }
+    let seen: Vec<String> = apps
+        .iter()
+        .map(|(_, _, instance, _)| {
+            let (n, m) = delta(instance);
+            format!("{instance}×{n} (shadow {m})")
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(seen.join(" "))
+    } else {
+        Err(format!(
+            "{} (served: {})",
+            problems.join("; "),
+            seen.join(" ")
+        ))
+    }
+}
+
 /// Checks that every version's share (versions not in `split` are expected at 0 %, responses
 /// without a version count as version `-`) is within `tolerance` points of `split`.
 pub fn check_split(
@@ -825,6 +1163,35 @@ pub async fn run(
     mesh_options.envoy_bin = options.envoy_bin.clone();
     mesh_options.echo = options.echo;
     mesh_options.startup_timeout = options.startup_timeout;
+    if let Some(c) = &scenario.client {
+        mesh_options.client_namespace = c.namespace.clone();
+        mesh_options.client_labels = c.labels.clone();
+        mesh_options.client_locality = c.locality.clone();
+    }
+    for w in &scenario.workloads {
+        for instance in 0..w.instances {
+            let name = format!("{}-{}-{instance}", w.service, w.version);
+            if let Some(l) = &w.locality {
+                mesh_options
+                    .workload_localities
+                    .insert(name.clone(), l.clone());
+            }
+            if !w.labels.is_empty() {
+                mesh_options.workload_labels.insert(name, w.labels.clone());
+            }
+        }
+    }
+    mesh_options.externals = scenario
+        .externals
+        .iter()
+        .map(|x| {
+            (
+                x.name.clone(),
+                x.version.clone(),
+                std::net::SocketAddr::from(([127, 0, 0, 1], x.port)),
+            )
+        })
+        .collect();
     let spec = scenario.mesh_spec(options.base, options.dataplane);
     let mut mesh = match Mesh::start(spec, mesh_options).await {
         Ok(m) => m,
@@ -896,6 +1263,7 @@ fn describe_step(step: &Step) -> String {
         Ok(StepKind::RestartControlPlane(r)) => {
             format!("restart_control_plane down {}ms", r.down_ms)
         }
+        Ok(StepKind::Sleep(ms)) => format!("sleep {ms}ms"),
         Err(e) => e.to_string(),
     }
 }
@@ -922,9 +1290,46 @@ fn plan_for(r: &RequestDef, mesh: &Mesh) -> anyhow::Result<RequestPlan> {
 async fn run_step(step: &Step, options: &RunOptions, mesh: &mut Mesh) -> anyhow::Result<String> {
     match step.kind()? {
         StepKind::Request(r, expect) => {
-            let summary = client::run(&plan_for(r, mesh)?).await;
-            check_expect(expect, &summary).map_err(|e| anyhow!(e))?;
-            Ok(summary.to_string())
+            let counting = !expect.served.is_empty() || !expect.shadow.is_empty();
+            let before = if counting {
+                Some(mesh.app_counts().await?)
+            } else {
+                None
+            };
+            let outcomes = client::run_outcomes(&plan_for(r, mesh)?).await;
+            let summary = Summary::from_outcomes(&outcomes);
+            let mut problems = Vec::new();
+            if let Err(e) = check_expect(expect, &summary) {
+                problems.push(e);
+            }
+            problems.extend(check_outcomes(expect, &outcomes));
+            let mut note = String::new();
+            if let Some(before) = before {
+                // Mirrored copies may land after the responses: settle, then re-read for up to
+                // 3 s while a lower bound is not met yet.
+                let deadline = Instant::now() + Duration::from_secs(3);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                loop {
+                    let after = mesh.app_counts().await?;
+                    let result = check_served(expect, &mesh.apps(), &before, &after);
+                    if result.is_ok() || Instant::now() >= deadline {
+                        match result {
+                            Ok(n) => note = format!("; served {n}"),
+                            Err(e) => problems.push(e),
+                        }
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            if !problems.is_empty() {
+                bail!("{} [{summary}]", problems.join("; "));
+            }
+            Ok(format!("{summary}{note}"))
+        }
+        StepKind::Sleep(ms) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(format!("slept {ms}ms"))
         }
         StepKind::Apply(f) => {
             mesh.apply(&f.file, &f.content).await?;
@@ -1638,6 +2043,12 @@ steps:
             version: Some(version.into()),
             protocol: None,
             reason: None,
+            instance: None,
+            headers: BTreeMap::new(),
+            echo_headers: BTreeMap::new(),
+            echo_path: None,
+            body: String::new(),
+            flag: None,
             error: None,
             sent_at: Duration::from_millis(ms),
             done_at: Duration::from_millis(ms + 1),

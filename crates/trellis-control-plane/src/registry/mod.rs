@@ -8,7 +8,7 @@ pub use protocol::Protocol;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use trellis_api::networking::{ServiceEntry, WorkloadEntry};
+use trellis_api::networking::{Location, Resolution, ServiceEntry, WorkloadEntry};
 use trellis_api::{Resource, Spec};
 
 /// A port of a service.
@@ -27,8 +27,8 @@ pub struct ServicePort {
 /// One instance behind a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    /// Its address.
-    pub address: IpAddr,
+    /// Its address: an IP, or (DNS resolution) a host name.
+    pub address: String,
     /// Its labels (subsets select on them).
     pub labels: BTreeMap<String, String>,
     /// Port name → port, overriding the service port.
@@ -37,6 +37,8 @@ pub struct Endpoint {
     pub weight: u32,
     /// The WorkloadEntry it comes from, if any (`namespace/name`).
     pub workload: Option<String>,
+    /// `region/zone/subzone`, if known.
+    pub locality: Option<String>,
 }
 
 impl Endpoint {
@@ -61,6 +63,36 @@ pub struct Service {
     pub ports: Vec<ServicePort>,
     /// Its endpoints.
     pub endpoints: Vec<Endpoint>,
+    /// How endpoints are found (`NONE`, `STATIC`, `DNS`, `DNS_ROUND_ROBIN`).
+    pub resolution: Resolution,
+    /// Inside or outside the mesh.
+    pub location: Location,
+    /// Namespaces the ServiceEntry is exported to (empty: everywhere).
+    pub export_to: Vec<String>,
+}
+
+impl Service {
+    /// Whether a proxy in `namespace` may see this service (`exportTo`, as Istio reads it).
+    pub fn visible_from(&self, namespace: &str) -> bool {
+        exported_to(&self.export_to, &self.namespace, namespace)
+    }
+
+    /// Whether its endpoints are DNS names resolved by the proxy.
+    pub fn uses_dns(&self) -> bool {
+        matches!(
+            self.resolution,
+            Resolution::Dns | Resolution::DnsRoundRobin | Resolution::DynamicDns
+        )
+    }
+}
+
+/// Istio's `exportTo` rule: empty or `*` is everywhere, `.` the owner's namespace, `~` nowhere,
+/// anything else a namespace name.
+pub fn exported_to(export_to: &[String], owner_namespace: &str, namespace: &str) -> bool {
+    export_to.is_empty()
+        || export_to
+            .iter()
+            .any(|e| e == "*" || e == namespace || (e == "." && owner_namespace == namespace))
 }
 
 /// All services of the mesh, sorted by host.
@@ -90,11 +122,28 @@ impl ServiceRegistry {
                 let host = trellis_api::resolve_host(host, namespace);
                 // The first ServiceEntry for a host wins, as in Istio (oldest first; here by
                 // namespace/name order of the sorted resource list).
+                let resolution = se.resolution_or_default();
+                let mut endpoints = endpoints.clone();
+                // DNS without endpoints: the proxy resolves the host itself, as Istio does.
+                let dns = matches!(resolution, Resolution::Dns | Resolution::DnsRoundRobin);
+                if dns && endpoints.is_empty() && !host.starts_with('*') {
+                    endpoints.push(Endpoint {
+                        address: host.clone(),
+                        labels: BTreeMap::new(),
+                        ports: BTreeMap::new(),
+                        weight: 1,
+                        workload: None,
+                        locality: None,
+                    });
+                }
                 services.entry(host.clone()).or_insert_with(|| Service {
                     host,
                     namespace: namespace.clone(),
                     ports: se.ports.iter().map(ServicePort::from_api).collect(),
-                    endpoints: endpoints.clone(),
+                    endpoints,
+                    resolution,
+                    location: se.location.unwrap_or(Location::MeshExternal),
+                    export_to: se.export_to.clone(),
                 });
             }
         }
@@ -136,7 +185,7 @@ fn endpoints_of(
     let mut endpoints: Vec<Endpoint> = se
         .endpoints
         .iter()
-        .filter_map(|we| endpoint_of(we, None))
+        .filter_map(|we| endpoint_of(we, None, se.resolution_or_default()))
         .collect();
     if let Some(selector) = &se.workload_selector {
         for (resource, we) in workload_entries {
@@ -147,20 +196,31 @@ fn endpoints_of(
                     .all(|(k, v)| we.labels.get(k) == Some(v));
             if selected {
                 let id = format!("{}/{}", resource.meta.namespace, resource.meta.name);
-                endpoints.extend(endpoint_of(we, Some(id)));
+                endpoints.extend(endpoint_of(we, Some(id), Resolution::Static));
             }
         }
     }
     endpoints
 }
 
-fn endpoint_of(we: &WorkloadEntry, workload: Option<String>) -> Option<Endpoint> {
-    let address = we.address.as_deref()?.parse().ok()?;
+fn endpoint_of(
+    we: &WorkloadEntry,
+    workload: Option<String>,
+    resolution: Resolution,
+) -> Option<Endpoint> {
+    let address = we.address.as_deref()?;
+    let is_ip = address.parse::<IpAddr>().is_ok();
+    let dns = matches!(resolution, Resolution::Dns | Resolution::DnsRoundRobin);
+    // Host names are only meaningful when the proxy resolves them (DNS resolution).
+    if !is_ip && !dns {
+        return None;
+    }
     Some(Endpoint {
-        address,
+        address: address.to_string(),
         labels: we.labels.clone(),
         ports: we.ports.clone(),
         weight: we.weight.unwrap_or(1).max(1),
         workload,
+        locality: we.locality.clone(),
     })
 }

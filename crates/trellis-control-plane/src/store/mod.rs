@@ -81,6 +81,8 @@ impl DirStore {
             source,
         })?;
         self.files.retain(|p, _| paths.contains(p));
+        let mut previous: BTreeMap<PathBuf, Option<(u64, Vec<Resource>)>> = BTreeMap::new();
+        let mut fresh: Vec<PathBuf> = Vec::new();
         for path in &paths {
             let Ok(text) = std::fs::read_to_string(path) else {
                 continue; // vanished between listing and reading, or not text: next reload
@@ -95,12 +97,51 @@ impl DirStore {
                 continue;
             }
             state.seen = hash;
+            previous.insert(path.clone(), state.good.clone());
             let parsed = trellis_api::parse_documents(path, &text);
             if parsed.errors.is_empty() {
                 state.good = Some((hash, parsed.resources));
                 state.errors.clear();
+                fresh.push(path.clone());
             } else {
                 state.errors = parsed.errors;
+            }
+        }
+        // Cross-resource checks on what changed: a file that introduces a delegation cycle is
+        // rejected as a whole (its previous good content, if any, stays in force).
+        for path in fresh {
+            let all: Vec<Resource> = self
+                .files
+                .values()
+                .filter_map(|f| f.good.as_ref())
+                .flat_map(|(_, r)| r.iter().cloned())
+                .collect();
+            let errors: Vec<ValidationError> = crate::model::delegation_errors(&all)
+                .into_iter()
+                .filter_map(|(ns, name, message)| {
+                    let state = self.files.get(&path)?;
+                    let resource = state.good.as_ref()?.1.iter().find(|r| {
+                        r.meta.namespace == ns
+                            && r.meta.name == name
+                            && r.kind() == "VirtualService"
+                    })?;
+                    let (p, reason) = message
+                        .split_once(": ")
+                        .map(|(p, r)| (p.to_string(), r.to_string()))
+                        .unwrap_or_default();
+                    Some(ValidationError {
+                        file: path.clone(),
+                        resource: Some(resource.key()),
+                        path: p,
+                        reason,
+                    })
+                })
+                .collect();
+            if !errors.is_empty()
+                && let Some(state) = self.files.get_mut(&path)
+            {
+                state.good = previous.remove(&path).flatten();
+                state.errors = errors;
             }
         }
         let mut resources: Vec<Resource> = self

@@ -6,10 +6,9 @@ use envoy_types::pb::envoy::config::route::v3::{
     Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route, route_action,
     route_match::PathSpecifier,
 };
-use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
-    HttpConnectionManager, HttpFilter, Rds, http_connection_manager::CodecType,
-    http_connection_manager::RouteSpecifier, http_filter,
+    HttpConnectionManager, Rds, http_connection_manager::CodecType,
+    http_connection_manager::RouteSpecifier,
 };
 use trellis_xds::{NodeIdentity, to_any, type_url};
 
@@ -55,14 +54,7 @@ fn http_listener(
         stat_prefix,
         codec_type: CodecType::Auto as i32,
         route_specifier: Some(routes),
-        http_filters: vec![HttpFilter {
-            name: type_url::names::ROUTER.to_string(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(to_any(
-                type_url::ROUTER,
-                &Router::default(),
-            ))),
-            ..Default::default()
-        }],
+        http_filters: super::routes::http_filters(),
         ..Default::default()
     };
     Listener {

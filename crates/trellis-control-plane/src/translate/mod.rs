@@ -5,13 +5,14 @@
 mod clusters;
 mod endpoints;
 mod listeners;
+mod policy;
 mod proto;
 mod routes;
+mod scope;
 
 use trellis_xds::{NodeIdentity, to_any, type_url};
 
 use crate::model::MeshModel;
-use crate::registry::{Service, ServicePort};
 use crate::xds::ProxyResources;
 
 /// The route configuration behind the outbound (`HTTP_PROXY`) listener.
@@ -39,15 +40,18 @@ pub fn generate(model: &MeshModel, node: &NodeIdentity) -> ProxyResources {
     ] {
         out.by_type.entry(t).or_default();
     }
-    let outbound = visible_services(model, node);
-    for cluster in clusters::outbound(model, &outbound) {
+    let proxy = model.proxy_view(node);
+    let outbound = scope::visible_services(model, &proxy);
+    let plan = clusters::plan(model, &proxy, &outbound);
+    for c in &plan {
+        let cluster = clusters::outbound(c, &proxy);
         out.insert(
             type_url::CLUSTER,
             cluster.name.clone(),
             to_any(type_url::CLUSTER, &cluster),
         );
     }
-    for cla in endpoints::outbound(model, &outbound) {
+    for cla in endpoints::outbound(&plan, &proxy) {
         out.insert(
             type_url::ENDPOINT,
             cla.cluster_name.clone(),
@@ -69,35 +73,14 @@ pub fn generate(model: &MeshModel, node: &NodeIdentity) -> ProxyResources {
             to_any(type_url::LISTENER, &listener),
         );
     }
-    let routes = routes::outbound(model, node, &outbound);
+    let mode = scope::outbound_mode(model, &proxy);
+    let routes = routes::outbound(model, &proxy, &outbound, mode);
     out.insert(
         type_url::ROUTE,
         routes.name.clone(),
         to_any(type_url::ROUTE, &routes),
     );
     out
-}
-
-/// Services (with their HTTP ports) this proxy can call.
-fn visible_services<'m>(
-    model: &'m MeshModel,
-    _node: &NodeIdentity,
-) -> Vec<(&'m Service, Vec<&'m ServicePort>)> {
-    model
-        .registry
-        .services()
-        .iter()
-        .map(|s| {
-            (
-                s,
-                s.ports
-                    .iter()
-                    .filter(|p| p.protocol.is_http())
-                    .collect::<Vec<_>>(),
-            )
-        })
-        .filter(|(_, ports)| !ports.is_empty())
-        .collect()
 }
 
 /// A port this workload serves, with whether its app speaks HTTP/2.
@@ -111,7 +94,8 @@ pub(crate) struct InboundPort {
 fn inbound_ports(model: &MeshModel, node: &NodeIdentity) -> Vec<InboundPort> {
     let mut ports: Vec<InboundPort> = Vec::new();
     for service in model.registry.services() {
-        for endpoint in service.endpoints.iter().filter(|e| e.address == node.ip) {
+        let ip = node.ip.to_string();
+        for endpoint in service.endpoints.iter().filter(|e| e.address == ip) {
             for port in service.ports.iter().filter(|p| p.protocol.is_http()) {
                 let number = endpoint.port_for(port);
                 match ports.iter_mut().find(|p| p.port == number) {

@@ -1,40 +1,70 @@
 //! The outbound route table: one virtual host per service port, with the VirtualService's HTTP
 //! rules translated in order (Istio's first-match semantics), or a default route to the service.
+//!
+//! - [`matching`]: `match` → `RouteMatch`, which matches apply to this proxy and port, and the
+//!   merge of a delegate's matches into its root's;
+//! - [`actions`]: destinations, rewrite, redirect, direct response, timeout, retries, mirrors,
+//!   hash policy;
+//! - [`headers`]: request/response header operations;
+//! - [`filters`]: per-route config of the fault and CORS HTTP filters.
+
+mod actions;
+mod filters;
+mod headers;
+mod matching;
 
 use envoy_types::pb::envoy::config::route::v3::{
-    HeaderMatcher, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
-    WeightedCluster, header_matcher::HeaderMatchSpecifier, route, route_action::ClusterSpecifier,
-    route_match::PathSpecifier, weighted_cluster::ClusterWeight,
+    DirectResponseAction, Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route,
+    route_action::ClusterSpecifier, route_match::PathSpecifier,
 };
-use envoy_types::pb::envoy::r#type::matcher::v3::{
-    RegexMatcher, StringMatcher, string_matcher::MatchPattern,
-};
-use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
-use trellis_api::StringMatch;
-use trellis_api::networking::{HttpMatchRequest, HttpRoute};
-use trellis_xds::NodeIdentity;
+use envoy_types::pb::google::protobuf::BoolValue;
+use trellis_api::networking::{HttpRoute, OutboundTrafficMode};
 
 use super::proto::duration;
 use super::{OUTBOUND_ROUTE_NAME, outbound_cluster_name};
-use crate::model::MeshModel;
+use crate::model::{MeshModel, ProxyView};
 use crate::registry::{Service, ServicePort};
+
+pub use filters::http_filters;
+
+/// The name of the catch-all virtual host of `REGISTRY_ONLY` (Istio's).
+pub const BLOCK_ALL: &str = "block_all";
 
 /// The route configuration of the outbound listener.
 pub fn outbound(
     model: &MeshModel,
-    node: &NodeIdentity,
+    proxy: &ProxyView<'_>,
     services: &[(&Service, Vec<&ServicePort>)],
+    mode: OutboundTrafficMode,
 ) -> RouteConfiguration {
     let mut virtual_hosts = Vec::new();
     for (service, ports) in services {
         for port in ports {
             virtual_hosts.push(VirtualHost {
                 name: format!("{}:{}", service.host, port.number),
-                domains: domains(&service.host, port.number, &node.namespace),
-                routes: routes_for(model, service, port),
+                domains: domains(&service.host, port.number, proxy.namespace()),
+                routes: routes_for(model, proxy, service, port),
                 ..Default::default()
             });
         }
+    }
+    // Explicit mode has no original destination to pass traffic through to, so ALLOW_ANY adds
+    // nothing (unknown hosts get 404 NR); REGISTRY_ONLY answers them 502 as Istio's block_all.
+    if mode == OutboundTrafficMode::RegistryOnly {
+        virtual_hosts.push(VirtualHost {
+            name: BLOCK_ALL.to_string(),
+            domains: vec!["*".to_string()],
+            routes: vec![Route {
+                r#match: Some(prefix_match("/")),
+                action: Some(route::Action::DirectResponse(DirectResponseAction {
+                    status: 502,
+                    body: None,
+                    ..Default::default()
+                })),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
     }
     RouteConfiguration {
         name: OUTBOUND_ROUTE_NAME.to_string(),
@@ -69,37 +99,102 @@ pub fn domains(host: &str, port: u32, client_namespace: &str) -> Vec<String> {
     domains
 }
 
-fn routes_for(model: &MeshModel, service: &Service, port: &ServicePort) -> Vec<Route> {
-    let Some(vs) = model.virtual_service_for(&service.host) else {
-        return vec![default_route(service, port)];
-    };
-    let mut routes = Vec::new();
+/// Where a rule comes from: its VirtualService's namespace (short destination hosts resolve
+/// there) and the rule after delegation.
+struct Rule {
+    namespace: String,
+    http: HttpRoute,
+}
+
+/// The rules of the VirtualService for `service` with delegates expanded in place: each
+/// delegate rule inherits the root rule's settings it does not set and its matches are AND-ed
+/// with the root's (combinations that contradict are dropped), as Istio merges them.
+fn rules_for(model: &MeshModel, proxy: &ProxyView<'_>, service: &Service) -> Option<Vec<Rule>> {
+    let vs = model.virtual_service_for_proxy(&service.host, proxy)?;
+    let mut rules = Vec::new();
     for http in &vs.spec.http {
-        let matches: Vec<&HttpMatchRequest> = http
-            .match_
-            .iter()
-            .filter(|m| m.port.is_none_or(|p| p == port.number))
-            .collect();
-        if !http.match_.is_empty() && matches.is_empty() {
-            continue; // every match is for another port
-        }
-        let Some(action) = route_action(http, &vs.namespace, port, model) else {
+        let Some(delegate) = &http.delegate else {
+            rules.push(Rule {
+                namespace: vs.namespace.clone(),
+                http: http.clone(),
+            });
             continue;
         };
+        let ns = delegate.namespace.as_deref().unwrap_or(&vs.namespace);
+        let Some(target) = model.delegate(&delegate.name, ns) else {
+            continue; // Istio drops a rule whose delegate does not exist (yet).
+        };
+        // Only a real delegate (no hosts), visible to the root's namespace, is followed; the
+        // store rejects the others (cycles).
+        if !target.spec.hosts.is_empty()
+            || !crate::registry::exported_to(
+                &target.spec.export_to,
+                &target.namespace,
+                &vs.namespace,
+            )
+        {
+            continue;
+        }
+        for leaf in &target.spec.http {
+            if leaf.delegate.is_some() {
+                continue;
+            }
+            if let Some(merged) = matching::merge_delegate(http, leaf) {
+                rules.push(Rule {
+                    namespace: target.namespace.clone(),
+                    http: merged,
+                });
+            }
+        }
+    }
+    Some(rules)
+}
+
+fn routes_for(
+    model: &MeshModel,
+    proxy: &ProxyView<'_>,
+    service: &Service,
+    port: &ServicePort,
+) -> Vec<Route> {
+    let Some(rules) = rules_for(model, proxy, service) else {
+        return vec![default_route(model, proxy, service, port)];
+    };
+    let mut routes = Vec::new();
+    for rule in &rules {
+        let http = &rule.http;
+        let matches = matching::applicable(&http.match_, proxy, port.number);
+        if !http.match_.is_empty() && matches.is_empty() {
+            continue; // every match is for another port, source or gateway
+        }
+        let mut template = Route::default();
+        headers::apply_route_headers(&mut template, http.headers.as_ref());
+        if !actions::apply(&mut template, http, &rule.namespace, port, model, proxy) {
+            continue;
+        }
+        filters::apply(&mut template, http);
         if matches.is_empty() {
-            routes.push(route(prefix_match("/"), action));
+            let mut r = template.clone();
+            r.r#match = Some(prefix_match("/"));
+            routes.push(r);
         } else {
-            routes.extend(
-                matches
-                    .into_iter()
-                    .map(|m| route(match_of(m), action.clone())),
-            );
+            for m in matches {
+                let mut r = template.clone();
+                r.r#match = Some(matching::route_match(m));
+                routes.push(r);
+            }
         }
     }
     routes
 }
 
-fn default_route(service: &Service, port: &ServicePort) -> Route {
+/// A service without a VirtualService: everything to the whole service, with Istio's default
+/// retry policy and the DestinationRule's hash policy.
+fn default_route(
+    model: &MeshModel,
+    proxy: &ProxyView<'_>,
+    service: &Service,
+    port: &ServicePort,
+) -> Route {
     let action = RouteAction {
         cluster_specifier: Some(ClusterSpecifier::Cluster(outbound_cluster_name(
             port.number,
@@ -107,14 +202,12 @@ fn default_route(service: &Service, port: &ServicePort) -> Route {
             &service.host,
         ))),
         timeout: Some(duration(std::time::Duration::ZERO)),
+        retry_policy: actions::retry_policy(None),
+        hash_policy: actions::hash_policy(model, proxy, &service.host, None, port.number),
         ..Default::default()
     };
-    route(prefix_match("/"), action)
-}
-
-fn route(matcher: RouteMatch, action: RouteAction) -> Route {
     Route {
-        r#match: Some(matcher),
+        r#match: Some(prefix_match("/")),
         action: Some(route::Action::Route(action)),
         ..Default::default()
     }
@@ -125,119 +218,4 @@ fn prefix_match(prefix: &str) -> RouteMatch {
         path_specifier: Some(PathSpecifier::Prefix(prefix.to_string())),
         ..Default::default()
     }
-}
-
-fn match_of(m: &HttpMatchRequest) -> RouteMatch {
-    let path_specifier = match &m.uri {
-        None => PathSpecifier::Prefix("/".to_string()),
-        Some(StringMatch::Exact(path)) => PathSpecifier::Path(path.clone()),
-        Some(StringMatch::Prefix(prefix)) => PathSpecifier::Prefix(prefix.clone()),
-        Some(StringMatch::Regex(regex)) => PathSpecifier::SafeRegex(regex_matcher(regex)),
-    };
-    let headers = m
-        .headers
-        .iter()
-        .map(|(name, value)| HeaderMatcher {
-            name: name.to_ascii_lowercase(),
-            header_match_specifier: Some(HeaderMatchSpecifier::StringMatch(string_matcher(value))),
-            ..Default::default()
-        })
-        .collect();
-    RouteMatch {
-        path_specifier: Some(path_specifier),
-        case_sensitive: m
-            .ignore_uri_case
-            .filter(|i| *i)
-            .map(|_| BoolValue { value: false }),
-        headers,
-        ..Default::default()
-    }
-}
-
-fn string_matcher(m: &StringMatch) -> StringMatcher {
-    let pattern = match m {
-        StringMatch::Exact(s) => MatchPattern::Exact(s.clone()),
-        StringMatch::Prefix(s) => MatchPattern::Prefix(s.clone()),
-        StringMatch::Regex(s) => MatchPattern::SafeRegex(regex_matcher(s)),
-    };
-    StringMatcher {
-        match_pattern: Some(pattern),
-        ..Default::default()
-    }
-}
-
-fn regex_matcher(regex: &str) -> RegexMatcher {
-    RegexMatcher {
-        regex: regex.to_string(),
-        ..Default::default()
-    }
-}
-
-/// The route action of an HTTP rule: one cluster, or weighted clusters.
-fn route_action(
-    http: &HttpRoute,
-    namespace: &str,
-    port: &ServicePort,
-    model: &MeshModel,
-) -> Option<RouteAction> {
-    let mut clusters: Vec<(String, u32)> = Vec::new();
-    let single = http.route.len() == 1;
-    for destination in &http.route {
-        let host = trellis_api::resolve_host(&destination.destination.host, namespace);
-        let target_port = destination
-            .destination
-            .port
-            .as_ref()
-            .and_then(|p| p.number)
-            .or_else(|| {
-                let service = model.registry.service(&host)?;
-                match service.ports.as_slice() {
-                    [only] => Some(only.number),
-                    _ => service
-                        .ports
-                        .iter()
-                        .find(|p| p.number == port.number)
-                        .map(|p| p.number),
-                }
-            })
-            .unwrap_or(port.number);
-        let weight = match destination.weight {
-            Some(w) => u32::try_from(w).unwrap_or(0),
-            None if single => 100,
-            None => 0,
-        };
-        if weight == 0 && !single {
-            continue;
-        }
-        let name = outbound_cluster_name(
-            target_port,
-            destination.destination.subset.as_deref(),
-            &host,
-        );
-        clusters.push((name, weight));
-    }
-    let cluster_specifier = match clusters.as_slice() {
-        [] => return None,
-        [(name, _)] => ClusterSpecifier::Cluster(name.clone()),
-        _ => ClusterSpecifier::WeightedClusters(WeightedCluster {
-            clusters: clusters
-                .into_iter()
-                .map(|(name, weight)| ClusterWeight {
-                    name,
-                    weight: Some(UInt32Value { value: weight }),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        }),
-    };
-    let timeout = http
-        .timeout
-        .map(|t| t.as_std())
-        .unwrap_or(std::time::Duration::ZERO);
-    Some(RouteAction {
-        cluster_specifier: Some(cluster_specifier),
-        timeout: Some(duration(timeout)),
-        ..Default::default()
-    })
 }
