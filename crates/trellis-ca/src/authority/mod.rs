@@ -193,24 +193,7 @@ impl CertificateAuthority {
                 });
             }
         }
-        let now = OffsetDateTime::now_utc();
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        let uri = identity.to_string().try_into().map_err(CaError::Crypto)?;
-        params.subject_alt_names = vec![SanType::URI(uri)];
-        params.not_before = now - BACKDATE;
-        params.not_after = (now + ttl).min(self.issuer_not_after);
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.serial_number = Some(random_serial()?);
-        params.use_authority_key_identifier_extension = true;
+        let params = self.leaf_params(identity, ttl)?;
         let request = CertificateSigningRequestParams {
             params,
             public_key: csr.public_key,
@@ -247,11 +230,7 @@ impl CertificateAuthority {
         ttl: Duration,
     ) -> Result<ServingCertificate, CaError> {
         let key = KeyPair::generate().map_err(CaError::Crypto)?;
-        let now = OffsetDateTime::now_utc();
-        let mut params = CertificateParams::default();
-        params.distinguished_name = DistinguishedName::new();
-        let uri = identity.to_string().try_into().map_err(CaError::Crypto)?;
-        params.subject_alt_names = vec![SanType::URI(uri)];
+        let mut params = self.leaf_params(identity, ttl)?;
         for name in dns_names {
             let dns = (*name).to_string().try_into().map_err(CaError::Crypto)?;
             params.subject_alt_names.push(SanType::DnsName(dns));
@@ -259,6 +238,33 @@ impl CertificateAuthority {
         params
             .subject_alt_names
             .extend(ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .map_err(CaError::Crypto)?;
+        let mut cert_chain_pem = cert.pem();
+        for intermediate in &self.intermediates {
+            cert_chain_pem.push_str(intermediate);
+        }
+        Ok(ServingCertificate {
+            cert_chain_pem,
+            key_pem: key.serialize_pem(),
+        })
+    }
+}
+
+impl CertificateAuthority {
+    /// A leaf certificate naming `identity`: not a CA, usable by client and server, backdated
+    /// a little, and no longer lived than the signing certificate.
+    fn leaf_params(
+        &self,
+        identity: &SpiffeId,
+        ttl: Duration,
+    ) -> Result<CertificateParams, CaError> {
+        let now = OffsetDateTime::now_utc();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = DistinguishedName::new();
+        let uri = identity.to_string().try_into().map_err(CaError::Crypto)?;
+        params.subject_alt_names = vec![SanType::URI(uri)];
         params.not_before = now - BACKDATE;
         params.not_after = (now + ttl).min(self.issuer_not_after);
         params.is_ca = IsCa::ExplicitNoCa;
@@ -272,17 +278,7 @@ impl CertificateAuthority {
         ];
         params.serial_number = Some(random_serial()?);
         params.use_authority_key_identifier_extension = true;
-        let cert = params
-            .signed_by(&key, &self.issuer)
-            .map_err(CaError::Crypto)?;
-        let mut cert_chain_pem = cert.pem();
-        for intermediate in &self.intermediates {
-            cert_chain_pem.push_str(intermediate);
-        }
-        Ok(ServingCertificate {
-            cert_chain_pem,
-            key_pem: key.serialize_pem(),
-        })
+        Ok(params)
     }
 }
 
