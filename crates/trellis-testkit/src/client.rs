@@ -77,7 +77,7 @@ impl RequestPlan {
 }
 
 /// What happened to one request.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Outcome {
     /// The response status, if a response came back.
     pub status: Option<u16>,
@@ -237,19 +237,8 @@ impl Worker {
         let sent = Instant::now();
         let result = tokio::time::timeout(self.plan.timeout, self.exchange()).await;
         let mut outcome = Outcome {
-            status: None,
-            version: None,
-            protocol: None,
-            reason: None,
-            instance: None,
-            headers: BTreeMap::new(),
-            echo_headers: BTreeMap::new(),
-            echo_path: None,
-            body: String::new(),
-            flag: None,
-            error: None,
             sent_at: sent - self.epoch,
-            done_at: Duration::ZERO,
+            ..Default::default()
         };
         match result {
             Ok(Ok(response)) => {
@@ -462,17 +451,8 @@ mod tests {
         Outcome {
             status,
             version: version.map(str::to_string),
-            protocol: None,
-            reason: None,
-            instance: None,
-            headers: BTreeMap::new(),
-            echo_headers: BTreeMap::new(),
-            echo_path: None,
-            body: String::new(),
-            flag: None,
             error: status.is_none().then(|| "reset".to_string()),
-            sent_at: Duration::ZERO,
-            done_at: Duration::ZERO,
+            ..Default::default()
         }
     }
 
