@@ -39,8 +39,9 @@ pub struct WorkloadCertificate {
     pub key_pem: String,
     /// The mesh root (PEM).
     pub root_pem: String,
-    /// Validity start.
-    pub not_before: SystemTime,
+    /// When this certificate was obtained (the CA backdates `not_before` for clock skew, so
+    /// renewal is measured from here).
+    pub fetched_at: SystemTime,
     /// Validity end.
     pub not_after: SystemTime,
 }
@@ -96,12 +97,12 @@ pub async fn fetch(config: &IdentityConfig) -> Result<WorkloadCertificate, Ident
     let leaf = chain
         .first()
         .ok_or_else(|| IdentityError::BadChain("no workload certificate before the root".into()))?;
-    let (not_before, not_after) = validity(leaf).map_err(IdentityError::BadChain)?;
+    let not_after = not_after(leaf).map_err(IdentityError::BadChain)?;
     Ok(WorkloadCertificate {
         cert_chain_pem: chain.concat(),
         key_pem: key.key_pem,
         root_pem,
-        not_before,
+        fetched_at: SystemTime::now(),
         not_after,
     })
 }
@@ -116,26 +117,24 @@ fn source_chain(error: &dyn std::error::Error) -> String {
     out.join(": ")
 }
 
-fn validity(pem: &str) -> Result<(SystemTime, SystemTime), String> {
+fn not_after(pem: &str) -> Result<SystemTime, String> {
     let (_, parsed) =
         x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
     let cert = parsed.parse_x509().map_err(|e| e.to_string())?;
-    let at = |t: i64| SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(t).unwrap_or(0));
-    Ok((
-        at(cert.validity().not_before.timestamp()),
-        at(cert.validity().not_after.timestamp()),
-    ))
+    let secs = u64::try_from(cert.validity().not_after.timestamp()).unwrap_or(0);
+    Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
 }
 
-/// When to renew: at 80% of the lifetime, minus up to 5% jitter so a fleet does not renew in
-/// lockstep.
+/// When to renew: at 80% of the lifetime left when the certificate was obtained, minus up to 5%
+/// jitter so a fleet does not renew in lockstep. (The CA backdates `not_before` for clock skew,
+/// so measuring from it would renew short-lived certificates at once.)
 pub fn renew_after(cert: &WorkloadCertificate, now: SystemTime) -> Duration {
     let lifetime = cert
         .not_after
-        .duration_since(cert.not_before)
+        .duration_since(cert.fetched_at)
         .unwrap_or_default();
     let jitter = lifetime.mul_f64(rand::random::<f64>() * 0.05);
-    let renew_at = cert.not_before + lifetime.mul_f64(0.8) - jitter;
+    let renew_at = cert.fetched_at + lifetime.mul_f64(0.8) - jitter;
     renew_at.duration_since(now).unwrap_or_default()
 }
 

@@ -17,6 +17,7 @@ use crate::config::{Cluster, Endpoints, Listener, RouteTable};
 use crate::listener::{ListenerManager, Shared};
 use crate::routing::RouteStore;
 use crate::stats::Stats;
+use crate::tls::Secrets;
 use crate::upstream::ClusterManager;
 use crate::xds::client::{AdsClient, ConfigSink, XdsEvent};
 
@@ -50,6 +51,8 @@ struct Dump {
 /// The running data plane: what the ADS client feeds and the admin API reads.
 struct Dataplane {
     node_id: String,
+    secrets: Arc<Secrets>,
+    secure: bool,
     clusters: Arc<ClusterManager>,
     routes: Arc<RouteStore>,
     listeners: ListenerManager,
@@ -127,7 +130,9 @@ impl ConfigSink for Dataplane {
 impl AdminSource for Dataplane {
     fn ready(&self) -> bool {
         let d = self.dump();
-        d.clusters_applied && d.listeners_applied
+        d.clusters_applied
+            && d.listeners_applied
+            && (!self.secure || self.secrets.workload().is_some())
     }
 
     fn config_dump(&self) -> serde_json::Value {
@@ -141,6 +146,18 @@ impl AdminSource for Dataplane {
     }
 
     fn prometheus(&self) -> String {
+        if let Some(w) = self.secrets.workload() {
+            let left = match w.not_after.duration_since(std::time::SystemTime::now()) {
+                Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+            };
+            self.stats.cert_expiry_seconds.set(left);
+        }
+        let rotations = self.secrets.rotations();
+        let reported = self.stats.cert_rotations.get();
+        if rotations > reported {
+            self.stats.cert_rotations.inc_by(rotations - reported);
+        }
         self.stats.encode()
     }
 
@@ -178,16 +195,20 @@ impl ProxyHandle {
 /// Binds the admin address and starts everything; returns once the admin API is listening.
 pub async fn start(config: ProxyConfig) -> anyhow::Result<ProxyHandle> {
     let stats = Arc::new(Stats::new());
-    let clusters = Arc::new(ClusterManager::new());
+    let secrets = Arc::new(Secrets::new());
+    let clusters = Arc::new(ClusterManager::with_secrets(secrets.clone()));
     let routes = Arc::new(RouteStore::new());
     let dataplane = Arc::new(Dataplane {
         node_id: config.node.node_id(),
+        secrets: secrets.clone(),
+        secure: config.security.is_some(),
         clusters: clusters.clone(),
         routes: routes.clone(),
         listeners: ListenerManager::new(Shared {
             routes,
             clusters,
             stats: stats.clone(),
+            secrets: secrets.clone(),
         }),
         stats,
         dump: Mutex::new(Dump::default()),
@@ -196,7 +217,11 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<ProxyHandle> {
         .await
         .with_context(|| format!("binding the admin address {}", config.admin_address))?;
     let admin_address = admin_listener.local_addr().context("admin local address")?;
-    tracing::info!(%admin_address, xds = %config.xds_address, node = %config.node.node_id(), "proxy starting");
+    let xds = config
+        .security
+        .as_ref()
+        .map_or(config.xds_address, |s| s.ca_address);
+    tracing::info!(%admin_address, %xds, secure = config.security.is_some(), node = %config.node.node_id(), "proxy starting");
 
     let (stop, stop_rx) = oneshot::channel::<()>();
     let (admin_stop, admin_stop_rx) = oneshot::channel::<()>();
@@ -207,12 +232,36 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<ProxyHandle> {
             let _ = admin_stop_rx.await;
         },
     ));
-    let ads = tokio::spawn(
-        AdsClient::new(config.node.to_node(), config.xds_address, dataplane.clone()).run(),
-    );
+    let (ads_client, identity) = match &config.security {
+        None => (
+            AdsClient::new(config.node.to_node(), config.xds_address, dataplane.clone()),
+            None,
+        ),
+        Some(security) => {
+            let id = crate::identity::identity_of(&config.node, &security.trust_domain);
+            let identity = tokio::spawn(crate::identity::maintain(
+                security.clone(),
+                id,
+                secrets.clone(),
+            ));
+            (
+                AdsClient::new(
+                    config.node.to_node(),
+                    security.ca_address,
+                    dataplane.clone(),
+                )
+                .with_tls(security.root_cert_pem.clone()),
+                Some(identity),
+            )
+        }
+    };
+    let ads = tokio::spawn(ads_client.run());
     let task = tokio::spawn(async move {
         let _ = stop_rx.await;
         ads.abort();
+        if let Some(identity) = identity {
+            identity.abort();
+        }
         dataplane.listeners.stop_all().await;
         let _ = admin_stop.send(());
         match admin.await {

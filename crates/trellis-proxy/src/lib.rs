@@ -9,26 +9,74 @@
 pub mod admin;
 mod app;
 pub mod config;
+pub mod identity;
 pub mod listener;
 pub mod routing;
 pub mod stats;
+pub mod tls;
 pub mod upstream;
 pub mod xds;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 pub use app::{ProxyHandle, start};
+
+/// The name the control plane's serving certificate carries (the proxy's SNI and verified name).
+pub const CONTROL_PLANE_SNI: &str = trellis_agent::identity::CONTROL_PLANE_SNI;
 
 /// The proxy's bootstrap: who it is and where the control plane and admin API are.
 #[derive(Debug, Clone)]
 pub struct ProxyConfig {
     /// The node identity presented to the control plane.
     pub node: trellis_xds::NodeIdentity,
-    /// The control plane's ADS address (plaintext gRPC).
+    /// The control plane's plaintext ADS address (unused when `security` is set).
     pub xds_address: SocketAddr,
     /// Where to serve the admin API.
     pub admin_address: SocketAddr,
+    /// Secure mode: `None` is plaintext ADS and no workload certificate.
+    pub security: Option<ProxySecurity>,
+}
+
+/// Secure mode: ADS over TLS to the control plane's secure port, and a workload certificate
+/// from its CA (served internally as the SDS secrets `default` and `ROOTCA`).
+#[derive(Debug, Clone)]
+pub struct ProxySecurity {
+    /// The control plane's secure port (15012): CA and ADS, over TLS verified against
+    /// `root_cert_pem` with the name [`CONTROL_PLANE_SNI`].
+    pub ca_address: SocketAddr,
+    /// The mesh root (PEM), e.g. the contents of `--root-cert FILE`.
+    pub root_cert_pem: String,
+    /// The workload token (from `trellis token create`).
+    pub token: String,
+    /// The trust domain of the workload's identity (`cluster.local`).
+    pub trust_domain: String,
+    /// The certificate lifetime to ask for (the CA may cap it).
+    pub cert_ttl: Duration,
+}
+
+impl ProxySecurity {
+    /// Reads the root from `root_cert_file`; the other fields as given.
+    pub fn from_root_file(
+        ca_address: SocketAddr,
+        root_cert_file: &std::path::Path,
+        token: String,
+        trust_domain: String,
+        cert_ttl: Duration,
+    ) -> anyhow::Result<Self> {
+        use anyhow::Context as _;
+        let root_cert_pem = std::fs::read_to_string(root_cert_file).with_context(|| {
+            format!("reading the root certificate {}", root_cert_file.display())
+        })?;
+        Ok(ProxySecurity {
+            ca_address,
+            root_cert_pem,
+            token,
+            trust_domain,
+            cert_ttl,
+        })
+    }
 }
 
 /// Runs the proxy until `shutdown` resolves.

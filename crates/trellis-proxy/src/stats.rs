@@ -54,6 +54,10 @@ pub struct Stats {
     pub xds_updates: Family<XdsLabels, Counter>,
     /// `trellis_xds_connected`: 1 while the ADS stream is up.
     pub xds_connected: Gauge,
+    /// `trellis_cert_expiry_seconds`: seconds until the workload certificate expires.
+    pub cert_expiry_seconds: Gauge,
+    /// `trellis_cert_rotations_total`: certificates replaced after the first one.
+    pub cert_rotations: Counter,
 }
 
 impl Default for Stats {
@@ -90,8 +94,22 @@ impl Stats {
             "1 while the ADS stream is connected",
             xds_connected.clone(),
         );
+        let cert_expiry_seconds = Gauge::default();
+        let cert_rotations = Counter::default();
+        registry.register(
+            "trellis_cert_expiry_seconds",
+            "Seconds until the workload certificate expires (secure mode)",
+            cert_expiry_seconds.clone(),
+        );
+        registry.register(
+            "trellis_cert_rotations",
+            "Workload certificates replaced by a renewed one",
+            cert_rotations.clone(),
+        );
         Stats {
             registry,
+            cert_expiry_seconds,
+            cert_rotations,
             requests,
             istio_requests,
             xds_updates,

@@ -3,22 +3,14 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
-use envoy_types::pb::envoy::config::core::v3::{
-    self as core, AggregatedConfigSource, ConfigSource, Http2ProtocolOptions, SocketAddress,
-    address, config_source, socket_address,
-};
-use envoy_types::pb::envoy::config::endpoint::v3::{
-    ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
-};
+use envoy_types::pb::envoy::config::core::v3::{self as core, Http2ProtocolOptions};
 use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
 use envoy_types::pb::envoy::config::route::v3::{
-    Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route, route_action,
-    route_match,
+    Route, RouteAction, RouteMatch, route, route_action, route_match,
 };
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, Rds, http_connection_manager,
@@ -26,232 +18,14 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
 use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
     HttpProtocolOptions, http_protocol_options,
 };
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
 use envoy_types::pb::google::protobuf::Any;
 use http_body_util::{BodyExt, Full};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::{TcpListenerStream, UnboundedReceiverStream};
-use trellis_proxy::{ProxyConfig, ProxyHandle};
-use trellis_xds::{NodeIdentity, ProxyType, to_any, type_url};
+use trellis_xds::{to_any, type_url};
 
-const DEADLINE: Duration = Duration::from_secs(15);
+mod common;
 
-// ---------------------------------------------------------------- in-test ADS server
-
-type ResponseTx = mpsc::UnboundedSender<Result<DiscoveryResponse, tonic::Status>>;
-
-struct TestAds {
-    requests: mpsc::UnboundedSender<DiscoveryRequest>,
-    responses: Mutex<Option<mpsc::UnboundedReceiver<Result<DiscoveryResponse, tonic::Status>>>>,
-}
-
-#[tonic::codegen::async_trait]
-impl AggregatedDiscoveryService for TestAds {
-    type StreamAggregatedResourcesStream =
-        UnboundedReceiverStream<Result<DiscoveryResponse, tonic::Status>>;
-    type DeltaAggregatedResourcesStream =
-        UnboundedReceiverStream<Result<DeltaDiscoveryResponse, tonic::Status>>;
-
-    async fn stream_aggregated_resources(
-        &self,
-        request: tonic::Request<tonic::Streaming<DiscoveryRequest>>,
-    ) -> Result<tonic::Response<Self::StreamAggregatedResourcesStream>, tonic::Status> {
-        let rx = self
-            .responses
-            .lock()
-            .map_err(|_| tonic::Status::internal("poisoned"))?
-            .take()
-            .ok_or_else(|| tonic::Status::unavailable("the test server takes one stream"))?;
-        let mut inbound = request.into_inner();
-        let tx = self.requests.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(r)) = inbound.message().await {
-                if tx.send(r).is_err() {
-                    break;
-                }
-            }
-        });
-        Ok(tonic::Response::new(UnboundedReceiverStream::new(rx)))
-    }
-
-    async fn delta_aggregated_resources(
-        &self,
-        _request: tonic::Request<tonic::Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<tonic::Response<Self::DeltaAggregatedResourcesStream>, tonic::Status> {
-        Err(tonic::Status::unimplemented("delta"))
-    }
-}
-
-struct Harness {
-    push_tx: ResponseTx,
-    requests: mpsc::UnboundedReceiver<DiscoveryRequest>,
-    proxy: Option<ProxyHandle>,
-    admin: SocketAddr,
-    nonce: u32,
-}
-
-impl Harness {
-    async fn start() -> Harness {
-        let (req_tx, requests) = mpsc::unbounded_channel();
-        let (push_tx, push_rx) = mpsc::unbounded_channel();
-        let ads = TestAds {
-            requests: req_tx,
-            responses: Mutex::new(Some(push_rx)),
-        };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind ads");
-        let xds_address = listener.local_addr().expect("ads addr");
-        tokio::spawn(
-            tonic::transport::Server::builder()
-                .add_service(AggregatedDiscoveryServiceServer::new(ads))
-                .serve_with_incoming(TcpListenerStream::new(listener)),
-        );
-        let node = NodeIdentity {
-            proxy_type: ProxyType::Sidecar,
-            ip: "127.0.0.1".parse().expect("ip"),
-            workload: "echo-v1".into(),
-            namespace: "default".into(),
-            service_account: "echo".into(),
-            labels: Default::default(),
-            app_ip: None,
-        };
-        let proxy = trellis_proxy::start(ProxyConfig {
-            node,
-            xds_address,
-            admin_address: "127.0.0.1:0".parse().expect("addr"),
-        })
-        .await
-        .expect("proxy starts");
-        let admin = proxy.admin_address();
-        Harness {
-            push_tx,
-            requests,
-            proxy: Some(proxy),
-            admin,
-            nonce: 0,
-        }
-    }
-
-    /// Pushes a response; returns its nonce.
-    fn push(&mut self, type_url: &str, version: &str, resources: Vec<Any>) -> String {
-        self.nonce += 1;
-        let nonce = format!("n{}", self.nonce);
-        self.push_tx
-            .send(Ok(DiscoveryResponse {
-                version_info: version.into(),
-                resources,
-                type_url: type_url.into(),
-                nonce: nonce.clone(),
-                ..Default::default()
-            }))
-            .expect("stream open");
-        nonce
-    }
-
-    /// The next request of `type_url` that satisfies `pred` (others are skipped).
-    async fn request_where(
-        &mut self,
-        type_url: &str,
-        pred: impl Fn(&DiscoveryRequest) -> bool,
-    ) -> DiscoveryRequest {
-        let wait = async {
-            loop {
-                let r = self.requests.recv().await.expect("ads stream alive");
-                if r.type_url == type_url && pred(&r) {
-                    return r;
-                }
-            }
-        };
-        tokio::time::timeout(DEADLINE, wait)
-            .await
-            .unwrap_or_else(|_| panic!("no matching {type_url} request within {DEADLINE:?}"))
-    }
-
-    async fn reply_to(&mut self, type_url: &str, nonce: &str) -> DiscoveryRequest {
-        let nonce = nonce.to_string();
-        self.request_where(type_url, move |r| r.response_nonce == nonce)
-            .await
-    }
-
-    async fn wait_ready(&self) {
-        let admin = self.admin;
-        poll(|| async move { get(admin, "/ready").await.is_some_and(|(s, _, _)| s == 200) }).await;
-    }
-
-    async fn listener_port(&self, name: &str) -> SocketAddr {
-        let (_, _, body) = get(self.admin, "/listeners")
-            .await
-            .expect("admin /listeners");
-        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
-        let found = v
-            .as_array()
-            .and_then(|a| a.iter().find(|l| l["name"] == name))
-            .and_then(|l| l["local_address"].as_str())
-            .unwrap_or_else(|| panic!("listener {name} not bound: {body}"));
-        found.parse().expect("addr")
-    }
-
-    async fn stop(mut self) {
-        if let Some(p) = self.proxy.take() {
-            p.shutdown().await;
-        }
-    }
-}
-
-async fn poll<F, Fut>(mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while tokio::time::Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("condition not met within {DEADLINE:?}");
-}
-
-// ---------------------------------------------------------------- HTTP helpers
-
-/// Sends raw HTTP/1.1 text (with `Connection: close`) and returns (status, headers, body).
-async fn raw_http(
-    addr: SocketAddr,
-    request: &str,
-) -> Option<(u16, HashMap<String, String>, String)> {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    stream.write_all(request.as_bytes()).await.ok()?;
-    let mut buf = Vec::new();
-    tokio::time::timeout(DEADLINE, stream.read_to_end(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let mut lines = head.lines();
-    let status = lines.next()?.split_whitespace().nth(1)?.parse().ok()?;
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Some((status, headers, body.to_string()))
-}
-
-async fn get(addr: SocketAddr, path: &str) -> Option<(u16, HashMap<String, String>, String)> {
-    raw_http(
-        addr,
-        &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"),
-    )
-    .await
-}
+use common::*;
 
 /// An upstream that answers with what it saw (HTTP/1.1 and h2c on one port).
 async fn echo_upstream(name: &'static str) -> SocketAddr {
@@ -310,48 +84,6 @@ async fn echo_upstream(name: &'static str) -> SocketAddr {
 
 // ---------------------------------------------------------------- resource builders
 
-fn sock(addr: SocketAddr) -> core::Address {
-    core::Address {
-        address: Some(address::Address::SocketAddress(SocketAddress {
-            address: addr.ip().to_string(),
-            port_specifier: Some(socket_address::PortSpecifier::PortValue(u32::from(
-                addr.port(),
-            ))),
-            ..Default::default()
-        })),
-    }
-}
-
-fn ads_source() -> ConfigSource {
-    ConfigSource {
-        config_source_specifier: Some(config_source::ConfigSourceSpecifier::Ads(
-            AggregatedConfigSource {},
-        )),
-        resource_api_version: core::ApiVersion::V3 as i32,
-        ..Default::default()
-    }
-}
-
-fn assignment(name: &str, endpoints: &[SocketAddr]) -> ClusterLoadAssignment {
-    ClusterLoadAssignment {
-        cluster_name: name.into(),
-        endpoints: vec![LocalityLbEndpoints {
-            lb_endpoints: endpoints
-                .iter()
-                .map(|a| LbEndpoint {
-                    host_identifier: Some(lb_endpoint::HostIdentifier::Endpoint(Endpoint {
-                        address: Some(sock(*a)),
-                        ..Default::default()
-                    })),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
 fn static_cluster(name: &str, endpoint: SocketAddr, http2: bool) -> Any {
     let mut options = HashMap::new();
     if http2 {
@@ -399,67 +131,6 @@ fn eds_cluster(name: &str, kind: cluster::DiscoveryType) -> Any {
             ..Default::default()
         },
     )
-}
-
-fn route_to(prefix: &str, cluster: &str) -> Route {
-    Route {
-        r#match: Some(RouteMatch {
-            path_specifier: Some(route_match::PathSpecifier::Prefix(prefix.into())),
-            ..Default::default()
-        }),
-        action: Some(route::Action::Route(RouteAction {
-            cluster_specifier: Some(route_action::ClusterSpecifier::Cluster(cluster.into())),
-            ..Default::default()
-        })),
-        ..Default::default()
-    }
-}
-
-fn route_table(name: &str, routes: Vec<Route>) -> RouteConfiguration {
-    RouteConfiguration {
-        name: name.into(),
-        virtual_hosts: vec![VirtualHost {
-            name: "all".into(),
-            domains: vec!["*".into()],
-            routes,
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
-fn listener(name: &str, routes: http_connection_manager::RouteSpecifier) -> Any {
-    let hcm = HttpConnectionManager {
-        stat_prefix: name.into(),
-        http_filters: vec![HttpFilter {
-            name: type_url::names::ROUTER.into(),
-            ..Default::default()
-        }],
-        route_specifier: Some(routes),
-        ..Default::default()
-    };
-    to_any(
-        type_url::LISTENER,
-        &Listener {
-            name: name.into(),
-            address: Some(sock("127.0.0.1:0".parse().expect("addr"))),
-            filter_chains: vec![FilterChain {
-                filters: vec![Filter {
-                    name: type_url::names::HTTP_CONNECTION_MANAGER.into(),
-                    config_type: Some(filter::ConfigType::TypedConfig(to_any(
-                        type_url::HTTP_CONNECTION_MANAGER,
-                        &hcm,
-                    ))),
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        },
-    )
-}
-
-fn inline(table: RouteConfiguration) -> http_connection_manager::RouteSpecifier {
-    http_connection_manager::RouteSpecifier::RouteConfig(table)
 }
 
 /// CDS with one static cluster and LDS with an inline-routed listener; waits for both ACKs and
@@ -620,7 +291,7 @@ async fn nack_keeps_previous_config() {
     assert_eq!(
         nack.error_detail.map(|s| s.message).as_deref(),
         Some(
-            "Cluster outbound|80||echo.default.svc.cluster.local: type: ORIGINAL_DST is not supported"
+            "Cluster outbound|80||echo.default.svc.cluster.local: eds_cluster_config: is only allowed with type: EDS"
         )
     );
 

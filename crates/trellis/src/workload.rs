@@ -38,6 +38,25 @@ pub struct WorkloadArgs {
     pub proxy_type: ProxyKind,
 }
 
+/// Secure mode: how a proxy (or the agent, for Envoy) gets its identity from the CA.
+#[derive(Debug, clap::Args)]
+pub struct SecurityArgs {
+    /// Secure mode: the mesh root (the control plane's `root-cert.pem`). ADS then goes over TLS
+    /// to --xds-address (the control plane's secure port, 15012), and the workload gets its
+    /// certificate from the CA there.
+    #[arg(long, requires = "token")]
+    pub root_cert: Option<std::path::PathBuf>,
+    /// Secure mode: the workload token (from `trellis token create`).
+    #[arg(long, env = "TRELLIS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Secure mode: the trust domain of the workload's identity.
+    #[arg(long, default_value = "cluster.local")]
+    pub trust_domain: String,
+    /// Secure mode: the workload certificate lifetime to ask for (e.g. 24h, 1h, 30s).
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub cert_ttl: std::time::Duration,
+}
+
 /// Parsed `--labels`.
 pub type Labels = BTreeMap<String, String>;
 

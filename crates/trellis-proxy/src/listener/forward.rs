@@ -47,7 +47,14 @@ pub(crate) struct Routed<'a> {
     pub(crate) cors: Vec<(&'static str, HeaderValue)>,
     /// The downstream peer (for `connection_properties.source_ip` hashing).
     pub(crate) remote: Option<SocketAddr>,
+    /// The downstream connection's original destination (ORIGINAL_DST clusters).
+    pub(crate) original_dst: Option<SocketAddr>,
+    /// `https` for TLS downstream connections, else `http` (`x-forwarded-proto`).
+    pub(crate) scheme: &'static str,
 }
+
+/// The header ORIGINAL_DST clusters with `use_http_header` take the destination from.
+pub const ORIGINAL_DST_HEADER: &str = "x-envoy-original-dst-host";
 
 enum Failure {
     Overflow(UpstreamError),
@@ -71,6 +78,8 @@ pub(crate) async fn forward(
         mut flags,
         cors,
         remote,
+        original_dst: connection_dst,
+        scheme,
     } = r;
     let (cluster_name, entry) = match &action.target {
         ClusterTarget::Cluster(name) => (name.as_str(), None),
@@ -104,8 +113,48 @@ pub(crate) async fn forward(
             },
         )
     });
+    let original_dst = match cluster.config().discovery {
+        crate::config::Discovery::OriginalDst { use_http_header } => {
+            let from_header = use_http_header
+                .then(|| {
+                    req.headers()
+                        .get(ORIGINAL_DST_HEADER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.trim().parse::<SocketAddr>().ok())
+                })
+                .flatten();
+            let target = from_header.or(connection_dst);
+            match target {
+                Some(t) if Some(t) != connection_dst => Some(t),
+                Some(t) => {
+                    flags.push("UH");
+                    return fail(
+                        &flags,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &format!(
+                            "original destination {t} of cluster {cluster_name} is this proxy's own listener (the connection was not redirected to it); not looping"
+                        ),
+                    );
+                }
+                None => {
+                    flags.push("UH");
+                    return fail(
+                        &flags,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &format!("no original destination for cluster {cluster_name}"),
+                    );
+                }
+            }
+        }
+        _ => None,
+    };
     let (mut parts, body) = req.into_parts();
     prepare_upstream_headers(&mut parts.headers);
+    if scheme != "http" {
+        parts
+            .headers
+            .insert("x-forwarded-proto", HeaderValue::from_static("https"));
+    }
     if let Some(e) = entry {
         rewrite::apply_header_mutations(&mut parts.headers, &e.request_headers);
     }
@@ -160,6 +209,7 @@ pub(crate) async fn forward(
         let ctx = LbContext {
             hash: hash.as_ref().and_then(|h| h.hash),
             exclude,
+            original_dst,
         };
         let Some(endpoint) = pick_endpoint(&cluster, &ctx, policy) else {
             flags.push("UH");

@@ -22,9 +22,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{Mutex, watch};
 use tracing::Instrument;
 
-use crate::config::{Listener, RouteSource};
+use crate::config::{Listener, RouteSource, TransportProtocol};
 use crate::routing::{CompiledRoutes, RouteStore};
 use crate::stats::Stats;
+use crate::tls::Secrets;
 use crate::upstream::ClusterManager;
 pub use http::{REASON_HEADER, local_reply};
 
@@ -53,26 +54,36 @@ pub struct Shared {
     pub clusters: Arc<ClusterManager>,
     /// Metrics.
     pub stats: Arc<Stats>,
+    /// Certificates and TLS configs.
+    pub secrets: Arc<Secrets>,
 }
 
-/// A listener's current config, with its inline route table compiled.
+/// A listener's current config, with the inline route tables of its chains compiled.
 #[derive(Debug)]
 pub struct ListenerRuntime {
     /// The listener config.
     pub config: Listener,
-    /// The compiled inline route table, if the routes are inline.
-    pub inline: Option<Arc<CompiledRoutes>>,
+    /// Per filter chain, the compiled inline route table, if its routes are inline.
+    pub inline: Vec<Option<Arc<CompiledRoutes>>>,
 }
 
 impl ListenerRuntime {
     fn new(config: Listener) -> Self {
-        let inline = match &config.routes {
-            RouteSource::Inline(table) => Some(Arc::new(CompiledRoutes::new(table.clone()))),
-            RouteSource::Rds(_) => None,
-        };
+        let inline = config
+            .filter_chains
+            .iter()
+            .map(|c| match &c.hcm.routes {
+                RouteSource::Inline(table) => Some(Arc::new(CompiledRoutes::new(table.clone()))),
+                RouteSource::Rds(_) => None,
+            })
+            .collect();
         ListenerRuntime { config, inline }
     }
 }
+
+/// How long the TLS inspector waits for a connection's first bytes, and a TLS handshake may
+/// take (Envoy's `listener_filters_timeout` default).
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// A bound listener as reported by the admin API.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -228,20 +239,100 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let name = runtime.load().config.name.clone();
         let span = tracing::info_span!("conn", listener = %name, %peer);
-        let ctx = Arc::new(http::ConnCtx {
-            listener: runtime.clone(),
-            shared: shared.clone(),
-            peer: Some(peer),
-        });
-        tokio::spawn(serve_connection(stream, ctx, stop.clone()).instrument(span));
+        tokio::spawn(
+            accept_connection(stream, peer, runtime.clone(), shared.clone(), stop.clone())
+                .instrument(span),
+        );
     }
 }
 
-async fn serve_connection(
+/// The listener filters and the filter chain match: detects TLS (when the listener has the TLS
+/// inspector), picks the chain, terminates TLS if the chain does, and serves HTTP.
+async fn accept_connection(
     stream: tokio::net::TcpStream,
-    ctx: Arc<http::ConnCtx>,
-    mut stop: watch::Receiver<bool>,
+    peer: SocketAddr,
+    runtime: Arc<ArcSwap<ListenerRuntime>>,
+    shared: Shared,
+    stop: watch::Receiver<bool>,
 ) {
+    let local = stream.local_addr().ok();
+    let current = runtime.load_full();
+    let transport = if current.config.tls_inspector {
+        let mut first = [0u8; 2];
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
+            Ok(Ok(n)) if n > 0 => {
+                if crate::tls::looks_like_tls(&first[..n]) {
+                    TransportProtocol::Tls
+                } else {
+                    TransportProtocol::RawBuffer
+                }
+            }
+            _ => return,
+        }
+    } else {
+        TransportProtocol::RawBuffer
+    };
+    let Some((_, chain)) = current.config.chain_for(transport) else {
+        tracing::debug!(
+            ?transport,
+            "no filter chain matches the connection; closing"
+        );
+        return;
+    };
+    let mut ctx = http::ConnCtx {
+        listener: runtime.clone(),
+        shared: shared.clone(),
+        peer: Some(peer),
+        local,
+        transport,
+        peer_identity: None,
+        peer_cert_hash: None,
+    };
+    let Some(tls) = chain.tls.clone() else {
+        serve_connection(stream, Arc::new(ctx), stop).await;
+        return;
+    };
+    drop(current);
+    let acceptor =
+        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
+    let handshake = async {
+        let start = acceptor.await.map_err(|e| e.to_string())?;
+        let alpn = start.client_hello().alpn().is_some_and(|mut offered| {
+            offered.any(|p| tls.alpn_protocols.iter().any(|ours| ours.as_bytes() == p))
+        });
+        let config = shared
+            .secrets
+            .server_config(&tls, alpn)
+            .map_err(|e| e.to_string())?;
+        start.into_stream(config).await.map_err(|e| e.to_string())
+    };
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            return;
+        }
+    };
+    if let Some(leaf) = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+    {
+        ctx.peer_identity = crate::tls::uri_san(leaf.as_ref());
+        ctx.peer_cert_hash = Some(crate::tls::cert_hash(leaf.as_ref()));
+    }
+    serve_connection(stream, Arc::new(ctx), stop).await;
+}
+
+async fn serve_connection<S>(stream: S, ctx: Arc<http::ConnCtx>, mut stop: watch::Receiver<bool>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |req| {
         let ctx = ctx.clone();
         async move { Ok::<_, std::convert::Infallible>(http::handle(ctx, req).await) }

@@ -221,6 +221,8 @@ pub(super) fn pick_host<'a, R: Rng + ?Sized>(
         }
         // Envoy's random balancer ignores endpoint weights.
         LbPolicy::Random => Some(hosts[rng.random_range(0..n)]),
+        // ORIGINAL_DST clusters pick their host themselves (see `UpstreamCluster::pick_with`).
+        LbPolicy::ClusterProvided => Some(hosts[0]),
         LbPolicy::LeastRequest => {
             if equal_weights && !in_slow_start {
                 let a = hosts[rng.random_range(0..n)];

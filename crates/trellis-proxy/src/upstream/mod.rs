@@ -108,6 +108,8 @@ pub struct UpstreamEndpoint {
     pub locality_weight: Option<u32>,
     /// EDS health.
     pub eds_healthy: bool,
+    /// `envoy.transport_socket_match` metadata.
+    pub transport_socket_match: std::collections::BTreeMap<String, String>,
     state: Arc<HostState>,
 }
 
@@ -120,6 +122,7 @@ impl UpstreamEndpoint {
             priority: e.priority,
             locality_weight: e.locality_weight,
             eds_healthy: e.healthy,
+            transport_socket_match: e.transport_socket_match.clone(),
             state: state.unwrap_or_else(|| {
                 Arc::new(HostState {
                     active: AtomicUsize::new(0),
@@ -155,6 +158,7 @@ impl UpstreamEndpoint {
             && self.priority == e.priority
             && self.locality_weight == e.locality_weight
             && self.eds_healthy == e.healthy
+            && self.transport_socket_match == e.transport_socket_match
     }
 }
 
@@ -182,7 +186,12 @@ pub struct LbContext<'a> {
     pub hash: Option<u64>,
     /// Endpoints to avoid when others are available (Envoy's `previous_hosts` retry predicate).
     pub exclude: &'a [SocketAddr],
+    /// The request's original destination (ORIGINAL_DST clusters).
+    pub original_dst: Option<SocketAddr>,
 }
+
+/// ORIGINAL_DST hosts kept at most (beyond this, idle ones are forgotten).
+const MAX_ORIGINAL_DST_HOSTS: usize = 1024;
 
 type TableCache = Mutex<Option<(Vec<(SocketAddr, u32)>, Arc<hash::Table>)>>;
 
@@ -194,6 +203,7 @@ pub struct UpstreamCluster {
     rr: AtomicUsize,
     pool: Pool,
     table: TableCache,
+    original_dst: Mutex<HashMap<SocketAddr, Arc<UpstreamEndpoint>>>,
 }
 
 impl UpstreamCluster {
@@ -204,7 +214,20 @@ impl UpstreamCluster {
             rr: AtomicUsize::new(0),
             pool,
             table: Mutex::new(None),
+            original_dst: Mutex::default(),
         }
+    }
+
+    /// The host of an ORIGINAL_DST cluster for `addr` (created on first use, as Envoy does).
+    fn original_dst_host(&self, addr: SocketAddr) -> Arc<UpstreamEndpoint> {
+        let mut hosts = self.original_dst.lock().unwrap_or_else(|e| e.into_inner());
+        if !hosts.contains_key(&addr) && hosts.len() >= MAX_ORIGINAL_DST_HOSTS {
+            hosts.retain(|_, h| h.active_requests() > 0);
+        }
+        hosts
+            .entry(addr)
+            .or_insert_with(|| Arc::new(UpstreamEndpoint::new(&Endpoint::new(addr), None)))
+            .clone()
     }
 
     /// The cluster's config.
@@ -231,6 +254,9 @@ impl UpstreamCluster {
     /// threshold), then the locality (when locality-weighted), then the host by the policy.
     /// `None` when the cluster has no usable endpoint.
     pub fn pick_with(&self, ctx: &LbContext<'_>) -> Option<Arc<UpstreamEndpoint>> {
+        if let Discovery::OriginalDst { .. } = self.config.discovery {
+            return ctx.original_dst.map(|a| self.original_dst_host(a));
+        }
         let endpoints = self.endpoints.load();
         let now = Instant::now();
         let mut rng = rand::rng();
@@ -357,10 +383,15 @@ impl UpstreamCluster {
     {
         let guard = ActiveGuard::new(&endpoint);
         let req = req.map(into_request_body);
+        let tls = match self.config.transport_for(&endpoint.transport_socket_match) {
+            crate::config::TransportSocket::RawBuffer => None,
+            crate::config::TransportSocket::Tls(t) => Some(t),
+        };
         let result = self
             .pool
-            .send(
+            .send_over(
                 endpoint.address,
+                tls,
                 authority,
                 req,
                 &self.config.circuit_breakers,
@@ -412,12 +443,21 @@ fn same_endpoints(current: &[Arc<UpstreamEndpoint>], wanted: &[Endpoint]) -> boo
 pub struct ClusterManager {
     clusters: ArcSwap<HashMap<String, Arc<UpstreamCluster>>>,
     eds: Mutex<HashMap<String, Arc<Vec<Endpoint>>>>,
+    secrets: Arc<crate::tls::Secrets>,
 }
 
 impl ClusterManager {
-    /// An empty manager.
+    /// An empty manager (no secrets: upstream TLS needing the workload certificate fails).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty manager whose upstream TLS uses `secrets`.
+    pub fn with_secrets(secrets: Arc<crate::tls::Secrets>) -> Self {
+        ClusterManager {
+            secrets,
+            ..Self::default()
+        }
     }
 
     /// The cluster named `name`, if configured.
@@ -440,7 +480,7 @@ impl ClusterManager {
             }
             let pool = match previous {
                 Some(p) if p.pool.settings_match(c) => p.pool.clone(),
-                _ => Pool::new(c),
+                _ => Pool::with_secrets(c, self.secrets.clone()),
             };
             let current = previous
                 .map(|p| p.endpoints.load_full())
@@ -453,6 +493,7 @@ impl ClusterManager {
                     .unwrap_or_default(),
                 // Keep what was resolved until the new resolver answers.
                 Discovery::Dns { .. } => current.to_vec(),
+                Discovery::OriginalDst { .. } => Vec::new(),
             };
             let cluster = Arc::new(UpstreamCluster::new(c.clone(), endpoints, pool));
             if let Discovery::Dns { .. } = &c.discovery {

@@ -23,8 +23,15 @@ use tracing::Instrument;
 use super::breaker::{Counters, Resource, ResourceGuard};
 use super::{BoxError, RequestBody, UpstreamError};
 use crate::config::{
-    CircuitBreakers, Cluster, ConnectionPoolOptions, TcpKeepalive, UpstreamProtocol,
+    CircuitBreakers, Cluster, ConnectionPoolOptions, TcpKeepalive, TransportSocket,
+    TransportSocketMatch, UpstreamProtocol, UpstreamTls,
 };
+use crate::tls::Secrets;
+
+/// An upstream connection: plain TCP or TLS over it.
+trait IoStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> IoStream for T {}
+type BoxIo = Box<dyn IoStream>;
 
 /// A response body from an upstream; holds the request's resources (in-flight counts, the
 /// HTTP/2 stream slot) until it ends or is dropped.
@@ -73,6 +80,8 @@ struct PoolInner {
     counters: Arc<Counters>,
     state: Mutex<PoolState>,
     next_id: AtomicU64,
+    secrets: Arc<Secrets>,
+    transport: (Vec<TransportSocketMatch>, TransportSocket),
 }
 
 #[derive(Debug, Default)]
@@ -106,8 +115,14 @@ struct H2Conn {
 }
 
 impl Pool {
-    /// A new, empty pool for `cluster`'s protocol and options.
+    /// A new, empty pool for `cluster`'s protocol and options (no secrets: TLS to upstreams
+    /// that need the workload certificate fails).
     pub fn new(cluster: &Cluster) -> Self {
+        Self::with_secrets(cluster, Arc::new(Secrets::new()))
+    }
+
+    /// A new, empty pool whose TLS connections use `secrets`.
+    pub fn with_secrets(cluster: &Cluster, secrets: Arc<Secrets>) -> Self {
         Pool {
             inner: Arc::new(PoolInner {
                 protocol: cluster.protocol,
@@ -116,6 +131,11 @@ impl Pool {
                 counters: Arc::new(Counters::default()),
                 state: Mutex::new(PoolState::default()),
                 next_id: AtomicU64::new(1),
+                secrets,
+                transport: (
+                    cluster.transport_socket_matches.clone(),
+                    cluster.transport_socket.clone(),
+                ),
             }),
         }
     }
@@ -125,6 +145,8 @@ impl Pool {
         self.inner.protocol == cluster.protocol
             && self.inner.connect_timeout == cluster.connect_timeout
             && self.inner.opts == cluster.connection_pool
+            && self.inner.transport.0 == cluster.transport_socket_matches
+            && self.inner.transport.1 == cluster.transport_socket
     }
 
     /// Idle HTTP/1.1 connections now.
@@ -143,6 +165,20 @@ impl Pool {
     pub async fn send(
         &self,
         addr: SocketAddr,
+        authority: &str,
+        req: Request<RequestBody>,
+        limits: &CircuitBreakers,
+        hold: Box<dyn Send + Sync>,
+    ) -> Result<Response<ResponseBody>, UpstreamError> {
+        self.send_over(addr, None, authority, req, limits, hold)
+            .await
+    }
+
+    /// [`Self::send`] over TLS when `tls` is set (new connections to `addr` handshake with it).
+    pub async fn send_over(
+        &self,
+        addr: SocketAddr,
+        tls: Option<&UpstreamTls>,
         authority: &str,
         mut req: Request<RequestBody>,
         limits: &CircuitBreakers,
@@ -173,7 +209,7 @@ impl Pool {
                 if let Ok(host) = HeaderValue::from_str(authority) {
                     req.headers_mut().insert(http::header::HOST, host);
                 }
-                self.send_h1(addr, req, limits, hold).await
+                self.send_h1(addr, tls, req, limits, hold).await
             }
             UpstreamProtocol::Http2 => {
                 let authority = if authority.is_empty() {
@@ -184,7 +220,7 @@ impl Pool {
                 *req.uri_mut() = uri(&authority, &path)?;
                 *req.version_mut() = Version::HTTP_2;
                 req.headers_mut().remove(http::header::HOST);
-                self.send_h2(addr, req, limits, hold).await
+                self.send_h2(addr, tls, req, limits, hold).await
             }
         }
     }
@@ -192,6 +228,7 @@ impl Pool {
     async fn send_h1(
         &self,
         addr: SocketAddr,
+        tls: Option<&UpstreamTls>,
         mut req: Request<RequestBody>,
         limits: &CircuitBreakers,
         hold: Box<dyn Send + Sync>,
@@ -199,7 +236,7 @@ impl Pool {
         // A reused connection may have been closed by the peer meanwhile: if the request was
         // not sent, it is retried on another connection (as hyper-util's pool does).
         for _ in 0..3 {
-            let (mut sender, meta, reused) = self.acquire_h1(addr, limits).await?;
+            let (mut sender, meta, reused) = self.acquire_h1(addr, tls, limits).await?;
             let request_guard = self
                 .inner
                 .counters
@@ -247,6 +284,7 @@ impl Pool {
     async fn acquire_h1(
         &self,
         addr: SocketAddr,
+        tls: Option<&UpstreamTls>,
         limits: &CircuitBreakers,
     ) -> Result<(http1::SendRequest<RequestBody>, Arc<ConnMeta>, bool), UpstreamError> {
         let counters = &self.inner.counters;
@@ -270,7 +308,7 @@ impl Pool {
             }
             if let Some(slot) = counters.try_acquire(Resource::Connections, limits.max_connections)
             {
-                let stream = self.inner.tcp_connect(addr).await?;
+                let stream = self.inner.connect(addr, tls).await?;
                 let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| {
                     UpstreamError::Connect {
                         addr,
@@ -298,11 +336,12 @@ impl Pool {
     async fn send_h2(
         &self,
         addr: SocketAddr,
+        tls: Option<&UpstreamTls>,
         req: Request<RequestBody>,
         limits: &CircuitBreakers,
         hold: Box<dyn Send + Sync>,
     ) -> Result<Response<ResponseBody>, UpstreamError> {
-        let stream = self.acquire_h2(addr, limits).await?;
+        let stream = self.acquire_h2(addr, tls, limits).await?;
         let request_guard = self
             .inner
             .counters
@@ -332,6 +371,7 @@ impl Pool {
     async fn acquire_h2(
         &self,
         addr: SocketAddr,
+        tls: Option<&UpstreamTls>,
         limits: &CircuitBreakers,
     ) -> Result<StreamGuard, UpstreamError> {
         let inner = &self.inner;
@@ -374,7 +414,7 @@ impl Pool {
                 }
             };
             if let Some(slot) = connect_slot {
-                let connected = self.connect_h2(addr, slot).await;
+                let connected = self.connect_h2(addr, tls, slot).await;
                 inner.lock().h2_connecting.remove(&addr);
                 counters.released.notify_waiters();
                 let conn = connected?;
@@ -389,9 +429,10 @@ impl Pool {
     async fn connect_h2(
         &self,
         addr: SocketAddr,
+        tls: Option<&UpstreamTls>,
         slot: ResourceGuard,
     ) -> Result<Arc<H2Conn>, UpstreamError> {
-        let stream = self.inner.tcp_connect(addr).await?;
+        let stream = self.inner.connect(addr, tls).await?;
         let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
             .await
             .map_err(|e| UpstreamError::Connect {
@@ -572,6 +613,37 @@ impl PoolInner {
                 }
             });
         }
+    }
+
+    /// A TCP connection to `addr`, with the TLS handshake when `tls` is set.
+    async fn connect(
+        &self,
+        addr: SocketAddr,
+        tls: Option<&UpstreamTls>,
+    ) -> Result<BoxIo, UpstreamError> {
+        let stream = self.tcp_connect(addr).await?;
+        let Some(tls) = tls else {
+            return Ok(Box::new(stream));
+        };
+        let err = |source: BoxError| UpstreamError::Connect { addr, source };
+        let config = self
+            .secrets
+            .client_config(tls)
+            .map_err(|e| err(format!("TLS: {e}").into()))?;
+        let name = if tls.sni.is_empty() {
+            rustls::pki_types::ServerName::IpAddress(addr.ip().into())
+        } else {
+            rustls::pki_types::ServerName::try_from(tls.sni.clone())
+                .map_err(|e| err(format!("TLS: SNI {:?}: {e}", tls.sni).into()))?
+        };
+        let connector = tokio_rustls::TlsConnector::from(config);
+        let stream = tokio::time::timeout(self.connect_timeout, connector.connect(name, stream))
+            .await
+            .map_err(|_| {
+                err(format!("TLS handshake timed out after {:?}", self.connect_timeout).into())
+            })?
+            .map_err(|e| err(format!("TLS handshake failed: {e}").into()))?;
+        Ok(Box::new(stream))
     }
 
     async fn tcp_connect(&self, addr: SocketAddr) -> Result<tokio::net::TcpStream, UpstreamError> {

@@ -311,6 +311,7 @@ fn weighted_round_robin_and_exclusions() {
     let ctx = LbContext {
         hash: None,
         exclude: &exclude,
+        original_dst: None,
     };
     for _ in 0..10 {
         assert_eq!(c.pick_with(&ctx).map(|e| e.address.port()), Some(1));
@@ -361,6 +362,7 @@ fn consistent_hash_clusters_are_sticky() {
             let ctx = LbContext {
                 hash: Some(hash::hash64(&key.to_be_bytes())),
                 exclude: &[],
+                original_dst: None,
             };
             let first = c.pick_with(&ctx).map(|e| e.address);
             for _ in 0..5 {
@@ -388,6 +390,7 @@ async fn ejected_host_keys_move_and_come_back_with_ring_hash() {
     let ctx = |k: u64| LbContext {
         hash: Some(hash::hash64(&k.to_be_bytes())),
         exclude: &[],
+        original_dst: None,
     };
     let before: Vec<_> = (0..200)
         .map(|k| c.pick_with(&ctx(k)).map(|e| e.address))

@@ -113,6 +113,8 @@ pub struct AdsClient<S> {
     types: HashMap<&'static str, TypeState>,
     endpoints: BTreeMap<String, Endpoints>,
     routes: BTreeMap<String, RouteTable>,
+    /// The mesh root (PEM) when ADS runs over TLS.
+    tls_root: Option<String>,
 }
 
 impl<S: ConfigSink> AdsClient<S> {
@@ -129,7 +131,15 @@ impl<S: ConfigSink> AdsClient<S> {
             types,
             endpoints: BTreeMap::new(),
             routes: BTreeMap::new(),
+            tls_root: None,
         }
+    }
+
+    /// Connects over TLS, verifying the server against `root_pem` as
+    /// [`crate::CONTROL_PLANE_SNI`] (the secure port, 15012).
+    pub fn with_tls(mut self, root_pem: String) -> Self {
+        self.tls_root = Some(root_pem);
+        self
     }
 
     /// Runs forever: connects, serves the stream, and reconnects with backoff.
@@ -156,9 +166,22 @@ impl<S: ConfigSink> AdsClient<S> {
     }
 
     async fn run_stream(&mut self, progressed: &mut bool) -> Result<(), ClientError> {
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", self.address))?
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true);
+        let scheme = if self.tls_root.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let mut endpoint =
+            tonic::transport::Endpoint::from_shared(format!("{scheme}://{}", self.address))?
+                .connect_timeout(Duration::from_secs(5))
+                .tcp_nodelay(true);
+        if let Some(root) = &self.tls_root {
+            endpoint = endpoint.tls_config(
+                tonic::transport::ClientTlsConfig::new()
+                    .ca_certificate(tonic::transport::Certificate::from_pem(root))
+                    .domain_name(crate::CONTROL_PLANE_SNI),
+            )?;
+        }
         let channel = endpoint.connect().await?;
         let mut client =
             AggregatedDiscoveryServiceClient::new(channel).max_decoding_message_size(64 << 20);
@@ -309,7 +332,9 @@ impl<S: ConfigSink> AdsClient<S> {
             .iter()
             .filter_map(|c| match &c.discovery {
                 Discovery::Eds { service_name } => Some(service_name.clone()),
-                Discovery::Static(_) | Discovery::Dns { .. } => None,
+                Discovery::Static(_) | Discovery::Dns { .. } | Discovery::OriginalDst { .. } => {
+                    None
+                }
             })
             .collect();
         self.sink.apply_clusters(clusters);
@@ -338,7 +363,8 @@ impl<S: ConfigSink> AdsClient<S> {
             })?;
         let names = listeners
             .iter()
-            .filter_map(|l| match &l.routes {
+            .flat_map(|l| &l.filter_chains)
+            .filter_map(|c| match &c.hcm.routes {
                 RouteSource::Rds(name) => Some(name.clone()),
                 RouteSource::Inline(_) => None,
             })

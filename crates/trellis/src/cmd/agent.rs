@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use trellis_agent::{AgentConfig, AgentSecurity};
 
 use crate::signals;
-use crate::workload::WorkloadArgs;
+use crate::workload::{SecurityArgs, WorkloadArgs};
 
 /// Flags of `trellis agent`.
 #[derive(Debug, clap::Args)]
@@ -25,20 +25,8 @@ pub struct Args {
     /// Only print the Envoy bootstrap and exit.
     #[arg(long)]
     print_bootstrap: bool,
-    /// Secure mode: the mesh root (the control plane's `root-cert.pem`). ADS then goes over TLS
-    /// to --xds-address (the control plane's secure port, 15012), and the workload gets its
-    /// certificate from the CA there, served to Envoy over SDS.
-    #[arg(long, requires = "token")]
-    root_cert: Option<PathBuf>,
-    /// Secure mode: the workload token (from `trellis token create`).
-    #[arg(long, env = "TRELLIS_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// Secure mode: the trust domain of the workload's identity.
-    #[arg(long, default_value = "cluster.local")]
-    trust_domain: String,
-    /// Secure mode: the workload certificate lifetime to ask for (e.g. 24h, 1h, 30s).
-    #[arg(long, default_value = "24h", value_parser = crate::workload::parse_duration)]
-    cert_ttl: std::time::Duration,
+    #[command(flatten)]
+    security: SecurityArgs,
     /// Secure mode: the Unix socket Envoy reads its certificate from (default: a temporary path).
     #[arg(long)]
     sds_socket: Option<PathBuf>,
@@ -47,12 +35,12 @@ pub struct Args {
 /// Runs Envoy for the workload until SIGTERM/SIGINT.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let workload = args.workload.workload.clone();
-    let security = match (args.root_cert, args.token) {
+    let security = match (args.security.root_cert, args.security.token) {
         (Some(root_cert_file), Some(token)) => Some(AgentSecurity {
             root_cert_file,
             token,
-            trust_domain: args.trust_domain,
-            cert_ttl: args.cert_ttl,
+            trust_domain: args.security.trust_domain,
+            cert_ttl: args.security.cert_ttl,
             sds_socket: args.sds_socket.unwrap_or_else(|| {
                 std::env::temp_dir().join(format!(
                     "trellis-sds-{workload}-{}.sock",

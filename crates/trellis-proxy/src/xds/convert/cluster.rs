@@ -26,8 +26,8 @@ impl TryFrom<&proto::Cluster> for config::Cluster {
         if c.name.is_empty() {
             return Err(cx.missing("name"));
         }
-        reject_unsupported!(cx, "", c, proto::Cluster { name, eds_cluster_config, connect_timeout, lb_policy, load_assignment, typed_extension_protocol_options, cluster_discovery_type, circuit_breakers, outlier_detection, common_lb_config, lb_config, upstream_connection_options, dns_refresh_rate, dns_lookup_family, respect_dns_ttl }
-            unsupported { transport_socket_matches, transport_socket_matcher, alt_stat_name, stats_matcher, per_connection_buffer_limit_bytes, per_connection_buffer_high_watermark_timeout, health_checks, max_requests_per_connection, upstream_http_protocol_options, common_http_protocol_options, http_protocol_options, http2_protocol_options, dns_jitter, dns_failure_refresh_rate, dns_resolvers, use_tcp_for_dns_lookups, dns_resolution_config, typed_dns_resolver_config, wait_for_warm_on_init, cleanup_interval, upstream_bind_config, lb_subset_config, transport_socket, metadata, protocol_selection, close_connections_on_host_health_failure, ignore_health_on_host_removal, filters, load_balancing_policy, lrs_server, lrs_report_endpoint_metrics, track_timeout_budgets, upstream_config, track_cluster_stats, preconnect_policy, connection_pool_per_downstream_connection, queuing_policies });
+        reject_unsupported!(cx, "", c, proto::Cluster { name, eds_cluster_config, connect_timeout, lb_policy, load_assignment, typed_extension_protocol_options, cluster_discovery_type, circuit_breakers, outlier_detection, common_lb_config, lb_config, upstream_connection_options, dns_refresh_rate, dns_lookup_family, respect_dns_ttl, transport_socket_matches, transport_socket }
+            unsupported { transport_socket_matcher, alt_stat_name, stats_matcher, per_connection_buffer_limit_bytes, per_connection_buffer_high_watermark_timeout, health_checks, max_requests_per_connection, upstream_http_protocol_options, common_http_protocol_options, http_protocol_options, http2_protocol_options, dns_jitter, dns_failure_refresh_rate, dns_resolvers, use_tcp_for_dns_lookups, dns_resolution_config, typed_dns_resolver_config, wait_for_warm_on_init, cleanup_interval, upstream_bind_config, lb_subset_config, metadata, protocol_selection, close_connections_on_host_health_failure, ignore_health_on_host_removal, filters, load_balancing_policy, lrs_server, lrs_report_endpoint_metrics, track_timeout_budgets, upstream_config, track_cluster_stats, preconnect_policy, connection_pool_per_downstream_connection, queuing_policies });
 
         use proto::cluster::{ClusterDiscoveryType as D, DiscoveryType};
         let kind = match &c.cluster_discovery_type {
@@ -98,7 +98,27 @@ impl TryFrom<&proto::Cluster> for config::Cluster {
                 }
                 dns_discovery(&cx, c, kind == DiscoveryType::LogicalDns)?
             }
-            other => return Err(cx.unsupported_value("type", other.as_str_name())),
+            DiscoveryType::OriginalDst => {
+                if c.eds_cluster_config.is_some() {
+                    return Err(cx.err("eds_cluster_config", "is only allowed with type: EDS"));
+                }
+                if c.load_assignment.is_some() {
+                    return Err(cx.err(
+                        "load_assignment",
+                        "is only allowed with type: STATIC, STRICT_DNS or LOGICAL_DNS",
+                    ));
+                }
+                let use_http_header = match &c.lb_config {
+                    Some(proto::cluster::LbConfig::OriginalDstLbConfig(o)) => {
+                        let path = "original_dst_lb_config";
+                        reject_unsupported!(cx, path, o, proto::cluster::OriginalDstLbConfig { use_http_header }
+                            unsupported { http_header_name, upstream_port_override, metadata_key });
+                        o.use_http_header
+                    }
+                    _ => false,
+                };
+                config::Discovery::OriginalDst { use_http_header }
+            }
         };
 
         let connect_timeout = match &c.connect_timeout {
@@ -106,6 +126,13 @@ impl TryFrom<&proto::Cluster> for config::Cluster {
             None => DEFAULT_CONNECT_TIMEOUT,
         };
         let (lb_policy, slow_start) = lb_policy(&cx, c)?;
+        let original_dst = kind == DiscoveryType::OriginalDst;
+        if original_dst != (lb_policy == config::LbPolicy::ClusterProvided) {
+            return Err(cx.err(
+                "lb_policy",
+                "CLUSTER_PROVIDED goes with type: ORIGINAL_DST, and ORIGINAL_DST needs CLUSTER_PROVIDED",
+            ));
+        }
 
         let mut out = config::Cluster::with_defaults(
             c.name.clone(),
@@ -115,6 +142,32 @@ impl TryFrom<&proto::Cluster> for config::Cluster {
         );
         out.connect_timeout = connect_timeout;
         out.slow_start = slow_start;
+        if let Some(ts) = &c.transport_socket {
+            out.transport_socket = upstream_socket(&cx, "transport_socket", ts)?;
+        }
+        for (i, m) in c.transport_socket_matches.iter().enumerate() {
+            let path = format!("transport_socket_matches[{i}]");
+            reject_unsupported!(cx, &path, m, proto::cluster::TransportSocketMatch { name, r#match, transport_socket }
+                unsupported {});
+            let matcher = match &m.r#match {
+                Some(st) => string_struct(&cx, &join(&path, "match"), st)?,
+                None => Default::default(),
+            };
+            let tpath = join(&path, "transport_socket");
+            let socket = upstream_socket(
+                &cx,
+                &tpath,
+                m.transport_socket
+                    .as_ref()
+                    .ok_or_else(|| cx.missing(&tpath))?,
+            )?;
+            out.transport_socket_matches
+                .push(config::TransportSocketMatch {
+                    name: m.name.clone(),
+                    matcher,
+                    socket,
+                });
+        }
         for (key, any) in &c.typed_extension_protocol_options {
             let path = format!("typed_extension_protocol_options[{key:?}]");
             if key != type_url::names::HTTP_PROTOCOL_OPTIONS {
@@ -352,9 +405,58 @@ fn lb_policy(
             }
             config::LbPolicy::Maglev { table_size }
         }
+        L::ClusterProvided => {
+            match &c.lb_config {
+                None | Some(C::OriginalDstLbConfig(_)) => {}
+                Some(other) => return Err(mismatch(lb_config_name(other))),
+            }
+            config::LbPolicy::ClusterProvided
+        }
         other => return Err(cx.unsupported_value("lb_policy", other.as_str_name())),
     };
+    if !matches!(policy, L::ClusterProvided)
+        && let Some(C::OriginalDstLbConfig(_)) = &c.lb_config
+    {
+        return Err(mismatch("original_dst_lb_config"));
+    }
     Ok((out, slow_start))
+}
+
+/// An upstream transport socket: raw buffer or `UpstreamTlsContext`.
+fn upstream_socket(
+    cx: &Cx,
+    path: &str,
+    ts: &core::TransportSocket,
+) -> Result<config::TransportSocket, ConvertError> {
+    use super::tls;
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::UpstreamTlsContext;
+    match tls::transport_socket::<UpstreamTlsContext>(cx, path, ts, tls::UPSTREAM_TLS_TYPE)? {
+        tls::Socket::Raw => Ok(config::TransportSocket::RawBuffer),
+        tls::Socket::Tls(u) => Ok(config::TransportSocket::Tls(tls::upstream(
+            cx,
+            &join(path, "typed_config"),
+            &u,
+        )?)),
+    }
+}
+
+/// A `Struct` whose values are all strings (transport socket match criteria and metadata).
+pub(crate) fn string_struct(
+    cx: &Cx,
+    path: &str,
+    st: &envoy_types::pb::google::protobuf::Struct,
+) -> Result<std::collections::BTreeMap<String, String>, ConvertError> {
+    use envoy_types::pb::google::protobuf::value::Kind;
+    st.fields
+        .iter()
+        .map(|(k, v)| match &v.kind {
+            Some(Kind::StringValue(s)) => Ok((k.clone(), s.clone())),
+            _ => Err(cx.err(
+                &format!("{path}[{k:?}]"),
+                "only string values are supported",
+            )),
+        })
+        .collect()
 }
 
 fn lb_config_name(c: &proto::cluster::LbConfig) -> &'static str {

@@ -83,8 +83,12 @@ pub(crate) fn for_each_endpoint(
         }
         for (j, lb) in locality.lb_endpoints.iter().enumerate() {
             let epath = join(&lpath, &format!("lb_endpoints[{j}]"));
-            reject_unsupported!(cx, &epath, lb, proto::LbEndpoint { load_balancing_weight, host_identifier, health_status }
-                unsupported { metadata });
+            reject_unsupported!(cx, &epath, lb, proto::LbEndpoint { load_balancing_weight, host_identifier, health_status, metadata }
+                unsupported {});
+            let transport_socket_match = match &lb.metadata {
+                None => Default::default(),
+                Some(m) => endpoint_metadata(cx, &join(&epath, "metadata"), m)?,
+            };
             use core::HealthStatus as H;
             let healthy = match H::try_from(lb.health_status) {
                 Ok(H::Unknown | H::Healthy) => true,
@@ -121,9 +125,33 @@ pub(crate) fn for_each_endpoint(
                 priority: locality.priority,
                 locality_weight,
                 healthy,
+                transport_socket_match,
             };
             f(&epath_e, endpoint, template)?;
         }
     }
     Ok(())
+}
+
+/// The key of endpoint metadata that `transport_socket_matches` match on.
+pub const TRANSPORT_SOCKET_MATCH: &str = "envoy.transport_socket_match";
+
+/// Endpoint metadata: only `filter_metadata["envoy.transport_socket_match"]` (string values).
+fn endpoint_metadata(
+    cx: &Cx,
+    path: &str,
+    m: &core::Metadata,
+) -> Result<std::collections::BTreeMap<String, String>, ConvertError> {
+    reject_unsupported!(cx, path, m, core::Metadata { filter_metadata } unsupported { typed_filter_metadata });
+    let mut keys: Vec<&String> = m.filter_metadata.keys().collect();
+    keys.sort();
+    let mut out = Default::default();
+    for key in keys {
+        let kpath = format!("{}[{key:?}]", join(path, "filter_metadata"));
+        if key != TRANSPORT_SOCKET_MATCH {
+            return Err(cx.err(&kpath, "is not supported"));
+        }
+        out = super::cluster::string_struct(cx, &kpath, &m.filter_metadata[key])?;
+    }
+    Ok(out)
 }

@@ -9,8 +9,17 @@ use envoy_types::pb::envoy::extensions::filters::http::router::v3::Router;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3 as hcm;
 use trellis_xds::type_url;
 
-use super::{ConvertError, Cx, decode_any, filters, join, reject_unsupported};
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
+use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
+
+use super::{ConvertError, Cx, decode_any, filters, join, reject_unsupported, tls};
 use crate::config;
+
+/// The TLS inspector listener filter's name.
+pub const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
+/// Its config type.
+pub const TLS_INSPECTOR_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector";
 
 impl TryFrom<&proto::Listener> for config::Listener {
     type Error = ConvertError;
@@ -20,62 +29,148 @@ impl TryFrom<&proto::Listener> for config::Listener {
         if l.name.is_empty() {
             return Err(cx.missing("name"));
         }
-        reject_unsupported!(cx, "", l, proto::Listener { name, address, filter_chains }
-            unsupported { additional_addresses, stat_prefix, stats_matcher, fcds_config, filter_chain_matcher, use_original_dst, default_filter_chain, per_connection_buffer_limit_bytes, per_connection_buffer_high_watermark_timeout, metadata, deprecated_v1, drain_type, listener_filters, listener_filters_timeout, continue_on_listener_filters_timeout, transparent, freebind, socket_options, tcp_fast_open_queue_length, traffic_direction, udp_listener_config, api_listener, connection_balance_config, reuse_port, enable_reuse_port, access_log, tcp_backlog_size, max_connections_to_accept_per_socket_event, bind_to_port, enable_mptcp, ignore_global_conn_limit, bypass_overload_manager, tcp_keepalive, listener_specifier });
+        reject_unsupported!(cx, "", l, proto::Listener { name, address, filter_chains, listener_filters }
+            unsupported { additional_addresses, stat_prefix, stats_matcher, fcds_config, filter_chain_matcher, use_original_dst, default_filter_chain, per_connection_buffer_limit_bytes, per_connection_buffer_high_watermark_timeout, metadata, deprecated_v1, drain_type, listener_filters_timeout, continue_on_listener_filters_timeout, transparent, freebind, socket_options, tcp_fast_open_queue_length, traffic_direction, udp_listener_config, api_listener, connection_balance_config, reuse_port, enable_reuse_port, access_log, tcp_backlog_size, max_connections_to_accept_per_socket_event, bind_to_port, enable_mptcp, ignore_global_conn_limit, bypass_overload_manager, tcp_keepalive, listener_specifier });
         let address = super::socket_address(&cx, "address", l.address.as_ref())?;
-        let [chain] = l.filter_chains.as_slice() else {
-            return Err(cx.err(
-                "filter_chains",
-                format_args!(
-                    "exactly one filter chain is supported, got {}",
-                    l.filter_chains.len()
-                ),
-            ));
-        };
-        let path = "filter_chains[0]";
-        reject_unsupported!(cx, path, chain, proto::FilterChain { filters }
-            unsupported { filter_chain_match, use_proxy_proto, metadata, transport_socket, transport_socket_connect_timeout, name });
-        let [filter] = chain.filters.as_slice() else {
-            return Err(cx.err(
-                &join(path, "filters"),
-                format_args!(
-                    "exactly one filter is supported, got {}",
-                    chain.filters.len()
-                ),
-            ));
-        };
-        let path = join(path, "filters[0]");
-        if filter.name != type_url::names::HTTP_CONNECTION_MANAGER {
-            return Err(cx.unsupported_value(&join(&path, "name"), &filter.name));
-        }
-        let any = match &filter.config_type {
-            Some(proto::filter::ConfigType::TypedConfig(any)) => any,
-            Some(proto::filter::ConfigType::ConfigDiscovery(_)) => {
-                return Err(cx.unsupported_field(&join(&path, "config_discovery")));
+        let mut tls_inspector = false;
+        for (i, f) in l.listener_filters.iter().enumerate() {
+            let fpath = format!("listener_filters[{i}]");
+            reject_unsupported!(cx, &fpath, f, proto::ListenerFilter { name, config_type }
+                unsupported { filter_disabled });
+            if f.name != TLS_INSPECTOR {
+                return Err(cx.unsupported_value(&join(&fpath, "name"), &f.name));
             }
-            None => return Err(cx.missing(&join(&path, "typed_config"))),
-        };
-        let path = join(&path, "typed_config");
-        let manager: hcm::HttpConnectionManager =
-            decode_any(&cx, &path, any, type_url::HTTP_CONNECTION_MANAGER)?;
-        let (stat_prefix, routes, http_filters) = convert_hcm(&cx, &path, &manager)?;
+            match &f.config_type {
+                None => {}
+                Some(proto::listener_filter::ConfigType::TypedConfig(any)) => {
+                    let tpath = join(&fpath, "typed_config");
+                    let t: TlsInspector = decode_any(&cx, &tpath, any, TLS_INSPECTOR_TYPE)?;
+                    reject_unsupported!(cx, &tpath, &t, TlsInspector {}
+                        unsupported { enable_ja3_fingerprinting, enable_ja4_fingerprinting, initial_read_buffer_size, close_connection_on_client_hello_parsing_errors, max_client_hello_size });
+                }
+                Some(proto::listener_filter::ConfigType::ConfigDiscovery(_)) => {
+                    return Err(cx.unsupported_field(&join(&fpath, "config_discovery")));
+                }
+            }
+            tls_inspector = true;
+        }
+        if l.filter_chains.is_empty() {
+            return Err(cx.missing("filter_chains"));
+        }
+        let mut filter_chains = Vec::with_capacity(l.filter_chains.len());
+        for (i, chain) in l.filter_chains.iter().enumerate() {
+            let chain = convert_chain(&cx, &format!("filter_chains[{i}]"), chain)?;
+            if chain.transport_protocol == Some(config::TransportProtocol::Tls) && !tls_inspector {
+                return Err(cx.err(
+                    &format!("filter_chains[{i}].filter_chain_match.transport_protocol"),
+                    "\"tls\" needs the envoy.filters.listener.tls_inspector listener filter",
+                ));
+            }
+            if let Some(j) = filter_chains.iter().position(|c: &config::FilterChain| {
+                c.transport_protocol == chain.transport_protocol
+            }) {
+                return Err(cx.err(
+                    &format!("filter_chains[{i}].filter_chain_match"),
+                    format_args!("matches the same connections as filter_chains[{j}]"),
+                ));
+            }
+            filter_chains.push(chain);
+        }
         Ok(config::Listener {
             name: l.name.clone(),
             address,
-            stat_prefix,
-            routes,
-            http_filters,
+            tls_inspector,
+            filter_chains,
         })
     }
+}
+
+fn convert_chain(
+    cx: &Cx,
+    path: &str,
+    chain: &proto::FilterChain,
+) -> Result<config::FilterChain, ConvertError> {
+    reject_unsupported!(cx, path, chain, proto::FilterChain { filters, filter_chain_match, transport_socket, name }
+        unsupported { use_proxy_proto, metadata, transport_socket_connect_timeout });
+    let mut transport_protocol = None;
+    if let Some(m) = &chain.filter_chain_match {
+        let mpath = join(path, "filter_chain_match");
+        reject_unsupported!(cx, &mpath, m, proto::FilterChainMatch { transport_protocol }
+            unsupported { destination_port, prefix_ranges, address_suffix, suffix_len, direct_source_prefix_ranges, source_type, source_prefix_ranges, source_ports, server_names, application_protocols });
+        transport_protocol = match m.transport_protocol.as_str() {
+            "" => None,
+            "tls" => Some(config::TransportProtocol::Tls),
+            "raw_buffer" => Some(config::TransportProtocol::RawBuffer),
+            other => {
+                return Err(cx.unsupported_value(
+                    &join(&mpath, "transport_protocol"),
+                    format_args!("{other:?}"),
+                ));
+            }
+        };
+    }
+    let tls = match &chain.transport_socket {
+        None => None,
+        Some(ts) => {
+            let tpath = join(path, "transport_socket");
+            match tls::transport_socket::<DownstreamTlsContext>(
+                cx,
+                &tpath,
+                ts,
+                tls::DOWNSTREAM_TLS_TYPE,
+            )? {
+                tls::Socket::Raw => None,
+                tls::Socket::Tls(d) => {
+                    Some(tls::downstream(cx, &join(&tpath, "typed_config"), &d)?)
+                }
+            }
+        }
+    };
+    if tls.is_some() && transport_protocol == Some(config::TransportProtocol::RawBuffer) {
+        return Err(cx.err(
+            &join(path, "transport_socket"),
+            "TLS cannot be terminated on a chain matching transport_protocol \"raw_buffer\"",
+        ));
+    }
+    let [filter] = chain.filters.as_slice() else {
+        return Err(cx.err(
+            &join(path, "filters"),
+            format_args!(
+                "exactly one filter is supported, got {}",
+                chain.filters.len()
+            ),
+        ));
+    };
+    let path = join(path, "filters[0]");
+    if filter.name != type_url::names::HTTP_CONNECTION_MANAGER {
+        return Err(cx.unsupported_value(&join(&path, "name"), &filter.name));
+    }
+    let any = match &filter.config_type {
+        Some(proto::filter::ConfigType::TypedConfig(any)) => any,
+        Some(proto::filter::ConfigType::ConfigDiscovery(_)) => {
+            return Err(cx.unsupported_field(&join(&path, "config_discovery")));
+        }
+        None => return Err(cx.missing(&join(&path, "typed_config"))),
+    };
+    let path = join(&path, "typed_config");
+    let manager: hcm::HttpConnectionManager =
+        decode_any(cx, &path, any, type_url::HTTP_CONNECTION_MANAGER)?;
+    let hcm = convert_hcm(cx, &path, &manager)?;
+    Ok(config::FilterChain {
+        name: chain.name.clone(),
+        transport_protocol,
+        tls,
+        hcm,
+    })
 }
 
 fn convert_hcm(
     cx: &Cx,
     path: &str,
     m: &hcm::HttpConnectionManager,
-) -> Result<(String, config::RouteSource, config::HttpFilters), ConvertError> {
-    reject_unsupported!(cx, path, m, hcm::HttpConnectionManager { codec_type, stat_prefix, http_filters, route_specifier }
-        unsupported { add_user_agent, tracing, common_http_protocol_options, http1_safe_max_connection_duration, http_protocol_options, http2_protocol_options, http3_protocol_options, server_name, server_header_transformation, scheme_header_transformation, max_request_headers_kb, stream_idle_timeout, stream_flush_timeout, request_timeout, request_headers_timeout, drain_timeout, drain_timeout_jitter, delayed_close_timeout, access_log, access_log_flush_interval, flush_access_log_on_new_request, access_log_options, use_remote_address, xff_num_trusted_hops, original_ip_detection_extensions, early_header_mutation_extensions, internal_address_config, skip_xff_append, via, generate_request_id, preserve_external_request_id, always_set_request_id_in_response, forward_client_cert_details, set_current_client_cert_details, forward_client_cert_matcher, proxy_100_continue, represent_ipv4_remote_address_as_ipv4_mapped_ipv6, upgrade_configs, normalize_path, merge_slashes, path_with_escaped_slashes_action, request_id_extension, local_reply_config, strip_matching_host_port, stream_error_on_invalid_http_message, path_normalization_options, strip_trailing_host_dot, proxy_status_config, typed_header_validation_config, append_x_forwarded_port, append_local_overload, add_proxy_protocol_connection_state, forward_proto_config, strip_port_mode });
+) -> Result<config::HttpConnectionManager, ConvertError> {
+    reject_unsupported!(cx, path, m, hcm::HttpConnectionManager { codec_type, stat_prefix, http_filters, route_specifier, forward_client_cert_details, set_current_client_cert_details }
+        unsupported { add_user_agent, tracing, common_http_protocol_options, http1_safe_max_connection_duration, http_protocol_options, http2_protocol_options, http3_protocol_options, server_name, server_header_transformation, scheme_header_transformation, max_request_headers_kb, stream_idle_timeout, stream_flush_timeout, request_timeout, request_headers_timeout, drain_timeout, drain_timeout_jitter, delayed_close_timeout, access_log, access_log_flush_interval, flush_access_log_on_new_request, access_log_options, use_remote_address, xff_num_trusted_hops, original_ip_detection_extensions, early_header_mutation_extensions, internal_address_config, skip_xff_append, via, generate_request_id, preserve_external_request_id, always_set_request_id_in_response, forward_client_cert_matcher, proxy_100_continue, represent_ipv4_remote_address_as_ipv4_mapped_ipv6, upgrade_configs, normalize_path, merge_slashes, path_with_escaped_slashes_action, request_id_extension, local_reply_config, strip_matching_host_port, stream_error_on_invalid_http_message, path_normalization_options, strip_trailing_host_dot, proxy_status_config, typed_header_validation_config, append_x_forwarded_port, append_local_overload, add_proxy_protocol_connection_state, forward_proto_config, strip_port_mode });
     if m.codec_type != hcm::http_connection_manager::CodecType::Auto as i32 {
         let name = hcm::http_connection_manager::CodecType::try_from(m.codec_type)
             .map(|c| c.as_str_name().to_string())
@@ -104,7 +199,48 @@ fn convert_hcm(
         Some(R::ScopedRoutes(_)) => return Err(cx.unsupported_field(&join(path, "scoped_routes"))),
         None => return Err(cx.missing(&join(path, "rds"))),
     };
-    Ok((m.stat_prefix.clone(), routes, http_filters))
+    let forward_client_cert = forward_client_cert(cx, path, m)?;
+    Ok(config::HttpConnectionManager {
+        stat_prefix: m.stat_prefix.clone(),
+        routes,
+        http_filters,
+        forward_client_cert,
+    })
+}
+
+/// `forward_client_cert_details`: `SANITIZE` (the default) or `SANITIZE_SET` with
+/// `set_current_client_cert_details{uri: true}`.
+fn forward_client_cert(
+    cx: &Cx,
+    path: &str,
+    m: &hcm::HttpConnectionManager,
+) -> Result<config::ForwardClientCert, ConvertError> {
+    use hcm::http_connection_manager::ForwardClientCertDetails as F;
+    let fpath = join(path, "forward_client_cert_details");
+    let mode = F::try_from(m.forward_client_cert_details)
+        .map_err(|_| cx.unsupported_value(&fpath, m.forward_client_cert_details))?;
+    let details_path = join(path, "set_current_client_cert_details");
+    match mode {
+        F::Sanitize => {
+            if m.set_current_client_cert_details.is_some() {
+                return Err(cx.err(&details_path, "only applies to SANITIZE_SET"));
+            }
+            Ok(config::ForwardClientCert::Sanitize)
+        }
+        F::SanitizeSet => {
+            let d = m
+                .set_current_client_cert_details
+                .as_ref()
+                .ok_or_else(|| cx.missing(&details_path))?;
+            reject_unsupported!(cx, &details_path, d, hcm::http_connection_manager::SetCurrentClientCertDetails { uri }
+                unsupported { subject, cert, chain, dns, issuer, format });
+            if !d.uri {
+                return Err(cx.err(&join(&details_path, "uri"), "must be true"));
+            }
+            Ok(config::ForwardClientCert::SanitizeSetUri)
+        }
+        other => Err(cx.unsupported_value(&fpath, other.as_str_name())),
+    }
 }
 
 /// `http_filters`: an in-order subsequence of `[fault, cors, router]` that ends with the router.

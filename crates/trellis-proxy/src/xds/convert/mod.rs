@@ -11,6 +11,7 @@ pub mod endpoint;
 pub mod filters;
 pub mod listener;
 pub mod route;
+pub mod tls;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

@@ -11,7 +11,7 @@ use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
 use envoy_types::pb::envoy::config::listener::v3::{
-    Filter, FilterChain, Listener as PListener, filter,
+    Filter, FilterChain, FilterChainMatch, Listener as PListener, ListenerFilter, filter,
 };
 use envoy_types::pb::envoy::config::route::v3::{
     self as route, HeaderMatcher, RouteAction, RouteConfiguration, RouteMatch, VirtualHost,
@@ -159,14 +159,58 @@ fn unsupported_cluster_fields_are_named() {
     ));
     assert_eq!(
         cluster_err(&c),
-        "Cluster outbound|80||echo.default.svc.cluster.local: type: ORIGINAL_DST is not supported"
+        "Cluster outbound|80||echo.default.svc.cluster.local: eds_cluster_config: is only allowed with type: EDS"
+    );
+    c.eds_cluster_config = None;
+    assert_eq!(
+        cluster_err(&c),
+        format!(
+            "Cluster {EDS_NAME}: lb_policy: CLUSTER_PROVIDED goes with type: ORIGINAL_DST, and ORIGINAL_DST needs CLUSTER_PROVIDED"
+        )
+    );
+    // PASSTHROUGH: ORIGINAL_DST with CLUSTER_PROVIDED (and optionally the header).
+    c.lb_policy = cluster::LbPolicy::ClusterProvided as i32;
+    let ok = config::Cluster::try_from(&c).expect("original dst");
+    assert_eq!(
+        ok.discovery,
+        Discovery::OriginalDst {
+            use_http_header: false
+        }
+    );
+    c.lb_config = Some(cluster::LbConfig::OriginalDstLbConfig(
+        cluster::OriginalDstLbConfig {
+            use_http_header: true,
+            ..Default::default()
+        },
+    ));
+    let ok = config::Cluster::try_from(&c).expect("original dst");
+    assert_eq!(
+        ok.discovery,
+        Discovery::OriginalDst {
+            use_http_header: true
+        }
+    );
+    assert_eq!(ok.lb_policy, LbPolicy::ClusterProvided);
+    c.lb_config = Some(cluster::LbConfig::OriginalDstLbConfig(
+        cluster::OriginalDstLbConfig {
+            http_header_name: "x-dst".into(),
+            ..Default::default()
+        },
+    ));
+    assert_eq!(
+        cluster_err(&c),
+        format!(
+            "Cluster {EDS_NAME}: original_dst_lb_config.http_header_name: field is not supported"
+        )
     );
 
     let mut c = eds_cluster();
     c.lb_policy = cluster::LbPolicy::ClusterProvided as i32;
     assert_eq!(
         cluster_err(&c),
-        format!("Cluster {EDS_NAME}: lb_policy: CLUSTER_PROVIDED is not supported")
+        format!(
+            "Cluster {EDS_NAME}: lb_policy: CLUSTER_PROVIDED goes with type: ORIGINAL_DST, and ORIGINAL_DST needs CLUSTER_PROVIDED"
+        )
     );
 
     let mut c = eds_cluster();
@@ -304,18 +348,133 @@ fn listener_err(l: &PListener) -> String {
 fn listeners_convert() {
     let l = config::Listener::try_from(&listener_with(rds_hcm())).expect("listener");
     assert_eq!(l.address, "127.0.10.2:15001".parse().expect("addr"));
-    assert_eq!(l.routes, RouteSource::Rds("outbound".into()));
-    assert_eq!(l.stat_prefix, "outbound_0.0.0.0_15001");
+    assert_eq!(l.filter_chains.len(), 1);
+    assert_eq!(
+        l.filter_chains[0].hcm.routes,
+        RouteSource::Rds("outbound".into())
+    );
+    assert_eq!(l.filter_chains[0].hcm.stat_prefix, "outbound_0.0.0.0_15001");
+    assert_eq!(
+        l.filter_chains[0].hcm.forward_client_cert,
+        config::ForwardClientCert::Sanitize
+    );
 
     let mut hcm = rds_hcm();
     hcm.route_specifier = Some(http_connection_manager::RouteSpecifier::RouteConfig(
         route_config(),
     ));
     let l = config::Listener::try_from(&listener_with(hcm)).expect("listener");
-    let RouteSource::Inline(table) = &l.routes else {
+    let RouteSource::Inline(table) = &l.filter_chains[0].hcm.routes else {
         panic!("{l:?}")
     };
     assert_eq!(table.virtual_hosts[0].domains, ["reviews", "reviews:9080"]);
+}
+
+#[test]
+fn upstream_tls_is_converted_and_its_unsupported_fields_are_named() {
+    use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3 as tls;
+    let socket = |u: &tls::UpstreamTlsContext| core::TransportSocket {
+        name: "envoy.transport_sockets.tls".into(),
+        config_type: Some(core::transport_socket::ConfigType::TypedConfig(
+            trellis_xds::to_any(super::tls::UPSTREAM_TLS_TYPE, u),
+        )),
+    };
+    let file = |f: &str| core::DataSource {
+        specifier: Some(core::data_source::Specifier::Filename(f.into())),
+        ..Default::default()
+    };
+    let san = |t: tls::subject_alt_name_matcher::SanType| tls::SubjectAltNameMatcher {
+        san_type: t as i32,
+        matcher: Some(envoy_types::pb::envoy::r#type::matcher::v3::StringMatcher {
+            match_pattern: Some(
+                envoy_types::pb::envoy::r#type::matcher::v3::string_matcher::MatchPattern::Exact(
+                    "spiffe://cluster.local/ns/default/sa/reviews".into(),
+                ),
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut u = tls::UpstreamTlsContext {
+        sni: "reviews.default.svc.cluster.local".into(),
+        common_tls_context: Some(tls::CommonTlsContext {
+            tls_certificates: vec![tls::TlsCertificate {
+                certificate_chain: Some(file("/certs/cert.pem")),
+                private_key: Some(file("/certs/key.pem")),
+                ..Default::default()
+            }],
+            validation_context_type: Some(
+                tls::common_tls_context::ValidationContextType::ValidationContext(
+                    tls::CertificateValidationContext {
+                        trusted_ca: Some(file("/certs/root.pem")),
+                        match_typed_subject_alt_names: vec![san(
+                            tls::subject_alt_name_matcher::SanType::Uri,
+                        )],
+                        ..Default::default()
+                    },
+                ),
+            ),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut c = eds_cluster();
+    c.transport_socket = Some(socket(&u));
+    let ok = config::Cluster::try_from(&c).expect("MUTUAL origination");
+    assert_eq!(
+        ok.transport_socket,
+        config::TransportSocket::Tls(config::UpstreamTls {
+            sni: "reviews.default.svc.cluster.local".into(),
+            certificate: Some(config::CertSource::Files {
+                cert_chain: "/certs/cert.pem".into(),
+                private_key: "/certs/key.pem".into(),
+            }),
+            validation: Some(config::TrustSource::File("/certs/root.pem".into())),
+            match_uri_sans: vec!["spiffe://cluster.local/ns/default/sa/reviews".into()],
+            alpn_protocols: vec![],
+        })
+    );
+
+    if let Some(common) = u.common_tls_context.as_mut()
+        && let Some(tls::common_tls_context::ValidationContextType::ValidationContext(v)) =
+            common.validation_context_type.as_mut()
+    {
+        v.match_typed_subject_alt_names = vec![san(tls::subject_alt_name_matcher::SanType::Dns)];
+    }
+    c.transport_socket = Some(socket(&u));
+    assert_eq!(
+        cluster_err(&c),
+        format!(
+            "Cluster {EDS_NAME}: transport_socket.typed_config.common_tls_context.validation_context.match_typed_subject_alt_names[0].san_type: DNS is not supported"
+        )
+    );
+
+    if let Some(common) = u.common_tls_context.as_mut() {
+        common.tls_certificates.clear();
+        common.tls_certificate_sds_secret_configs = vec![tls::SdsSecretConfig {
+            name: "file-cert:/x".into(),
+            sds_config: None,
+        }];
+    }
+    c.transport_socket = Some(socket(&u));
+    assert_eq!(
+        cluster_err(&c),
+        format!(
+            "Cluster {EDS_NAME}: transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0].name: \"file-cert:/x\" is not supported here (the proxy serves \"default\")"
+        )
+    );
+
+    let mut c = eds_cluster();
+    c.transport_socket = Some(socket(&tls::UpstreamTlsContext {
+        max_session_keys: Some(envoy_types::pb::google::protobuf::UInt32Value { value: 1 }),
+        ..Default::default()
+    }));
+    assert_eq!(
+        cluster_err(&c),
+        format!(
+            "Cluster {EDS_NAME}: transport_socket.typed_config.max_session_keys: field is not supported"
+        )
+    );
 }
 
 #[test]
@@ -332,7 +491,52 @@ fn unsupported_listener_fields_are_named() {
     l.filter_chains.push(chain);
     assert_eq!(
         listener_err(&l),
-        "Listener virtualOutbound: filter_chains: exactly one filter chain is supported, got 2"
+        "Listener virtualOutbound: filter_chains[1].filter_chain_match: matches the same connections as filter_chains[0]"
+    );
+
+    // mTLS: a chain matching "tls" needs the TLS inspector; other transport sockets and
+    // matches are named.
+    let mut l = listener_with(rds_hcm());
+    l.filter_chains[0].filter_chain_match = Some(FilterChainMatch {
+        transport_protocol: "tls".into(),
+        ..Default::default()
+    });
+    assert_eq!(
+        listener_err(&l),
+        "Listener virtualOutbound: filter_chains[0].filter_chain_match.transport_protocol: \"tls\" needs the envoy.filters.listener.tls_inspector listener filter"
+    );
+    l.filter_chains[0].filter_chain_match = Some(FilterChainMatch {
+        server_names: vec!["a".into()],
+        ..Default::default()
+    });
+    assert_eq!(
+        listener_err(&l),
+        "Listener virtualOutbound: filter_chains[0].filter_chain_match.server_names: field is not supported"
+    );
+    let mut l = listener_with(rds_hcm());
+    l.listener_filters.push(ListenerFilter {
+        name: "envoy.filters.listener.http_inspector".into(),
+        ..Default::default()
+    });
+    assert_eq!(
+        listener_err(&l),
+        "Listener virtualOutbound: listener_filters[0].name: envoy.filters.listener.http_inspector is not supported"
+    );
+    let mut l = listener_with(rds_hcm());
+    l.filter_chains[0].transport_socket = Some(core::TransportSocket {
+        name: "envoy.transport_sockets.alts".into(),
+        config_type: None,
+    });
+    assert_eq!(
+        listener_err(&l),
+        "Listener virtualOutbound: filter_chains[0].transport_socket.name: envoy.transport_sockets.alts is not supported"
+    );
+    let mut hcm = rds_hcm();
+    hcm.forward_client_cert_details =
+        http_connection_manager::ForwardClientCertDetails::AppendForward as i32;
+    assert_eq!(
+        listener_err(&listener_with(hcm)),
+        "Listener virtualOutbound: filter_chains[0].filters[0].typed_config.forward_client_cert_details: APPEND_FORWARD is not supported"
     );
 
     let mut hcm = rds_hcm();

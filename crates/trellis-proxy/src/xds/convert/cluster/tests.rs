@@ -517,6 +517,7 @@ fn eds_localities_priorities_and_health() {
                 sub_zone: "rack1".into()
             },
             priority: 0,
+            transport_socket_match: Default::default(),
             locality_weight: Some(80),
             healthy: true,
         }
