@@ -91,7 +91,10 @@ impl Mesh {
             .arg("--xds-address")
             .arg(&xds)
             .arg("--monitoring-address")
-            .arg(SocketAddr::new(cp.into(), MONITORING_PORT).to_string());
+            .arg(SocketAddr::new(cp.into(), MONITORING_PORT).to_string())
+            // The mesh's own CA, kept across control-plane restarts within the run.
+            .arg("--ca-dir")
+            .arg(self.run_dir.join("ca").as_os_str());
         self.spawn(&cp_spec, CONTROL_PLANE_LOG)?;
         self.cp_spec = Some(cp_spec);
         let ready = self.monitoring_url("/ready");
