@@ -273,3 +273,55 @@ async fn a_node_we_cannot_read_ends_the_stream_with_a_reason() {
         status.message()
     );
 }
+
+#[tokio::test]
+async fn a_repush_for_new_names_is_only_in_sync_once_acked() {
+    let mut h = Harness::start(client_node()).await;
+    let cds = h.next().await;
+    h.ack(&cds, &[]).await;
+    h.subscribe(type_url::ENDPOINT, &[EDS_NAME]).await;
+    let eds = h.next().await;
+    h.ack(&eds, &[EDS_NAME]).await;
+    h.subscribe(type_url::LISTENER, &[]).await;
+    let lds = h.next().await;
+    h.ack(&lds, &[]).await;
+    h.subscribe(type_url::ROUTE, &["outbound"]).await;
+    let rds = h.next().await;
+    h.ack(&rds, &["outbound"]).await;
+    h.wait_report("sync", |r| r.proxies.first().is_some_and(|p| p.synced))
+        .await;
+
+    // A DestinationRule adds a subset cluster: CDS, then EDS re-sent for the old names.
+    let with_subset = format!(
+        "{SERVICE}{}---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: echo}}\nspec:\n  host: echo\n  subsets: [{{name: v1, labels: {{app: echo}}}}]\n",
+        workload("a", "127.0.0.5")
+    );
+    h.snapshots
+        .send(snapshot(2, &with_subset))
+        .expect("send snapshot");
+    let cds = h.next().await;
+    assert_eq!(
+        (cds.type_url.as_str(), cds.resources.len()),
+        (type_url::CLUSTER, 2)
+    );
+    h.ack(&cds, &[]).await;
+    let forced = h.next().await;
+    assert_eq!(forced.type_url, type_url::ENDPOINT);
+    // The proxy ACKs and asks for the new cluster's endpoints too: same version, new names.
+    let subset = "outbound|80|v1|echo.default.svc.cluster.local";
+    h.ack(&forced, &[EDS_NAME, subset]).await;
+    let repush = h.next().await;
+    assert_eq!(
+        (repush.type_url.as_str(), repush.version_info.as_str()),
+        (type_url::ENDPOINT, "2")
+    );
+    assert_eq!(repush.resources.len(), 2);
+    let report = h.registry.report(2);
+    assert!(
+        !report.proxies[0].synced,
+        "not in sync before the re-push is ACKed: {report:?}"
+    );
+    h.ack(&repush, &[EDS_NAME, subset]).await;
+    h.wait_report("sync after the re-push", |r| r.proxies[0].synced)
+        .await;
+}

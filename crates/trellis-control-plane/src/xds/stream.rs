@@ -31,6 +31,9 @@ struct TypeState {
     sent_version: Option<String>,
     sent_nonce: Option<String>,
     acked: Option<String>,
+    /// The nonce of the last response the proxy ACKed: a re-push at the same version (new
+    /// resource names) is only in effect once this matches `sent_nonce`.
+    acked_nonce: Option<String>,
     nack: Option<NackStatus>,
 }
 
@@ -120,6 +123,7 @@ impl AdsStream {
                 }
                 None => {
                     state.acked = Some(request.version_info.clone());
+                    state.acked_nonce = Some(request.response_nonce.clone());
                     state.nack = None;
                 }
             }
@@ -232,8 +236,8 @@ impl AdsStream {
             has_all
                 && state.sent_hash == Some(hash)
                 && state.nack.is_none()
-                && state.acked.is_some()
-                && state.acked == state.sent_version
+                && state.acked_nonce.is_some()
+                && state.acked_nonce == state.sent_nonce
         })
     }
 
