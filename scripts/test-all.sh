@@ -27,3 +27,6 @@ cargo xtask conformance --dataplane all
 
 step "demo self-check (trellis demo --check)"
 target/debug/trellis demo --check
+
+step "benchmark smoke run (cargo xtask bench --debug all --quick: checks it runs, numbers not meaningful)"
+cargo xtask bench --debug all --quick

@@ -28,6 +28,16 @@ struct Cli {
 enum Cmd {
     /// Run the conformance scenarios on Trellis and/or Envoy.
     Conformance(ConformanceArgs),
+    /// Benchmark Trellis against Envoy side by side (release builds; see docs/benchmarks.md).
+    /// Arguments go to `trellis-bench`, e.g. `cargo xtask bench sidecar --quick`.
+    Bench {
+        /// `trellis-bench` arguments (`sidecar`, `control-plane`, `all`, `--quick`, `--help`, ...).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+        /// Use debug builds (fast to build; only for checking that the benchmark runs).
+        #[arg(long)]
+        debug: bool,
+    },
 }
 
 #[derive(clap::Args)]
@@ -84,6 +94,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Cmd::Conformance(args) => conformance(args),
+        Cmd::Bench { args, debug } => bench(&args, debug),
     };
     match result {
         Ok(code) => code,
@@ -153,6 +164,31 @@ fn load_scenarios(dir: &Path) -> anyhow::Result<Vec<Scenario>> {
         bail!("invalid scenario files:\n  {}", errors.join("\n  "));
     }
     Ok(scenarios)
+}
+
+/// Builds `trellis` and `trellis-bench` and runs the benchmark with `args`.
+fn bench(args: &[String], debug: bool) -> anyhow::Result<ExitCode> {
+    let root = workspace_root();
+    let profile: &[&str] = if debug { &[] } else { &["--release"] };
+    let status = std::process::Command::new(env!("CARGO"))
+        .args(["build", "-p", "trellis", "-p", "trellis-bench"])
+        .args(profile)
+        .current_dir(&root)
+        .status()?;
+    if !status.success() {
+        anyhow::bail!("building trellis and trellis-bench failed");
+    }
+    let dir = target_dir(&root).join(if debug { "debug" } else { "release" });
+    // trellis-bench uses the `trellis` binary next to it.
+    let status = std::process::Command::new(dir.join("trellis-bench"))
+        .args(args)
+        .current_dir(&root)
+        .status()?;
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn conformance(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
