@@ -153,7 +153,9 @@ impl<'de> Deserialize<'de> for Duration {
     }
 }
 
-/// Istio's `StringMatch`: exactly one of `exact`, `prefix` or `regex` (RE2 syntax).
+/// Istio's `StringMatch`: at most one of `exact`, `prefix` or `regex` (RE2 syntax). An empty
+/// match (`{}`) matches any value — Istio's way of saying "the header (or query parameter) is
+/// present" — and is kept as an empty prefix, which the translation turns into a presence match.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", try_from = "StringMatchFields")]
 pub enum StringMatch {
@@ -201,9 +203,7 @@ impl TryFrom<StringMatchFields> for StringMatch {
             (Some(v), None, None) => Ok(StringMatch::Exact(v)),
             (None, Some(v), None) => Ok(StringMatch::Prefix(v)),
             (None, None, Some(v)) => Ok(StringMatch::Regex(v)),
-            (None, None, None) => {
-                Err("a string match needs one of exact, prefix or regex".to_string())
-            }
+            (None, None, None) => Ok(StringMatch::Prefix(String::new())),
             _ => Err("a string match takes only one of exact, prefix or regex".to_string()),
         }
     }
@@ -335,12 +335,11 @@ mod tests {
     fn string_match_forms() {
         let m: StringMatch = serde_yaml::from_str("prefix: /api").unwrap();
         assert_eq!(m, StringMatch::Prefix("/api".into()));
-        let err = serde_yaml::from_str::<StringMatch>("{}")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with("a string match needs one of exact, prefix or regex"),
-            "{err}"
+        let any: StringMatch = serde_yaml::from_str("{}").unwrap();
+        assert_eq!(
+            any,
+            StringMatch::Prefix(String::new()),
+            "{{}} means present / any value"
         );
         let err = serde_yaml::from_str::<StringMatch>("suffix: x")
             .unwrap_err()
