@@ -19,9 +19,8 @@ use futures::stream::FuturesUnordered;
 use hdrhistogram::Histogram;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use trellis_testkit::http as testkit_http;
 
 use crate::stats::new_histogram;
 
@@ -126,33 +125,21 @@ pub struct Answer {
 }
 
 impl Conn {
-    /// Connects to `addr` and performs the handshake.
+    /// Connects to `addr` and performs the handshake (trellis-testkit's connection, with the
+    /// HTTP/1.1 sender behind a lock so the connection can be shared).
     pub async fn connect(addr: SocketAddr, protocol: Protocol) -> anyhow::Result<Conn> {
-        let stream = TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connecting to {addr}"))?;
-        let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(stream);
-        match protocol {
-            Protocol::Http1 => {
-                let (send, conn) = hyper::client::conn::http1::handshake(io)
-                    .await
-                    .with_context(|| format!("HTTP/1.1 handshake with {addr}"))?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                Ok(Conn::H1(Arc::new(tokio::sync::Mutex::new(send))))
-            }
-            Protocol::Http2 => {
-                let (send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
-                    .await
-                    .with_context(|| format!("HTTP/2 handshake with {addr}"))?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                Ok(Conn::H2(send))
-            }
-        }
+        let protocol = match protocol {
+            Protocol::Http1 => testkit_http::Protocol::Http1,
+            Protocol::Http2 => testkit_http::Protocol::Http2,
+        };
+        Ok(
+            match testkit_http::Connection::connect(addr, protocol).await? {
+                testkit_http::Connection::Http1(send) => {
+                    Conn::H1(Arc::new(tokio::sync::Mutex::new(send)))
+                }
+                testkit_http::Connection::Http2(send) => Conn::H2(send),
+            },
+        )
     }
 
     /// Whether the connection is closed.
@@ -504,6 +491,8 @@ pub async fn closed_loop(
 mod tests {
     use super::*;
     use std::convert::Infallible;
+
+    use hyper_util::rt::{TokioExecutor, TokioIo};
 
     /// A local HTTP/1.1 + HTTP/2 server answering 1 KiB after `delay`.
     async fn server(delay: Duration) -> anyhow::Result<SocketAddr> {

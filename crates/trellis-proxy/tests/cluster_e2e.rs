@@ -1,23 +1,17 @@
 //! End to end, cluster level: circuit breakers, outlier detection and priority failover through
 //! the proxy, configured by an in-test ADS server (the harness is the one of `e2e.rs`).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
 use envoy_types::pb::envoy::config::cluster::v3::{
     CircuitBreakers, Cluster, circuit_breakers, cluster,
 };
-use envoy_types::pb::envoy::config::core::v3::{self as core, Http2ProtocolOptions};
+use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
 };
-use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
-    HttpProtocolOptions, http_protocol_options,
-};
 use envoy_types::pb::google::protobuf::{Any, Duration as PDuration, UInt32Value};
-use http_body_util::Full;
 use trellis_xds::{to_any, type_url};
 
 mod common;
@@ -30,49 +24,27 @@ async fn controlled_upstream(
     release: std::sync::Arc<tokio::sync::Semaphore>,
     arrivals: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind upstream");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
+    serve_http(
+        "upstream",
+        move |req: http::Request<hyper::body::Incoming>| {
             let (release, arrivals) = (release.clone(), arrivals.clone());
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let (release, arrivals) = (release.clone(), arrivals.clone());
-                        async move {
-                            arrivals.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                            let path = req.uri().path().to_string();
-                            if path == "/slow"
-                                && let Ok(p) = release.acquire().await
-                            {
-                                p.forget();
-                            }
-                            let status = path
-                                .strip_prefix("/status/")
-                                .and_then(|s| s.parse().ok())
-                                .unwrap_or(default_status);
-                            let mut resp = http::Response::new(Full::new(Bytes::from(format!(
-                                "upstream={name}"
-                            ))));
-                            *resp.status_mut() =
-                                http::StatusCode::from_u16(status).expect("status");
-                            Ok::<_, std::convert::Infallible>(resp)
-                        }
-                    });
-                let _ = hyper_util::server::conn::auto::Builder::new(
-                    hyper_util::rt::TokioExecutor::new(),
-                )
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-            });
-        }
-    });
-    addr
+            async move {
+                arrivals.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let path = req.uri().path().to_string();
+                if path == "/slow"
+                    && let Ok(p) = release.acquire().await
+                {
+                    p.forget();
+                }
+                let status = path
+                    .strip_prefix("/status/")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(default_status);
+                text_response(status, format!("upstream={name}"))
+            }
+        },
+    )
+    .await
 }
 
 fn simple_upstream(
@@ -165,9 +137,23 @@ async fn fetch(proxy: SocketAddr, path: &str) -> (u16, String, String) {
     let (status, headers, body) = get(proxy, path).await.expect("response");
     (
         status,
-        headers.get("x-trellis-reason").cloned().unwrap_or_default(),
+        trellis_reason(&headers).unwrap_or_default().to_string(),
         body,
     )
+}
+
+/// Sends `/slow` in the background and waits until the upstream holds it.
+async fn start_slow(
+    proxy: SocketAddr,
+    arrivals: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> tokio::task::JoinHandle<(u16, String, String)> {
+    let slow = tokio::spawn(fetch(proxy, "/slow"));
+    poll(|| {
+        let a = arrivals.clone();
+        async move { a.load(std::sync::atomic::Ordering::SeqCst) == 1 }
+    })
+    .await;
+    slow
 }
 
 // ---------------------------------------------------------------- tests
@@ -192,13 +178,7 @@ async fn pending_overflow_is_503_uo_while_a_slow_request_holds_the_only_connecti
     });
     let proxy = configure(&mut h, cluster, name, None).await;
 
-    let slow = tokio::spawn(fetch(proxy, "/slow"));
-    let arrived = arrivals.clone();
-    poll(|| {
-        let a = arrived.clone();
-        async move { a.load(std::sync::atomic::Ordering::SeqCst) == 1 }
-    })
-    .await;
+    let slow = start_slow(proxy, &arrivals).await;
     // The only connection is busy: one request may wait (pending), the other overflows.
     let a = tokio::spawn(fetch(proxy, "/fast"));
     let b = tokio::spawn(fetch(proxy, "/fast"));
@@ -248,13 +228,7 @@ async fn max_requests_overflow_on_http2() {
         });
     });
     let proxy = configure(&mut h, cluster, name, None).await;
-    let slow = tokio::spawn(fetch(proxy, "/slow"));
-    let arrived = arrivals.clone();
-    poll(|| {
-        let a = arrived.clone();
-        async move { a.load(std::sync::atomic::Ordering::SeqCst) == 1 }
-    })
-    .await;
+    let slow = start_slow(proxy, &arrivals).await;
     let (status, reason, _) = fetch(proxy, "/fast").await;
     assert_eq!(status, 503);
     assert!(
@@ -265,26 +239,6 @@ async fn max_requests_overflow_on_http2() {
     assert_eq!(slow.await.expect("slow").0, 200);
     assert_eq!(fetch(proxy, "/fast").await.0, 200);
     h.stop().await;
-}
-
-fn h2_options() -> HashMap<String, Any> {
-    let o = HttpProtocolOptions {
-        upstream_protocol_options: Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
-            http_protocol_options::ExplicitHttpConfig {
-                protocol_config: Some(
-                    http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
-                        Http2ProtocolOptions::default(),
-                    ),
-                ),
-            },
-        )),
-        ..Default::default()
-    };
-    [(
-        type_url::names::HTTP_PROTOCOL_OPTIONS.to_string(),
-        to_any(type_url::HTTP_PROTOCOL_OPTIONS, &o),
-    )]
-    .into()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,16 +7,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
-use envoy_types::pb::envoy::config::core::v3::{self as core, Http2ProtocolOptions};
-use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
+use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::route::v3::{
     Route, RouteAction, RouteMatch, route, route_action, route_match,
 };
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, Rds, http_connection_manager,
-};
-use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
-    HttpProtocolOptions, http_protocol_options,
 };
 use envoy_types::pb::google::protobuf::Any;
 use http_body_util::{BodyExt, Full};
@@ -29,94 +25,41 @@ use common::*;
 
 /// An upstream that answers with what it saw (HTTP/1.1 and h2c on one port).
 async fn echo_upstream(name: &'static str) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind upstream");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
+    serve_http(
+        "upstream",
+        move |req: http::Request<hyper::body::Incoming>| async move {
+            let h = |n: &str| {
+                req.headers()
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_string()
             };
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    move |req: http::Request<hyper::body::Incoming>| async move {
-                        let h = |n: &str| {
-                            req.headers()
-                                .get(n)
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("-")
-                                .to_string()
-                        };
-                        let authority = req
-                            .uri()
-                            .authority()
-                            .map(|a| a.to_string())
-                            .unwrap_or_else(|| h("host"));
-                        let text = format!(
-                            "upstream={name} version={:?} method={} path={} authority={} xfp={} rid={}",
-                            req.version(),
-                            req.method(),
-                            req.uri().path_and_query().map_or("/", |p| p.as_str()),
-                            authority,
-                            h("x-forwarded-proto"),
-                            if h("x-request-id") == "-" {
-                                "no"
-                            } else {
-                                "yes"
-                            },
-                        );
-                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
-                            Bytes::from(text),
-                        )))
-                    },
-                );
-                let _ = hyper_util::server::conn::auto::Builder::new(
-                    hyper_util::rt::TokioExecutor::new(),
-                )
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-            });
-        }
-    });
-    addr
+            let authority = req
+                .uri()
+                .authority()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|| h("host"));
+            let text = format!(
+                "upstream={name} version={:?} method={} path={} authority={} xfp={} rid={}",
+                req.version(),
+                req.method(),
+                req.uri().path_and_query().map_or("/", |p| p.as_str()),
+                authority,
+                h("x-forwarded-proto"),
+                if h("x-request-id") == "-" {
+                    "no"
+                } else {
+                    "yes"
+                },
+            );
+            text_response(200, text)
+        },
+    )
+    .await
 }
 
 // ---------------------------------------------------------------- resource builders
-
-fn static_cluster(name: &str, endpoint: SocketAddr, http2: bool) -> Any {
-    let mut options = HashMap::new();
-    if http2 {
-        let o = HttpProtocolOptions {
-            upstream_protocol_options: Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
-                http_protocol_options::ExplicitHttpConfig {
-                    protocol_config: Some(
-                        http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
-                            Http2ProtocolOptions::default(),
-                        ),
-                    ),
-                },
-            )),
-            ..Default::default()
-        };
-        options.insert(
-            type_url::names::HTTP_PROTOCOL_OPTIONS.to_string(),
-            to_any(type_url::HTTP_PROTOCOL_OPTIONS, &o),
-        );
-    }
-    to_any(
-        type_url::CLUSTER,
-        &Cluster {
-            name: name.into(),
-            cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
-                cluster::DiscoveryType::Static as i32,
-            )),
-            load_assignment: Some(assignment(name, &[endpoint])),
-            typed_extension_protocol_options: options,
-            ..Default::default()
-        },
-    )
-}
 
 fn eds_cluster(name: &str, kind: cluster::DiscoveryType) -> Any {
     to_any(
@@ -145,7 +88,11 @@ async fn configure_static(h: &mut Harness, upstream: SocketAddr, http2: bool) ->
     let nonce = h.push(
         type_url::CLUSTER,
         "1",
-        vec![static_cluster("inbound|8080||", upstream, http2)],
+        vec![static_cluster_with_options(
+            "inbound|8080||",
+            upstream,
+            if http2 { h2_options() } else { HashMap::new() },
+        )],
     );
     let ack = h.reply_to(type_url::CLUSTER, &nonce).await;
     assert_eq!(ack.version_info, "1");
@@ -176,30 +123,26 @@ async fn request_flows_through_proxy_to_static_cluster() {
     let mut h = Harness::start().await;
     let proxy = configure_static(&mut h, upstream, false).await;
 
-    let (status, _, body) = raw_http(
+    assert_ok_containing(
         proxy,
         "GET /hello?x=1 HTTP/1.1\r\nHost: echo\r\nConnection: close\r\n\r\n",
+        "upstream=app version=HTTP/1.1 method=GET path=/hello?x=1 authority=echo xfp=http rid=yes",
     )
-    .await
-    .expect("response");
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("upstream=app version=HTTP/1.1 method=GET path=/hello?x=1 authority=echo xfp=http rid=yes"), "{body}");
+    .await;
 
     // Absolute-form, as an app using HTTP_PROXY sends it: routed and forwarded in origin-form.
-    let (status, _, body) = raw_http(
+    assert_ok_containing(
         proxy,
         "GET http://reviews:9080/abs HTTP/1.1\r\nHost: reviews:9080\r\nConnection: close\r\n\r\n",
+        "path=/abs authority=reviews:9080",
     )
-    .await
-    .expect("response");
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("path=/abs authority=reviews:9080"), "{body}");
+    .await;
 
     // A mesh-generated 503 says so.
     let (status, headers, body) = get(proxy, "/missing").await.expect("response");
     assert_eq!(status, 503);
     assert_eq!(
-        headers.get("x-trellis-reason").map(String::as_str),
+        trellis_reason(&headers),
         Some("NC cluster no-such-cluster is not configured")
     );
     assert_eq!(body.trim(), "NC cluster no-such-cluster is not configured");
@@ -230,17 +173,12 @@ async fn h2c_upstream_and_downstream() {
     let proxy = configure_static(&mut h, upstream, true).await;
 
     // HTTP/1.1 downstream → HTTP/2 upstream.
-    let (status, _, body) = raw_http(
+    assert_ok_containing(
         proxy,
         "GET /h1 HTTP/1.1\r\nHost: echo\r\nConnection: close\r\n\r\n",
+        "version=HTTP/2.0 method=GET path=/h1 authority=echo",
     )
-    .await
-    .expect("response");
-    assert_eq!(status, 200, "{body}");
-    assert!(
-        body.contains("version=HTTP/2.0 method=GET path=/h1 authority=echo"),
-        "{body}"
-    );
+    .await;
 
     // h2c (prior knowledge) downstream on the same port.
     let stream = tokio::net::TcpStream::connect(proxy)
@@ -279,7 +217,7 @@ async fn nack_keeps_previous_config() {
         type_url::CLUSTER,
         "2",
         vec![
-            static_cluster("inbound|8080||", upstream, false),
+            static_cluster("inbound|8080||", upstream),
             eds_cluster(bad, cluster::DiscoveryType::OriginalDst),
         ],
     );
@@ -339,11 +277,7 @@ async fn eds_and_rds_follow_cds_and_lds() {
     // Before RDS arrives the listener answers with a reason.
     let (status, headers, _) = get(proxy, "/").await.expect("response");
     assert_eq!(status, 503);
-    assert!(
-        headers
-            .get("x-trellis-reason")
-            .is_some_and(|r| r.starts_with("NR route table outbound"))
-    );
+    assert!(trellis_reason(&headers).is_some_and(|r| r.starts_with("NR route table outbound")));
 
     let nonce = h.push(
         type_url::ROUTE,
@@ -361,7 +295,7 @@ async fn eds_and_rds_follow_cds_and_lds() {
     let (status, headers, _) = get(proxy, "/").await.expect("response");
     assert_eq!(status, 503);
     assert_eq!(
-        headers.get("x-trellis-reason").map(String::as_str),
+        trellis_reason(&headers),
         Some("UH no healthy endpoints in cluster outbound|80||echo.default.svc.cluster.local")
     );
 
@@ -371,9 +305,7 @@ async fn eds_and_rds_follow_cds_and_lds() {
         vec![to_any(type_url::ENDPOINT, &assignment(name, &[upstream]))],
     );
     h.reply_to(type_url::ENDPOINT, &nonce).await;
-    let (status, _, body) = get(proxy, "/via-eds").await.expect("response");
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("upstream=eds-app"), "{body}");
+    assert_ok_containing(proxy, &get_request("/via-eds"), "upstream=eds-app").await;
 
     // A dead endpoint: connect failure is UF.
     let dead = {
@@ -391,9 +323,7 @@ async fn eds_and_rds_follow_cds_and_lds() {
     let (status, headers, _) = get(proxy, "/").await.expect("response");
     assert_eq!(status, 503);
     assert!(
-        headers
-            .get("x-trellis-reason")
-            .is_some_and(|r| r.starts_with("UF cannot connect to")),
+        trellis_reason(&headers).is_some_and(|r| r.starts_with("UF cannot connect to")),
         "{headers:?}"
     );
     h.stop().await;
@@ -404,59 +334,37 @@ async fn eds_and_rds_follow_cds_and_lds() {
 /// An upstream that answers every request with `status`, reporting each request's
 /// `authority path` on `seen`.
 async fn recording_upstream(status: u16, seen: mpsc::UnboundedSender<String>) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind upstream");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
+    serve_http(
+        "upstream",
+        move |req: http::Request<hyper::body::Incoming>| {
             let seen = seen.clone();
-            tokio::spawn(async move {
-                let service =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let seen = seen.clone();
-                        async move {
-                            let authority = req
-                                .headers()
-                                .get("host")
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("-")
-                                .to_string();
-                            let path = req
-                                .uri()
-                                .path_and_query()
-                                .map_or("/", |p| p.as_str())
-                                .to_string();
-                            let body = req
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            let _ = seen.send(format!(
-                                "{authority} {path} {}",
-                                String::from_utf8_lossy(&body)
-                            ));
-                            let mut resp = http::Response::new(Full::new(Bytes::from(format!(
-                                "status={status}"
-                            ))));
-                            *resp.status_mut() =
-                                http::StatusCode::from_u16(status).expect("status");
-                            Ok::<_, std::convert::Infallible>(resp)
-                        }
-                    });
-                let _ = hyper_util::server::conn::auto::Builder::new(
-                    hyper_util::rt::TokioExecutor::new(),
-                )
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-            });
-        }
-    });
-    addr
+            async move {
+                let authority = req
+                    .headers()
+                    .get("host")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_string();
+                let path = req
+                    .uri()
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_string();
+                let body = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let _ = seen.send(format!(
+                    "{authority} {path} {}",
+                    String::from_utf8_lossy(&body)
+                ));
+                text_response(status, format!("status={status}"))
+            }
+        },
+    )
+    .await
 }
 
 fn with_action(prefix: &str, f: impl FnOnce(&mut RouteAction)) -> Route {
@@ -548,9 +456,9 @@ async fn route_level_traffic_management() {
         type_url::CLUSTER,
         "1",
         vec![
-            static_cluster("app", app, false),
-            static_cluster("mirror", mirror, false),
-            static_cluster("slow", slow, false),
+            static_cluster("app", app),
+            static_cluster("mirror", mirror),
+            static_cluster("slow", slow),
             eds_cluster("flaky", cluster::DiscoveryType::Eds),
         ],
     );
@@ -718,24 +626,7 @@ async fn route_level_traffic_management() {
         route_specifier: Some(inline(table)),
         ..Default::default()
     };
-    let l = to_any(
-        type_url::LISTENER,
-        &Listener {
-            name: "inbound|8080".into(),
-            address: Some(sock("127.0.0.1:0".parse().expect("addr"))),
-            filter_chains: vec![FilterChain {
-                filters: vec![Filter {
-                    name: type_url::names::HTTP_CONNECTION_MANAGER.into(),
-                    config_type: Some(filter::ConfigType::TypedConfig(to_any(
-                        type_url::HTTP_CONNECTION_MANAGER,
-                        &hcm,
-                    ))),
-                }],
-                ..Default::default()
-            }],
-            ..Default::default()
-        },
-    );
+    let l = hcm_listener("inbound|8080", &hcm);
     let nonce = h.push(type_url::LISTENER, "1", vec![l]);
     let ack = h.reply_to(type_url::LISTENER, &nonce).await;
     assert!(ack.error_detail.is_none(), "{:?}", ack.error_detail);
@@ -752,14 +643,14 @@ async fn route_level_traffic_management() {
     // Per-try timeout: both attempts time out; the proxy answers 504 UT,URX.
     let (status, headers, _) = get(proxy, "/per-try").await.expect("response");
     assert_eq!(status, 504);
-    let reason = headers.get("x-trellis-reason").cloned().unwrap_or_default();
+    let reason = trellis_reason(&headers).unwrap_or_default();
     assert!(reason.starts_with("UT,URX upstream"), "{reason}");
 
     // Fault abort at 100 %.
     let (status, headers, _) = get(proxy, "/abort").await.expect("response");
     assert_eq!(status, 418);
     assert_eq!(
-        headers.get("x-trellis-reason").map(String::as_str),
+        trellis_reason(&headers),
         Some("FI fault abort 418 injected by route abort-route")
     );
     // At 50 %: 200 requests abort between 60 and 140 times (p ≈ 1e-8 of failing by chance).

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
 use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{
     self as core, ApiConfigSource, ConfigSource, GrpcService, Metadata, TransportSocket,
@@ -31,7 +30,6 @@ use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::{
 };
 use envoy_types::pb::envoy::r#type::matcher::v3::{StringMatcher, string_matcher};
 use envoy_types::pb::google::protobuf::{Any, BoolValue, Struct, Value, value};
-use http_body_util::Full;
 use trellis_xds::{to_any, type_url};
 
 use common::*;
@@ -51,44 +49,25 @@ fn spiffe(sa: &str) -> String {
 
 /// An app that answers with the identity headers it received.
 async fn app() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind app");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
+    serve_http(
+        "app",
+        |req: http::Request<hyper::body::Incoming>| async move {
+            let h = |n: &str| {
+                req.headers()
+                    .get(n)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .to_string()
             };
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(
-                    |req: http::Request<hyper::body::Incoming>| async move {
-                        let h = |n: &str| {
-                            req.headers()
-                                .get(n)
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("-")
-                                .to_string()
-                        };
-                        let text = format!(
-                            "xfcc={}\nxfp={}\n",
-                            h("x-forwarded-client-cert"),
-                            h("x-forwarded-proto")
-                        );
-                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
-                            Bytes::from(text),
-                        )))
-                    },
-                );
-                let _ = hyper_util::server::conn::auto::Builder::new(
-                    hyper_util::rt::TokioExecutor::new(),
-                )
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
-            });
-        }
-    });
-    addr
+            let text = format!(
+                "xfcc={}\nxfp={}\n",
+                h("x-forwarded-client-cert"),
+                h("x-forwarded-proto")
+            );
+            text_response(200, text)
+        },
+    )
+    .await
 }
 
 // ---------------------------------------------------------------- Istio-shaped resources
@@ -244,20 +223,6 @@ fn inbound_listener(mode: Mode) -> Any {
                 ..Default::default()
             }],
             filter_chains: chains,
-            ..Default::default()
-        },
-    )
-}
-
-fn static_cluster(name: &str, endpoint: SocketAddr) -> Any {
-    to_any(
-        type_url::CLUSTER,
-        &Cluster {
-            name: name.into(),
-            cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
-                cluster::DiscoveryType::Static as i32,
-            )),
-            load_assignment: Some(assignment(name, &[endpoint])),
             ..Default::default()
         },
     )
@@ -541,21 +506,15 @@ async fn s_client(addr: SocketAddr, extra: &[&str]) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn openssl_sees_the_spiffe_identity_and_strict_needs_a_mesh_client_certificate() {
-    let mesh = TestMesh::new(TD);
-    let (server, inbound) = server_proxy(&mesh, LONG_TTL, Mode::Strict).await;
-    let root = mesh.root_file();
-
-    // Without a client certificate: no response, the server aborts the handshake.
-    let out = s_client(inbound, &["-CAfile", root.to_str().expect("path")]).await;
-    assert!(!out.contains("HTTP/1.1 200"), "{out}");
-    assert!(out.to_lowercase().contains("alert"), "{out}");
-
-    // With a mesh certificate: the request goes through, and the server presents its SPIFFE id.
-    let (cert, key) = mesh.issue_files("default", "probe");
-    let out = s_client(
-        inbound,
+/// `s_client` trusting `root` and presenting the client certificate `cert` with `key`.
+async fn s_client_with_cert(
+    addr: SocketAddr,
+    root: &std::path::Path,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> String {
+    s_client(
+        addr,
         &[
             "-CAfile",
             root.to_str().expect("path"),
@@ -565,7 +524,28 @@ async fn openssl_sees_the_spiffe_identity_and_strict_needs_a_mesh_client_certifi
             key.to_str().expect("path"),
         ],
     )
-    .await;
+    .await
+}
+
+/// No response: the server aborted the handshake.
+fn assert_handshake_refused(out: &str) {
+    assert!(!out.contains("HTTP/1.1 200"), "{out}");
+    assert!(out.to_lowercase().contains("alert"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openssl_sees_the_spiffe_identity_and_strict_needs_a_mesh_client_certificate() {
+    let mesh = TestMesh::new(TD);
+    let (server, inbound) = server_proxy(&mesh, LONG_TTL, Mode::Strict).await;
+    let root = mesh.root_file();
+
+    // Without a client certificate: no response, the server aborts the handshake.
+    let out = s_client(inbound, &["-CAfile", root.to_str().expect("path")]).await;
+    assert_handshake_refused(&out);
+
+    // With a mesh certificate: the request goes through, and the server presents its SPIFFE id.
+    let (cert, key) = mesh.issue_files("default", "probe");
+    let out = s_client_with_cert(inbound, &root, &cert, &key).await;
     assert!(out.contains("HTTP/1.1 200"), "{out}");
     assert!(out.contains("Verify return code: 0 (ok)"), "{out}");
     let begin = out
@@ -596,20 +576,8 @@ async fn openssl_sees_the_spiffe_identity_and_strict_needs_a_mesh_client_certifi
     // A certificate from another CA (another trust domain) is refused.
     let foreign = TestMesh::new("example.org");
     let (cert, key) = foreign.issue_files("default", "probe");
-    let out = s_client(
-        inbound,
-        &[
-            "-CAfile",
-            root.to_str().expect("path"),
-            "-cert",
-            cert.to_str().expect("path"),
-            "-key",
-            key.to_str().expect("path"),
-        ],
-    )
-    .await;
-    assert!(!out.contains("HTTP/1.1 200"), "{out}");
-    assert!(out.to_lowercase().contains("alert"), "{out}");
+    let out = s_client_with_cert(inbound, &root, &cert, &key).await;
+    assert_handshake_refused(&out);
 
     server.stop().await;
 }
@@ -626,7 +594,7 @@ async fn upstream_identity_mismatch_is_a_connect_failure_naming_the_expected_ide
     .await;
     let (status, headers, body) = get(outbound, "/").await.expect("response");
     assert_eq!(status, 503, "{body}");
-    let reason = headers.get("x-trellis-reason").cloned().unwrap_or_default();
+    let reason = trellis_reason(&headers).unwrap_or_default();
     assert!(reason.starts_with("UF "), "{reason}");
     assert!(reason.contains(&spiffe("imposter")), "{reason}");
     assert!(reason.contains(&spiffe("server")), "{reason}");
@@ -770,24 +738,19 @@ async fn original_dst_cluster_takes_the_header_destination() {
     h.wait_ready().await;
     let port = h.listener_port("outbound").await;
 
-    let (status, _, body) = raw_http(
+    assert_ok_containing(
         port,
         &format!(
             "GET / HTTP/1.1\r\nHost: test\r\nx-envoy-original-dst-host: {app}\r\nConnection: close\r\n\r\n"
         ),
+        "xfcc=-",
     )
-    .await
-    .expect("response");
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("xfcc=-"), "{body}");
+    .await;
 
     // No header: the connection's own destination is this listener; the proxy does not loop.
     let (status, headers, _) = get(port, "/").await.expect("response");
     assert_eq!(status, 503);
-    let reason: &str = headers
-        .get("x-trellis-reason")
-        .map(String::as_str)
-        .unwrap_or("");
+    let reason: &str = trellis_reason(&headers).unwrap_or("");
     assert!(
         reason.starts_with("UH ") && reason.contains("not looping"),
         "{reason}"

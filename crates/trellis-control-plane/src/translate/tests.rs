@@ -95,12 +95,32 @@ fn decode<M: Message + Default>(out: &ProxyResources, type_url: &str, name: &str
         .get(type_url)
         .and_then(|m| m.get(name))
         .unwrap_or_else(|| panic!("no {type_url} named {name}"));
+    decode_any(any)
+}
+
+/// Decodes a typed config (`Any`) as `M`.
+fn decode_any<M: Message + Default>(any: &envoy_types::pb::google::protobuf::Any) -> M {
     M::decode(any.value.as_slice()).expect("decodes")
+}
+
+/// What a client sidecar (127.0.9.2) in `default` gets.
+fn client_resources(model: &MeshModel) -> ProxyResources {
+    generate(model, &node("127.0.9.2", "client"))
+}
+
+/// The cluster `name` in `out`.
+fn cluster_named(out: &ProxyResources, name: &str) -> Cluster {
+    decode(out, type_url::CLUSTER, name)
+}
+
+/// The `outbound` route table in `out`.
+fn outbound_routes(out: &ProxyResources) -> RouteConfiguration {
+    decode(out, type_url::ROUTE, "outbound")
 }
 
 #[test]
 fn client_gets_outbound_clusters_for_every_service_port_and_subset() {
-    let out = generate(&model(), &node("127.0.9.2", "client"));
+    let out = client_resources(&model());
     let names: Vec<&String> = out.by_type[type_url::CLUSTER].keys().collect();
     assert_eq!(
         names,
@@ -111,26 +131,16 @@ fn client_gets_outbound_clusters_for_every_service_port_and_subset() {
             "outbound|9000||grpc.default.svc.cluster.local",
         ]
     );
-    let cluster: Cluster = decode(
-        &out,
-        type_url::CLUSTER,
-        "outbound|80|v1|echo.default.svc.cluster.local",
-    );
+    let cluster = cluster_named(&out, "outbound|80|v1|echo.default.svc.cluster.local");
     assert_eq!(
         cluster.lb_policy, 1,
         "LEAST_REQUEST from the DestinationRule"
     );
-    let grpc: Cluster = decode(
-        &out,
-        type_url::CLUSTER,
-        "outbound|9000||grpc.default.svc.cluster.local",
-    );
+    let grpc = cluster_named(&out, "outbound|9000||grpc.default.svc.cluster.local");
     let options = &grpc.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"];
-    let options =
-        envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions::decode(
-            options.value.as_slice(),
-        )
-        .expect("decodes");
+    let options = decode_any::<
+        envoy_types::pb::envoy::extensions::upstreams::http::v3::HttpProtocolOptions,
+    >(options);
     assert!(
         format!("{options:?}").contains("Http2ProtocolOptions"),
         "gRPC ports use HTTP/2 upstream"
@@ -139,7 +149,7 @@ fn client_gets_outbound_clusters_for_every_service_port_and_subset() {
 
 #[test]
 fn subset_endpoints_are_filtered_by_labels() {
-    let out = generate(&model(), &node("127.0.9.2", "client"));
+    let out = client_resources(&model());
     let addresses = |name: &str| -> Vec<String> {
         let cla: ClusterLoadAssignment = decode(&out, type_url::ENDPOINT, name);
         cla.endpoints
@@ -166,8 +176,8 @@ fn subset_endpoints_are_filtered_by_labels() {
 
 #[test]
 fn virtual_service_rules_become_ordered_routes() {
-    let out = generate(&model(), &node("127.0.9.2", "client"));
-    let routes: RouteConfiguration = decode(&out, type_url::ROUTE, "outbound");
+    let out = client_resources(&model());
+    let routes = outbound_routes(&out);
     let vhost = routes
         .virtual_hosts
         .iter()
@@ -222,7 +232,7 @@ fn short_names_only_resolve_for_clients_in_the_same_namespace() {
     let mut other = node("127.0.9.3", "client");
     other.namespace = "other".into();
     let out = generate(&model(), &other);
-    let routes: RouteConfiguration = decode(&out, type_url::ROUTE, "outbound");
+    let routes = outbound_routes(&out);
     let vhost = &routes.virtual_hosts[0];
     assert!(
         !vhost.domains.iter().any(|d| d == "echo" || d == "echo:80"),
@@ -237,12 +247,12 @@ fn workload_gets_inbound_listener_and_cluster_to_its_app() {
     let out = generate(&model(), &node("127.0.9.10", "echo-v1"));
     let listener: Listener = decode(&out, type_url::LISTENER, "inbound|80");
     assert!(format!("{:?}", listener.address).contains("127.0.9.10"));
-    let cluster: Cluster = decode(&out, type_url::CLUSTER, "inbound|80||");
+    let cluster = cluster_named(&out, "inbound|80||");
     assert!(
         format!("{:?}", cluster.load_assignment).contains("127.0.9.110"),
         "forwards to the app IP"
     );
-    let client = generate(&model(), &node("127.0.9.2", "client"));
+    let client = client_resources(&model());
     assert_eq!(
         client.by_type[type_url::LISTENER].len(),
         1,
@@ -293,8 +303,8 @@ fn model_with(extra: &str) -> MeshModel {
 }
 
 fn echo_routes(model: &MeshModel) -> Vec<Route> {
-    let out = generate(model, &node("127.0.9.2", "client"));
-    let routes: RouteConfiguration = decode(&out, type_url::ROUTE, "outbound");
+    let out = client_resources(model);
+    let routes = outbound_routes(&out);
     routes
         .virtual_hosts
         .into_iter()
@@ -454,10 +464,9 @@ spec:
     assert_eq!(routes[1].request_headers_to_add.len(), 2);
     assert_eq!(routes[1].request_headers_to_remove, ["x-r"]);
     let fault = &routes[1].typed_per_filter_config["envoy.filters.http.fault"];
-    let fault = envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault::decode(
-        fault.value.as_slice(),
-    )
-    .expect("fault");
+    let fault = decode_any::<envoy_types::pb::envoy::extensions::filters::http::fault::v3::HttpFault>(
+        fault,
+    );
     assert_eq!(
         fault.delay.and_then(|d| d.percentage).map(|p| p.numerator),
         Some(125_000)
@@ -473,14 +482,14 @@ spec:
         "attempts 0: no retries"
     );
     // The listener's filter chain: fault, cors, router.
-    let out = generate(&m, &node("127.0.9.2", "client"));
+    let out = client_resources(&m);
     let listener: Listener = decode(&out, type_url::LISTENER, "virtualOutbound");
     let Some(envoy_types::pb::envoy::config::listener::v3::filter::ConfigType::TypedConfig(any)) =
         &listener.filter_chains[0].filters[0].config_type
     else {
         panic!("typed config expected");
     };
-    let hcm = envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager::decode(any.value.as_slice()).expect("hcm");
+    let hcm = decode_any::<envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager>(any);
     let names: Vec<&str> = hcm.http_filters.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(
         names,
@@ -573,12 +582,8 @@ spec:
       loadBalancer: {consistentHash: {httpHeaderName: x-user}}
 "#,
     );
-    let out = generate(&m, &node("127.0.9.2", "client"));
-    let whole: Cluster = decode(
-        &out,
-        type_url::CLUSTER,
-        "outbound|9080||echo.default.svc.cluster.local",
-    );
+    let out = client_resources(&m);
+    let whole = cluster_named(&out, "outbound|9080||echo.default.svc.cluster.local");
     // Port-level settings replace the whole policy: only RANDOM remains.
     assert_eq!(whole.lb_policy, 3, "RANDOM");
     assert!(whole.outlier_detection.is_none());
@@ -587,11 +592,7 @@ spec:
         thresholds.max_connections,
         Some(UInt32Value { value: u32::MAX })
     );
-    let v1: Cluster = decode(
-        &out,
-        type_url::CLUSTER,
-        "outbound|9080|v1|echo.default.svc.cluster.local",
-    );
+    let v1 = cluster_named(&out, "outbound|9080|v1|echo.default.svc.cluster.local");
     assert_eq!(v1.lb_policy, 2, "RING_HASH from the subset");
     // The subset route's hash policy follows the subset's consistent hash.
     let mv = model_with(
@@ -609,12 +610,8 @@ spec:
     loadBalancer: {consistentHash: {httpHeaderName: x-user}}
 "#,
     );
-    let out = generate(&mv, &node("127.0.9.2", "client"));
-    let c: Cluster = decode(
-        &out,
-        type_url::CLUSTER,
-        "outbound|9080||echo.default.svc.cluster.local",
-    );
+    let out = client_resources(&mv);
+    let c = cluster_named(&out, "outbound|9080||echo.default.svc.cluster.local");
     let t = &c.circuit_breakers.as_ref().expect("cb").thresholds[0];
     assert_eq!(t.max_connections, Some(UInt32Value { value: 10 }));
     assert_eq!(t.max_pending_requests, Some(UInt32Value { value: 5 }));
@@ -701,8 +698,8 @@ spec:
   ports: [{number: 80, name: http, protocol: HTTP}]
 "#,
     );
-    let out = generate(&m, &node("127.0.9.2", "client"));
-    let c: Cluster = decode(&out, type_url::CLUSTER, "outbound|80||api.example.test");
+    let out = client_resources(&m);
+    let c = cluster_named(&out, "outbound|80||api.example.test");
     use envoy_types::pb::envoy::config::cluster::v3::cluster::{
         ClusterDiscoveryType, DiscoveryType,
     };
@@ -712,7 +709,7 @@ spec:
     };
     assert_eq!(kind(&c), DiscoveryType::LogicalDns as i32);
     assert!(format!("{:?}", c.load_assignment).contains("localhost"));
-    let c: Cluster = decode(&out, type_url::CLUSTER, "outbound|80||www.example.test");
+    let c = cluster_named(&out, "outbound|80||www.example.test");
     assert_eq!(kind(&c), DiscoveryType::StrictDns as i32);
     assert!(format!("{:?}", c.load_assignment).contains("www.example.test"));
     assert!(!out.by_type[type_url::ENDPOINT].contains_key("outbound|80||www.example.test"));
@@ -742,7 +739,7 @@ spec:
 "#,
     );
     let clusters = |m: &MeshModel| -> Vec<String> {
-        let out = generate(m, &node("127.0.9.2", "client"));
+        let out = client_resources(m);
         out.by_type[type_url::CLUSTER].keys().cloned().collect()
     };
     let all = clusters(&m);
@@ -774,8 +771,8 @@ spec:
         !names.iter().any(|c| c.contains("other.example.test")),
         "{names:?}"
     );
-    let out = generate(&scoped, &node("127.0.9.2", "client"));
-    let routes: RouteConfiguration = decode(&out, type_url::ROUTE, "outbound");
+    let out = client_resources(&scoped);
+    let routes = outbound_routes(&out);
     let last = routes.virtual_hosts.last().expect("vhosts");
     assert_eq!(
         (last.name.as_str(), last.domains.as_slice()),

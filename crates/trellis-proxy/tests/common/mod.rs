@@ -11,9 +11,10 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use envoy_types::pb::envoy::config::cluster::v3::{Cluster, cluster};
 use envoy_types::pb::envoy::config::core::v3::{
-    self as core, AggregatedConfigSource, ConfigSource, SocketAddress, address, config_source,
-    socket_address,
+    self as core, AggregatedConfigSource, ConfigSource, Http2ProtocolOptions, SocketAddress,
+    address, config_source, socket_address,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint,
@@ -25,6 +26,9 @@ use envoy_types::pb::envoy::config::route::v3::{
 };
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
     HttpConnectionManager, HttpFilter, http_connection_manager,
+};
+use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
+    HttpProtocolOptions, http_protocol_options,
 };
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
     AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
@@ -330,6 +334,51 @@ where
 
 // ---------------------------------------------------------------- HTTP helpers
 
+/// Binds a loopback port and answers every connection (HTTP/1.1 and h2c) with `handler`;
+/// returns the bound address. `what` names the server in the bind panic.
+pub async fn serve_http<F, Fut>(what: &str, handler: F) -> SocketAddr
+where
+    F: Fn(http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = http::Response<http_body_util::Full<bytes::Bytes>>>
+        + Send
+        + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind {what}: {e:?}"));
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let response = handler(req);
+                    async move { Ok::<_, std::convert::Infallible>(response.await) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(
+                    hyper_util::rt::TokioExecutor::new(),
+                )
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A response with `status` and a text body.
+pub fn text_response(
+    status: u16,
+    text: String,
+) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+    let mut resp = http::Response::new(http_body_util::Full::new(bytes::Bytes::from(text)));
+    *resp.status_mut() = http::StatusCode::from_u16(status).expect("status");
+    resp
+}
+
 /// Sends raw HTTP/1.1 text (with `Connection: close`) and returns (status, headers, body).
 pub async fn raw_http(
     addr: SocketAddr,
@@ -354,11 +403,24 @@ pub async fn raw_http(
 }
 
 pub async fn get(addr: SocketAddr, path: &str) -> Option<(u16, HashMap<String, String>, String)> {
-    raw_http(
-        addr,
-        &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"),
-    )
-    .await
+    raw_http(addr, &get_request(path)).await
+}
+
+/// The raw `GET path` request `get` sends.
+pub fn get_request(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+}
+
+/// The `x-trellis-reason` header of a mesh-generated response.
+pub fn trellis_reason(headers: &HashMap<String, String>) -> Option<&str> {
+    headers.get("x-trellis-reason").map(String::as_str)
+}
+
+/// Sends raw `request` and asserts a 200 whose body contains `expected`.
+pub async fn assert_ok_containing(addr: SocketAddr, request: &str, expected: &str) {
+    let (status, _, body) = raw_http(addr, request).await.expect("response");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(expected), "{body}");
 }
 
 pub fn sock(addr: SocketAddr) -> core::Address {
@@ -440,6 +502,11 @@ pub fn listener(name: &str, routes: http_connection_manager::RouteSpecifier) -> 
         route_specifier: Some(routes),
         ..Default::default()
     };
+    hcm_listener(name, &hcm)
+}
+
+/// A listener on 127.0.0.1 port 0 with one filter chain holding `hcm`.
+pub fn hcm_listener(name: &str, hcm: &HttpConnectionManager) -> Any {
     to_any(
         type_url::LISTENER,
         &Listener {
@@ -450,7 +517,7 @@ pub fn listener(name: &str, routes: http_connection_manager::RouteSpecifier) -> 
                     name: type_url::names::HTTP_CONNECTION_MANAGER.into(),
                     config_type: Some(filter::ConfigType::TypedConfig(to_any(
                         type_url::HTTP_CONNECTION_MANAGER,
-                        &hcm,
+                        hcm,
                     ))),
                 }],
                 ..Default::default()
@@ -462,4 +529,50 @@ pub fn listener(name: &str, routes: http_connection_manager::RouteSpecifier) -> 
 
 pub fn inline(table: RouteConfiguration) -> http_connection_manager::RouteSpecifier {
     http_connection_manager::RouteSpecifier::RouteConfig(table)
+}
+
+/// A STATIC cluster with the one `endpoint`.
+pub fn static_cluster(name: &str, endpoint: SocketAddr) -> Any {
+    static_cluster_with_options(name, endpoint, HashMap::new())
+}
+
+/// A STATIC cluster with the one `endpoint` and `typed_extension_protocol_options`.
+pub fn static_cluster_with_options(
+    name: &str,
+    endpoint: SocketAddr,
+    options: HashMap<String, Any>,
+) -> Any {
+    to_any(
+        type_url::CLUSTER,
+        &Cluster {
+            name: name.into(),
+            cluster_discovery_type: Some(cluster::ClusterDiscoveryType::Type(
+                cluster::DiscoveryType::Static as i32,
+            )),
+            load_assignment: Some(assignment(name, &[endpoint])),
+            typed_extension_protocol_options: options,
+            ..Default::default()
+        },
+    )
+}
+
+/// Protocol options that make a cluster speak HTTP/2 (h2c) upstream.
+pub fn h2_options() -> HashMap<String, Any> {
+    let o = HttpProtocolOptions {
+        upstream_protocol_options: Some(http_protocol_options::UpstreamProtocolOptions::ExplicitHttpConfig(
+            http_protocol_options::ExplicitHttpConfig {
+                protocol_config: Some(
+                    http_protocol_options::explicit_http_config::ProtocolConfig::Http2ProtocolOptions(
+                        Http2ProtocolOptions::default(),
+                    ),
+                ),
+            },
+        )),
+        ..Default::default()
+    };
+    [(
+        type_url::names::HTTP_PROTOCOL_OPTIONS.to_string(),
+        to_any(type_url::HTTP_PROTOCOL_OPTIONS, &o),
+    )]
+    .into()
 }
