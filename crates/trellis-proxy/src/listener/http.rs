@@ -79,6 +79,24 @@ pub(crate) struct Outcome {
     pub(crate) flags: Vec<&'static str>,
 }
 
+/// A response the route itself defines (direct response, redirect): the route's response
+/// headers and CORS headers apply, and no cluster is involved.
+fn configured_answer(
+    mut response: Response<ProxyBody>,
+    route_headers: &crate::config::HeaderMutations,
+    cors_headers: &[(&'static str, HeaderValue)],
+    flags: Vec<&'static str>,
+) -> (Response<ProxyBody>, Outcome) {
+    forward::finish_headers(response.headers_mut(), None, route_headers, cors_headers);
+    (
+        response,
+        Outcome {
+            cluster: None,
+            flags,
+        },
+    )
+}
+
 /// A local reply whose reason starts with the comma-joined `flags`, and its outcome.
 pub(crate) fn local_reply_flags(
     status: StatusCode,
@@ -250,19 +268,7 @@ async fn route_and_forward(
                     .headers_mut()
                     .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
             }
-            forward::finish_headers(
-                response.headers_mut(),
-                None,
-                &route.response_headers,
-                &cors_headers,
-            );
-            return (
-                response,
-                Outcome {
-                    cluster: None,
-                    flags,
-                },
-            );
+            return configured_answer(response, &route.response_headers, &cors_headers, flags);
         }
         Action::Redirect(r) => {
             let location = rewrite::redirect_location(
@@ -278,19 +284,7 @@ async fn route_and_forward(
             if let Ok(v) = HeaderValue::from_str(&location) {
                 response.headers_mut().insert(header::LOCATION, v);
             }
-            forward::finish_headers(
-                response.headers_mut(),
-                None,
-                &route.response_headers,
-                &cors_headers,
-            );
-            return (
-                response,
-                Outcome {
-                    cluster: None,
-                    flags,
-                },
-            );
+            return configured_answer(response, &route.response_headers, &cors_headers, flags);
         }
     };
     forward::forward(

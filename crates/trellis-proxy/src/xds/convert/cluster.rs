@@ -254,19 +254,7 @@ fn dns_discovery(
         if sa.address.is_empty() {
             return Err(cx.missing(&join(&path, "address")));
         }
-        let port = match &sa.port_specifier {
-            Some(core::socket_address::PortSpecifier::PortValue(p)) => *p,
-            Some(core::socket_address::PortSpecifier::NamedPort(_)) => {
-                return Err(cx.unsupported_field(&join(&path, "named_port")));
-            }
-            None => return Err(cx.missing(&join(&path, "port_value"))),
-        };
-        let port = u16::try_from(port).map_err(|_| {
-            cx.err(
-                &join(&path, "port_value"),
-                format_args!("{port} is not a port"),
-            )
-        })?;
+        let port = super::socket_port(cx, &path, sa)?;
         hosts.push(config::DnsHost {
             hostname: sa.address.clone(),
             port,

@@ -140,20 +140,28 @@ pub(crate) fn socket_address(
             format_args!("{:?} is not an IP address", sa.address),
         )
     })?;
+    Ok(SocketAddr::new(ip, socket_port(cx, &path, sa)?))
+}
+
+/// The numeric port of a socket address (named ports are not supported).
+pub(crate) fn socket_port(
+    cx: &Cx,
+    path: &str,
+    sa: &core::SocketAddress,
+) -> Result<u16, ConvertError> {
     let port = match &sa.port_specifier {
         Some(core::socket_address::PortSpecifier::PortValue(p)) => *p,
         Some(core::socket_address::PortSpecifier::NamedPort(_)) => {
-            return Err(cx.unsupported_field(&join(&path, "named_port")));
+            return Err(cx.unsupported_field(&join(path, "named_port")));
         }
-        None => return Err(cx.missing(&join(&path, "port_value"))),
+        None => return Err(cx.missing(&join(path, "port_value"))),
     };
-    let port = u16::try_from(port).map_err(|_| {
+    u16::try_from(port).map_err(|_| {
         cx.err(
-            &join(&path, "port_value"),
+            &join(path, "port_value"),
             format_args!("{port} is not a port"),
         )
-    })?;
-    Ok(SocketAddr::new(ip, port))
+    })
 }
 
 /// Accepts only `{ads: {}}` config sources (with an optional `resource_api_version: V3`).
