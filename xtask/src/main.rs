@@ -87,6 +87,10 @@ struct ReportEntry {
     name: String,
     dataplane: String,
     passed: bool,
+    /// The scenario does not apply to this data plane (its `dataplanes` key): neither passed
+    /// nor failed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    skipped: bool,
     detail: String,
 }
 
@@ -277,12 +281,18 @@ fn conformance(args: ConformanceArgs) -> anyhow::Result<ExitCode> {
     std::fs::write(&report_path, serde_json::to_vec_pretty(&report)?)
         .with_context(|| format!("writing {}", report_path.display()))?;
     println!("report: {}", report_path.display());
-    let failed = report.scenarios.iter().filter(|e| !e.passed).count();
+    let failed = report
+        .scenarios
+        .iter()
+        .filter(|e| !e.passed && !e.skipped)
+        .count();
+    let skipped = report.scenarios.iter().filter(|e| e.skipped).count();
+    let ran = report.scenarios.len() - skipped;
     if failed > 0 {
-        println!("{failed} of {} failed", report.scenarios.len());
+        println!("{failed} of {ran} failed ({skipped} skipped)");
         Ok(ExitCode::FAILURE)
     } else {
-        println!("all {} passed", report.scenarios.len());
+        println!("all {ran} passed ({skipped} skipped)");
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -309,6 +319,17 @@ async fn run_all(
         for &dp in dataplanes {
             print!("▶ {:<40} [{dp}] ", s.name);
             let _ = std::io::stdout().flush();
+            if !s.runs_on(dp) {
+                println!("SKIP (the scenario's dataplanes do not include {dp})");
+                entries.push(ReportEntry {
+                    name: s.name.clone(),
+                    dataplane: dp.to_string(),
+                    passed: false,
+                    skipped: true,
+                    detail: format!("skipped: the scenario's dataplanes do not include {dp}"),
+                });
+                continue;
+            }
             let envoy = match (&envoy_bin, dp) {
                 (Some(Err(e)), Dataplane::Envoy) => {
                     println!("FAIL");
@@ -317,6 +338,7 @@ async fn run_all(
                         name: s.name.clone(),
                         dataplane: dp.to_string(),
                         passed: false,
+                        skipped: false,
                         detail: e.clone(),
                     });
                     continue;
@@ -361,6 +383,7 @@ async fn run_all(
                 name: s.name.clone(),
                 dataplane: dp.to_string(),
                 passed: report.passed,
+                skipped: false,
                 detail: report.detail,
             });
         }
@@ -388,7 +411,11 @@ fn print_table(entries: &[ReportEntry]) {
             let cell = entries
                 .iter()
                 .find(|e| e.name == n && e.dataplane == *d)
-                .map(|e| if e.passed { "pass" } else { "FAIL" })
+                .map(|e| match (e.skipped, e.passed) {
+                    (true, _) => "skip",
+                    (false, true) => "pass",
+                    (false, false) => "FAIL",
+                })
                 .unwrap_or("-");
             print!("  {cell:<8}");
         }

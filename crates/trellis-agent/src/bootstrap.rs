@@ -98,6 +98,7 @@ mod tests {
                 service_account: "echo".into(),
                 labels: [("app".to_string(), "echo".to_string())].into(),
                 app_ip: Some("127.0.10.102".parse().expect("ip")),
+                sds: false,
             },
             xds_address: "127.0.10.1:15010".parse().expect("addr"),
             admin_address: "127.0.10.2:15000".parse().expect("addr"),

@@ -140,6 +140,11 @@ pub async fn run_envoy(
             "warn",
             "--drain-time-s",
             "1",
+            // As istio-agent: on a listener or filter chain change, every old connection is
+            // told at once (HTTP/1 `Connection: close`, HTTP/2 GOAWAY) instead of gradually
+            // over the drain time, so none is still busy when the drain time ends.
+            "--drain-strategy",
+            "immediate",
         ])
         .arg("--concurrency")
         .arg(config.concurrency.to_string())

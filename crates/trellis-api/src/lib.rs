@@ -7,6 +7,7 @@
 mod error;
 mod host;
 mod load;
+pub mod mesh_config;
 mod meta;
 pub mod networking;
 mod references;
@@ -19,6 +20,7 @@ mod validate;
 pub use error::{ParseOutput, ValidationError, Warning};
 pub use host::resolve_host;
 pub use load::{check_duplicates, load_path, parse_documents};
+pub use mesh_config::{MeshConfig, MeshConfigError};
 pub use meta::{DEFAULT_NAMESPACE, ObjectMeta, ResourceKey, Source};
 pub use references::check_references;
 pub use resource::{KINDS, KindInfo, Resource, Spec, kind_info};

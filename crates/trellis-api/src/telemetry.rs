@@ -224,3 +224,85 @@ pub struct AccessLogFilter {
     /// CEL expression.
     pub expression: Option<String>,
 }
+
+/// How an access log filter compares the response code (Envoy's `ComparisonFilter.Op`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeComparison {
+    /// `==`.
+    Eq,
+    /// `>=` (and `>` with the value plus one).
+    Ge,
+    /// `<=` (and `<` with the value minus one).
+    Le,
+}
+
+/// An access log filter on the response code: the part of CEL Trellis supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodeFilter {
+    /// The comparison.
+    pub op: CodeComparison,
+    /// The code it compares with.
+    pub value: u32,
+}
+
+impl CodeFilter {
+    /// Parses `response.code OP N` (`OP` one of `>=`, `>`, `<=`, `<`, `==`; `N` an integer
+    /// 0..=999). Anything else is refused with the reason: Trellis does not evaluate CEL.
+    pub fn parse(expression: &str) -> Result<CodeFilter, String> {
+        let unsupported = || {
+            format!(
+                "unsupported filter expression {expression:?}: only `response.code OP N` (OP one of >=, >, <=, <, ==) is supported"
+            )
+        };
+        let rest = expression
+            .trim()
+            .strip_prefix("response.code")
+            .ok_or_else(unsupported)?
+            .trim_start();
+        let (op, number) = [">=", "<=", "==", ">", "<"]
+            .iter()
+            .find_map(|op| rest.strip_prefix(op).map(|n| (*op, n.trim())))
+            .ok_or_else(unsupported)?;
+        let n: u32 = number
+            .parse()
+            .ok()
+            .filter(|n| *n <= 999)
+            .ok_or_else(unsupported)?;
+        let (op, value) = match op {
+            ">=" => (CodeComparison::Ge, n),
+            "<=" => (CodeComparison::Le, n),
+            "==" => (CodeComparison::Eq, n),
+            ">" => (CodeComparison::Ge, n + 1),
+            _ => (
+                CodeComparison::Le,
+                n.checked_sub(1).ok_or_else(unsupported)?,
+            ),
+        };
+        Ok(CodeFilter { op, value })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_filters() {
+        let f = |e: &str| CodeFilter::parse(e).map(|c| (c.op, c.value));
+        assert_eq!(f("response.code >= 400"), Ok((CodeComparison::Ge, 400)));
+        assert_eq!(f(" response.code>399 "), Ok((CodeComparison::Ge, 400)));
+        assert_eq!(f("response.code < 200"), Ok((CodeComparison::Le, 199)));
+        assert_eq!(f("response.code == 503"), Ok((CodeComparison::Eq, 503)));
+        for bad in [
+            "response.code != 200",
+            "response.code >= 4000",
+            "response.code < 0",
+            "response.flags == 'UH'",
+            "response.code >= 400 && request.method == 'GET'",
+            "",
+        ] {
+            let e = f(bad).expect_err(bad);
+            assert!(e.contains("only `response.code OP N`"), "{e}");
+        }
+    }
+}

@@ -290,6 +290,7 @@ fn node_for(i: usize) -> envoy_types::pb::envoy::config::core::v3::Node {
             .into_iter()
             .collect(),
         app_ip: None,
+        sds: false,
     }
     .to_node()
 }

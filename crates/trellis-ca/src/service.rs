@@ -50,6 +50,14 @@ pub struct IssuanceCounters {
     pub issued: AtomicU64,
     /// Requests refused (unauthenticated, mismatched identity, bad CSR).
     pub refused: AtomicU64,
+    /// Every request (Istio's `citadel_server_csr_count`).
+    pub requests: AtomicU64,
+    /// Refused because the token was missing, invalid or for another identity (Istio's
+    /// `citadel_server_authentication_failure_count`).
+    pub authentication_failures: AtomicU64,
+    /// Refused for any other reason: a bad CSR, a signing failure (Istio's
+    /// `citadel_server_csr_sign_error_count`).
+    pub sign_errors: AtomicU64,
 }
 
 /// The certificate service.
@@ -89,10 +97,18 @@ impl CertificateService {
         request: &Request<proto::IstioCertificateRequest>,
     ) -> Result<proto::IstioCertificateResponse, Status> {
         let result = self.authenticate_and_sign(request);
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
         match &result {
             Ok(_) => self.counters.issued.fetch_add(1, Ordering::Relaxed),
             Err(status) => {
                 warn!(code = ?status.code(), reason = status.message(), "certificate request refused");
+                let kind = match status.code() {
+                    tonic::Code::Unauthenticated | tonic::Code::PermissionDenied => {
+                        &self.counters.authentication_failures
+                    }
+                    _ => &self.counters.sign_errors,
+                };
+                kind.fetch_add(1, Ordering::Relaxed);
                 self.counters.refused.fetch_add(1, Ordering::Relaxed)
             }
         };

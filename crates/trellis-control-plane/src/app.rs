@@ -23,6 +23,8 @@ use crate::xds::{AdsServer, SyncRegistry};
 pub struct ControlPlaneConfig {
     /// The directory of Istio YAML (universal mode).
     pub config_dir: PathBuf,
+    /// Istio's mesh config (`MeshConfig` YAML), watched; Istio's defaults without one.
+    pub mesh_config: Option<PathBuf>,
     /// Where ADS is served (Istio: 15010).
     pub xds_address: SocketAddr,
     /// Where readiness, debug and metrics are served (Istio: 15014).
@@ -39,10 +41,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let mut store = DirStore::new(&config.config_dir);
+    if let Some(path) = &config.mesh_config {
+        store = store.with_mesh_config(path);
+    }
     let first = store.reload().context("initial config load")?;
     report(&first);
     let config_report = Arc::new(RwLock::new(ConfigReport::default()));
-    let first_snapshot = publishable(&first, 1, &config_report);
+    let trust_domain = config.security.trust_domain.clone();
+    let first_snapshot = publishable(&first, 1, &config_report, &trust_domain);
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(first_snapshot));
     let registry = SyncRegistry::default();
 
@@ -113,15 +119,17 @@ pub async fn run(
             .into_future(),
     );
     let dir = config.config_dir.clone();
+    let mesh_file = config.mesh_config.clone();
     let watch_task = tokio::spawn(async move {
         let mut generation = 1;
-        watch_dir(&dir, move || {
+        watch_dir(&dir, mesh_file.as_deref(), move || {
             match store.reload() {
                 Ok(loaded) => {
                     if loaded.changed {
                         generation += 1;
                         report(&loaded);
-                        let snapshot = publishable(&loaded, generation, &config_report);
+                        let snapshot =
+                            publishable(&loaded, generation, &config_report, &trust_domain);
                         info!(
                             generation,
                             resources = loaded.resources.len(),
@@ -134,6 +142,7 @@ pub async fn run(
                         && r.diagnostics.errors != loaded.diagnostics.errors
                     {
                         report(&loaded);
+                        r.validation_failures += loaded.diagnostics.errors.len() as u64;
                         r.diagnostics = loaded.diagnostics;
                     }
                 }
@@ -178,9 +187,11 @@ fn publishable(
     loaded: &Loaded,
     generation: u64,
     config_report: &Arc<RwLock<ConfigReport>>,
+    trust_domain: &str,
 ) -> Snapshot {
     if let Ok(mut r) = config_report.write() {
         *r = ConfigReport {
+            validation_failures: r.validation_failures + loaded.diagnostics.errors.len() as u64,
             generation,
             resources: loaded
                 .resources
@@ -192,7 +203,11 @@ fn publishable(
     }
     Snapshot {
         generation,
-        model: Arc::new(MeshModel::build(&loaded.resources)),
+        model: Arc::new(
+            MeshModel::build(&loaded.resources)
+                .with_trust_domain(trust_domain)
+                .with_mesh_config(loaded.mesh.clone()),
+        ),
     }
 }
 

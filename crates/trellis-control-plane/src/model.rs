@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::collections::BTreeMap;
 
 use trellis_api::networking::{DestinationRule, Sidecar, VirtualService, WorkloadEntry};
+use trellis_api::security::{AuthorizationPolicy, PeerAuthentication, RequestAuthentication};
 use trellis_api::{Resource, Spec};
 use trellis_xds::NodeIdentity;
 
@@ -57,7 +58,22 @@ pub struct MeshModel {
     pub sidecars: Vec<Named<Sidecar>>,
     /// WorkloadEntries, sorted by namespace and name (a proxy finds its own by IP).
     pub workload_entries: Vec<Named<WorkloadEntry>>,
+    /// PeerAuthentications, sorted by namespace and name (Istio's tie-break: the oldest wins).
+    pub peer_authentications: Vec<Named<PeerAuthentication>>,
+    /// AuthorizationPolicies, sorted by namespace and name.
+    pub authorization_policies: Vec<Named<AuthorizationPolicy>>,
+    /// RequestAuthentications, sorted by namespace and name.
+    pub request_authentications: Vec<Named<RequestAuthentication>>,
+    /// The trust domain of workload identities (`spiffe://TRUST-DOMAIN/ns/NS/sa/SA`).
+    pub trust_domain: String,
+    /// Telemetry resources, sorted by namespace and name.
+    pub telemetries: Vec<Named<trellis_api::telemetry::Telemetry>>,
+    /// Istio's mesh config (defaults without a `--mesh-config` file).
+    pub mesh: Arc<trellis_api::MeshConfig>,
 }
+
+/// The trust domain when none is configured (Istio's).
+pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
 
 /// What the control plane knows about the proxy it generates config for: its identity, plus
 /// labels and locality from its WorkloadEntry (found by IP), as Istio merges them.
@@ -90,6 +106,10 @@ impl MeshModel {
         let mut destination_rules = Vec::new();
         let mut sidecars = Vec::new();
         let mut workload_entries = Vec::new();
+        let mut peer_authentications = Vec::new();
+        let mut authorization_policies = Vec::new();
+        let mut request_authentications = Vec::new();
+        let mut telemetries = Vec::new();
         for resource in resources {
             match &resource.spec {
                 Spec::VirtualService(vs) => virtual_services.push(Named::of(resource, vs.clone())),
@@ -98,6 +118,16 @@ impl MeshModel {
                 }
                 Spec::Sidecar(sc) => sidecars.push(Named::of(resource, sc.clone())),
                 Spec::WorkloadEntry(we) => workload_entries.push(Named::of(resource, we.clone())),
+                Spec::PeerAuthentication(pa) => {
+                    peer_authentications.push(Named::of(resource, pa.clone()))
+                }
+                Spec::AuthorizationPolicy(ap) => {
+                    authorization_policies.push(Named::of(resource, ap.clone()))
+                }
+                Spec::RequestAuthentication(ra) => {
+                    request_authentications.push(Named::of(resource, ra.clone()))
+                }
+                Spec::Telemetry(t) => telemetries.push(Named::of(resource, t.clone())),
                 _ => {}
             }
         }
@@ -106,13 +136,35 @@ impl MeshModel {
         destination_rules.sort_by_key(|d| key(&d.name, &d.namespace));
         sidecars.sort_by_key(|d| key(&d.name, &d.namespace));
         workload_entries.sort_by_key(|d| key(&d.name, &d.namespace));
+        peer_authentications.sort_by_key(|d| key(&d.name, &d.namespace));
+        authorization_policies.sort_by_key(|d| key(&d.name, &d.namespace));
+        request_authentications.sort_by_key(|d| key(&d.name, &d.namespace));
+        telemetries.sort_by_key(|d| key(&d.name, &d.namespace));
         MeshModel {
             registry: ServiceRegistry::build(resources),
             virtual_services,
             destination_rules,
             sidecars,
             workload_entries,
+            peer_authentications,
+            authorization_policies,
+            request_authentications,
+            trust_domain: DEFAULT_TRUST_DOMAIN.to_string(),
+            telemetries,
+            mesh: Arc::default(),
         }
+    }
+
+    /// The same model under the mesh config `mesh`.
+    pub fn with_mesh_config(mut self, mesh: Arc<trellis_api::MeshConfig>) -> Self {
+        self.mesh = mesh;
+        self
+    }
+
+    /// The same model with workload identities in `trust_domain`.
+    pub fn with_trust_domain(mut self, trust_domain: &str) -> Self {
+        self.trust_domain = trust_domain.to_string();
+        self
     }
 
     /// The proxy as the translators see it: labels and locality completed from the

@@ -1,6 +1,7 @@
-//! The monitoring port (Istio's 15014): readiness, sync status, and the applied config with its
-//! validation messages. Bound to localhost by default; it exposes config, not secrets.
+//! The monitoring port (Istio's 15014): readiness, sync status, the applied config with its
+//! validation messages, and `/metrics` under istiod's metric names. Bound to localhost by default; it exposes config, not secrets.
 
+use std::fmt::Write as _;
 use std::sync::{Arc, RwLock};
 
 use axum::extract::State;
@@ -37,6 +38,11 @@ pub struct ConfigReport {
     pub resources: Vec<String>,
     /// Errors and warnings of the last reload.
     pub diagnostics: Diagnostics,
+    /// Validation errors reported by every reload so far (a resource still invalid at the
+    /// next reload counts again, as a re-submitted resource does in Istio's webhook):
+    /// `galley_validation_failed`.
+    #[serde(skip)]
+    pub validation_failures: u64,
 }
 
 /// The monitoring router.
@@ -70,34 +76,96 @@ async fn config(State(state): State<MonitoringState>) -> impl IntoResponse {
 async fn metrics(State(state): State<MonitoringState>) -> impl IntoResponse {
     let generation = state.snapshots.borrow().generation;
     let report = state.registry.report(generation);
-    let (errors, warnings) = state
+    let (errors, warnings, failures) = state
         .config
         .read()
-        .map(|c| (c.diagnostics.errors.len(), c.diagnostics.warnings.len()))
+        .map(|c| {
+            (
+                c.diagnostics.errors.len(),
+                c.diagnostics.warnings.len(),
+                c.validation_failures,
+            )
+        })
         .unwrap_or_default();
-    let body = format!(
-        "# HELP pilot_xds Number of endpoints connected to this pilot using XDS.\n# TYPE pilot_xds gauge\npilot_xds {}\n\
-         # HELP pilot_total_xds_rejects Total number of XDS responses from pilot rejected by proxy.\n# TYPE pilot_total_xds_rejects counter\npilot_total_xds_rejects {}\n\
-         # HELP pilot_xds_pushes Pilot build and send errors for lds, rds, cds and eds.\n# TYPE pilot_xds_pushes counter\npilot_xds_pushes {}\n\
-         # HELP trellis_config_generation The config generation being served.\n# TYPE trellis_config_generation gauge\ntrellis_config_generation {}\n\
-         # HELP trellis_config_errors Validation errors in the config source.\n# TYPE trellis_config_errors gauge\ntrellis_config_errors {}\n\
-         # HELP trellis_config_warnings Validation warnings in the config source.\n# TYPE trellis_config_warnings gauge\ntrellis_config_warnings {}\n\
-         # HELP citadel_server_success_cert_issuance_count The number of certificates issuances that have succeeded.\n# TYPE citadel_server_success_cert_issuance_count counter\ncitadel_server_success_cert_issuance_count {}\n\
-         # HELP trellis_ca_refused_total Certificate requests refused (unauthenticated, wrong identity, bad CSR).\n# TYPE trellis_ca_refused_total counter\ntrellis_ca_refused_total {}\n",
-        report.proxies.len(),
-        report.nacks_total,
-        state.registry.pushes_total(),
-        generation,
-        errors,
-        warnings,
-        state
-            .certificates
-            .issued
-            .load(std::sync::atomic::Ordering::Relaxed),
-        state
-            .certificates
-            .refused
-            .load(std::sync::atomic::Ordering::Relaxed),
+    let ca = &state.certificates;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let mut body = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            body,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    };
+    metric(
+        "pilot_xds",
+        "gauge",
+        "Number of endpoints connected to this pilot using XDS.",
+        report.proxies.len() as u64,
     );
+    metric(
+        "trellis_xds_proxies_synced",
+        "gauge",
+        "Connected proxies that have ACKed the config generation being served.",
+        report
+            .proxies
+            .iter()
+            .filter(|p| p.synced && p.generation == generation)
+            .count() as u64,
+    );
+    metric(
+        "trellis_config_generation",
+        "gauge",
+        "The config generation being served.",
+        generation,
+    );
+    metric(
+        "trellis_config_errors",
+        "gauge",
+        "Validation errors in the config source now.",
+        errors as u64,
+    );
+    metric(
+        "trellis_config_warnings",
+        "gauge",
+        "Validation warnings in the config source now.",
+        warnings as u64,
+    );
+    metric(
+        "galley_validation_failed",
+        "counter",
+        "Resource validation failed (every reload counts the invalid resources it rejected).",
+        failures,
+    );
+    metric(
+        "citadel_server_csr_count",
+        "counter",
+        "The number of CSRs received by Citadel server.",
+        load(&ca.requests),
+    );
+    metric(
+        "citadel_server_success_cert_issuance_count",
+        "counter",
+        "The number of certificates issuances that have succeeded.",
+        load(&ca.issued),
+    );
+    metric(
+        "citadel_server_csr_sign_error_count",
+        "counter",
+        "The number of errors occurred when signing the CSR.",
+        load(&ca.sign_errors),
+    );
+    metric(
+        "citadel_server_authentication_failure_count",
+        "counter",
+        "The number of authentication failures.",
+        load(&ca.authentication_failures),
+    );
+    metric(
+        "trellis_ca_refused_total",
+        "counter",
+        "Certificate requests refused (unauthenticated, wrong identity, bad CSR).",
+        load(&ca.refused),
+    );
+    state.registry.metrics().encode(&mut body);
     ([("content-type", "text/plain; version=0.0.4")], body)
 }

@@ -42,6 +42,7 @@ fn client_node() -> Node {
         service_account: "default".into(),
         labels: Default::default(),
         app_ip: None,
+        sds: false,
     }
     .to_node()
 }

@@ -109,6 +109,8 @@ impl ConfigSink for Dataplane {
             }
             XdsEvent::Accepted { type_url, version } => {
                 self.stats.record_xds(type_url::short_name(type_url), true);
+                self.stats
+                    .record_xds_version(type_url::short_name(type_url), &version);
                 d.xds
                     .entry(type_url::short_name(type_url))
                     .or_default()
@@ -194,7 +196,15 @@ impl ProxyHandle {
 
 /// Binds the admin address and starts everything; returns once the admin API is listening.
 pub async fn start(config: ProxyConfig) -> anyhow::Result<ProxyHandle> {
-    let stats = Arc::new(Stats::new());
+    let principal = config
+        .security
+        .as_ref()
+        .map(|s| crate::identity::identity_of(&config.node, &s.trust_domain).to_string());
+    let stats = Arc::new(Stats::with_telemetry(crate::telemetry::Telemetry::new(
+        Some(&config.node),
+        principal,
+        crate::telemetry::IstioMetrics::default(),
+    )));
     let secrets = Arc::new(Secrets::new());
     let clusters = Arc::new(ClusterManager::with_secrets(secrets.clone()));
     let routes = Arc::new(RouteStore::new());
@@ -209,6 +219,13 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<ProxyHandle> {
             clusters,
             stats: stats.clone(),
             secrets: secrets.clone(),
+            jwks: Arc::new(crate::authn::JwksCache::new()),
+            tracer: Arc::new(crate::trace::Tracer::new(
+                config.node.node_id(),
+                String::new(),
+                format!("{}.{}", config.node.workload, config.node.namespace),
+                Some(config.node.ip.to_string()),
+            )),
         }),
         stats,
         dump: Mutex::new(Dump::default()),
@@ -232,6 +249,12 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<ProxyHandle> {
             let _ = admin_stop_rx.await;
         },
     ));
+    let metrics_servers = crate::telemetry::merge::serve_ports(
+        &config.metrics,
+        config.node.app_ip(),
+        dataplane.clone(),
+    )
+    .await;
     let (ads_client, identity) = match &config.security {
         None => (
             AdsClient::new(config.node.to_node(), config.xds_address, dataplane.clone()),
@@ -263,6 +286,9 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<ProxyHandle> {
             identity.abort();
         }
         dataplane.listeners.stop_all().await;
+        for server in metrics_servers {
+            server.abort();
+        }
         let _ = admin_stop.send(());
         match admin.await {
             Ok(Ok(())) => {}

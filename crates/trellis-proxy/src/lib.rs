@@ -4,16 +4,22 @@
 //!
 //! Layout: `xds` (ADS client, proto → config conversion), `config` (the proxy's own types),
 //! `listener` (accepting and serving HTTP/1.1 + h2c), `routing` (virtual hosts and routes),
-//! `upstream` (clusters, load balancing, pools), `admin` and `stats`.
+//! `upstream` (clusters, load balancing, pools), `admin`, `stats` and `telemetry` (Istio's
+//! standard metrics and the metadata exchange).
 
+pub mod access_log;
 pub mod admin;
 mod app;
+pub mod authn;
+pub mod authz;
 pub mod config;
 pub mod identity;
 pub mod listener;
 pub mod routing;
 pub mod stats;
+pub mod telemetry;
 pub mod tls;
+pub mod trace;
 pub mod upstream;
 pub mod xds;
 
@@ -37,6 +43,35 @@ pub struct ProxyConfig {
     pub admin_address: SocketAddr,
     /// Secure mode: `None` is plaintext ADS and no workload certificate.
     pub security: Option<ProxySecurity>,
+    /// Where Prometheus scrapes the proxy (15090, 15020) and the app's own metrics.
+    pub metrics: MetricsConfig,
+}
+
+/// The Prometheus endpoints besides the admin API's `/stats/prometheus`: Istio's proxy port
+/// (15090) and merged port (15020, the proxy's metrics followed by the app's).
+#[derive(Debug, Clone, Default)]
+pub struct MetricsConfig {
+    /// `IP:15090`: `/stats/prometheus`, the proxy's metrics. `None`: not served.
+    pub prometheus_address: Option<SocketAddr>,
+    /// `IP:15020`: `/stats/prometheus`, merged with the app's. `None`: not served.
+    pub merged_address: Option<SocketAddr>,
+    /// Where the app exposes its metrics (on its IP); `None`: the merged endpoint has only
+    /// the proxy's.
+    pub app_metrics: Option<telemetry::merge::AppMetrics>,
+}
+
+impl MetricsConfig {
+    /// Istio's ports on the workload IP: `IP:15090` and `IP:15020`.
+    pub fn istio_ports(
+        ip: std::net::IpAddr,
+        app_metrics: Option<telemetry::merge::AppMetrics>,
+    ) -> Self {
+        MetricsConfig {
+            prometheus_address: Some(SocketAddr::new(ip, 15090)),
+            merged_address: Some(SocketAddr::new(ip, 15020)),
+            app_metrics,
+        }
+    }
 }
 
 /// Secure mode: ADS over TLS to the control plane's secure port, and a workload certificate

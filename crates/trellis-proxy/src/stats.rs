@@ -1,11 +1,17 @@
-//! Prometheus metrics (prometheus-client). Label values come from config names and response
-//! codes only, so cardinality stays bounded by the config.
+//! Prometheus metrics (prometheus-client): the proxy's own (`trellis_*`: requests per listener
+//! and cluster, downstream connections, xDS state, certificate) and Istio's standard metrics
+//! (see [`crate::telemetry`]). `trellis_*` label values come from config names and response
+//! codes only, so their cardinality stays bounded by the config.
+
+use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+
+use crate::telemetry::Telemetry;
 
 /// Labels of `trellis_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -20,17 +26,13 @@ pub struct RequestLabels {
     pub response_flags: String,
 }
 
-/// Labels of `istio_requests_total`.
+/// Labels of `trellis_xds_config_version`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct IstioRequestLabels {
-    /// `source` (outbound) or `destination` (inbound).
-    pub reporter: String,
-    /// The destination service host, or `unknown`.
-    pub destination_service: String,
-    /// The HTTP status code.
-    pub response_code: u16,
-    /// Envoy-style response flags, `-` when none.
-    pub response_flags: String,
+pub struct XdsVersionLabels {
+    /// `CDS`, `EDS`, `LDS` or `RDS`.
+    pub r#type: String,
+    /// The `version_info` last applied.
+    pub version: String,
 }
 
 /// Labels of `trellis_xds_updates_total`.
@@ -48,8 +50,19 @@ pub struct Stats {
     registry: Registry,
     /// `trellis_requests_total`.
     pub requests: Family<RequestLabels, Counter>,
-    /// `istio_requests_total`.
-    pub istio_requests: Family<IstioRequestLabels, Counter>,
+    /// Istio's standard metrics and what labels them.
+    pub telemetry: Arc<Telemetry>,
+    /// `envoy_http_rbac_allowed_total` / `envoy_http_rbac_denied_total`.
+    pub rbac: crate::authz::RbacStats,
+    /// `trellis_downstream_connections_active`.
+    pub downstream_active: Gauge,
+    /// `trellis_downstream_connections_total`.
+    pub downstream_total: Counter,
+    /// `trellis_xds_config_version{type,version}`: 1 for the version applied per type.
+    pub xds_version: Family<XdsVersionLabels, Gauge>,
+    xds_current: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// `trellis_xds_config_updated_timestamp_seconds{type}`: when each type was last applied.
+    pub xds_updated: Family<XdsLabels, Gauge>,
     /// `trellis_xds_updates_total`.
     pub xds_updates: Family<XdsLabels, Counter>,
     /// `trellis_xds_connected`: 1 while the ADS stream is up.
@@ -67,22 +80,24 @@ impl Default for Stats {
 }
 
 impl Stats {
-    /// Registers all metrics.
+    /// Registers all metrics, for an anonymous proxy (Istio labels of its own side `unknown`).
     pub fn new() -> Self {
+        Self::with_telemetry(Telemetry::default())
+    }
+
+    /// Registers all metrics, with `telemetry` labelling Istio's.
+    pub fn with_telemetry(telemetry: Telemetry) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
-        let istio_requests = Family::<IstioRequestLabels, Counter>::default();
+        telemetry.metrics.register(&mut registry);
+        let rbac = crate::authz::RbacStats::default();
+        rbac.register(&mut registry);
         let xds_updates = Family::<XdsLabels, Counter>::default();
         let xds_connected = Gauge::default();
         registry.register(
             "trellis_requests",
             "HTTP requests handled by the proxy",
             requests.clone(),
-        );
-        registry.register(
-            "istio_requests",
-            "Requests, with Istio's standard labels",
-            istio_requests.clone(),
         );
         registry.register(
             "trellis_xds_updates",
@@ -106,12 +121,42 @@ impl Stats {
             "Workload certificates replaced by a renewed one",
             cert_rotations.clone(),
         );
+        let downstream_active = Gauge::default();
+        let downstream_total = Counter::default();
+        let xds_version = Family::<XdsVersionLabels, Gauge>::default();
+        let xds_updated = Family::<XdsLabels, Gauge>::default();
+        registry.register(
+            "trellis_downstream_connections_active",
+            "Downstream connections open now",
+            downstream_active.clone(),
+        );
+        registry.register(
+            "trellis_downstream_connections",
+            "Downstream connections accepted",
+            downstream_total.clone(),
+        );
+        registry.register(
+            "trellis_xds_config_version",
+            "1 for the version_info applied per xDS type",
+            xds_version.clone(),
+        );
+        registry.register(
+            "trellis_xds_config_updated_timestamp_seconds",
+            "When an xDS type was last applied (ack) or rejected (nack), Unix seconds",
+            xds_updated.clone(),
+        );
         Stats {
             registry,
             cert_expiry_seconds,
             cert_rotations,
             requests,
-            istio_requests,
+            telemetry: Arc::new(telemetry),
+            rbac,
+            downstream_active,
+            downstream_total,
+            xds_version,
+            xds_current: Default::default(),
+            xds_updated,
             xds_updates,
             xds_connected,
         }
@@ -134,34 +179,39 @@ impl Stats {
                 response_flags: flags.clone(),
             })
             .inc();
-        let reporter = if listener.starts_with("inbound") {
-            "destination"
-        } else {
-            "source"
-        };
-        let destination_service = cluster
-            .and_then(|c| c.rsplit('|').next())
-            .filter(|h| !h.is_empty())
-            .unwrap_or("unknown")
-            .to_string();
-        self.istio_requests
-            .get_or_create(&IstioRequestLabels {
-                reporter: reporter.to_string(),
-                destination_service,
-                response_code: code,
-                response_flags: flags,
-            })
-            .inc();
     }
 
     /// Counts an applied (`ack`) or rejected (`nack`) xDS response.
     pub fn record_xds(&self, short_type: &str, ack: bool) {
-        self.xds_updates
-            .get_or_create(&XdsLabels {
+        let labels = XdsLabels {
+            r#type: short_type.to_string(),
+            result: if ack { "ack" } else { "nack" }.to_string(),
+        };
+        self.xds_updates.get_or_create(&labels).inc();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.xds_updated.get_or_create(&labels).set(now);
+    }
+
+    /// Remembers the version applied for an xDS type (one series per type: the old version's
+    /// series is removed).
+    pub fn record_xds_version(&self, short_type: &str, version: &str) {
+        let mut current = self.xds_current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = current.insert(short_type.to_string(), version.to_string())
+            && old != version
+        {
+            self.xds_version.remove(&XdsVersionLabels {
                 r#type: short_type.to_string(),
-                result: if ack { "ack" } else { "nack" }.to_string(),
+                version: old,
+            });
+        }
+        self.xds_version
+            .get_or_create(&XdsVersionLabels {
+                r#type: short_type.to_string(),
+                version: version.to_string(),
             })
-            .inc();
+            .set(1);
     }
 
     /// The Prometheus text exposition.
@@ -171,5 +221,24 @@ impl Stats {
             out.clear();
         }
         out
+    }
+}
+
+/// A downstream connection, counted in `trellis_downstream_connections_active` until dropped.
+#[derive(Debug)]
+pub struct DownstreamGuard(Gauge);
+
+impl Stats {
+    /// Counts a new downstream connection; it stays active until the guard drops.
+    pub fn downstream_opened(&self) -> DownstreamGuard {
+        self.downstream_total.inc();
+        self.downstream_active.inc();
+        DownstreamGuard(self.downstream_active.clone())
+    }
+}
+
+impl Drop for DownstreamGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

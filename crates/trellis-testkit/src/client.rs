@@ -13,6 +13,7 @@ use http::Request;
 use http_body_util::Full;
 use serde::Serialize;
 
+use crate::grpc::client::{CallResult, GrpcCall};
 use crate::http::{Connection, Protocol};
 
 /// The header the Trellis proxy sets on responses it generates itself (e.g. `no_route`).
@@ -39,6 +40,12 @@ pub struct RequestPlan {
     pub concurrency: usize,
     /// How long one request may take.
     pub timeout: Duration,
+    /// Make gRPC calls to the echo service instead (h2c, `headers` as metadata).
+    pub grpc: Option<GrpcCall>,
+    /// Open WebSocket sessions instead, exchanging this many messages each.
+    pub websocket: Option<usize>,
+    /// Open raw TCP sessions instead, to this port on `target`'s IP, sending this payload.
+    pub tcp: Option<(u16, String)>,
 }
 
 impl RequestPlan {
@@ -59,6 +66,9 @@ impl RequestPlan {
             count,
             concurrency: 1,
             timeout: Duration::from_secs(10),
+            grpc: None,
+            websocket: None,
+            tcp: None,
         }
     }
 
@@ -108,6 +118,13 @@ pub struct Outcome {
     pub flag: Option<String>,
     /// A transport error (connect, reset, timeout) when no response came back.
     pub error: Option<String>,
+    /// gRPC calls: the final `grpc-status` (then `status` is 200 for OK and absent otherwise,
+    /// and `error` names the code).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc_status: Option<i32>,
+    /// gRPC calls: how many reply messages came back.
+    #[serde(skip)]
+    pub messages: usize,
     /// When the request was started, since the client's epoch.
     pub sent_at: Duration,
     /// When it finished, since the client's epoch.
@@ -115,9 +132,9 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Whether a 2xx response came back.
+    /// Whether a 2xx response (or a `101` WebSocket upgrade) came back.
     pub fn is_success(&self) -> bool {
-        matches!(self.status, Some(s) if (200..300).contains(&s))
+        matches!(self.status, Some(s) if (200..300).contains(&s) || s == 101)
     }
 }
 
@@ -177,7 +194,7 @@ impl Summary {
         let ok: usize = self
             .by_status
             .iter()
-            .filter(|(s, _)| (200..300).contains(*s))
+            .filter(|(s, _)| (200..300).contains(*s) || **s == 101)
             .map(|(_, n)| n)
             .sum();
         self.total - ok
@@ -229,11 +246,30 @@ impl std::fmt::Display for Summary {
 struct Worker {
     plan: Arc<RequestPlan>,
     conn: Option<Connection>,
+    grpc: Option<tonic::transport::Channel>,
     epoch: Instant,
 }
 
 impl Worker {
+    fn new(plan: Arc<RequestPlan>, epoch: Instant) -> Self {
+        Worker {
+            plan,
+            conn: None,
+            grpc: None,
+            epoch,
+        }
+    }
+
     async fn one(&mut self) -> Outcome {
+        if let Some(call) = self.plan.grpc {
+            return self.one_grpc(call).await;
+        }
+        if let Some(messages) = self.plan.websocket {
+            return self.one_websocket(messages).await;
+        }
+        if let Some((port, payload)) = self.plan.tcp.clone() {
+            return self.one_tcp(port, &payload).await;
+        }
         let sent = Instant::now();
         let result = tokio::time::timeout(self.plan.timeout, self.exchange()).await;
         let mut outcome = Outcome {
@@ -302,6 +338,125 @@ impl Worker {
         outcome
     }
 
+    async fn one_grpc(&mut self, call: GrpcCall) -> Outcome {
+        let sent = Instant::now();
+        let mut outcome = Outcome {
+            sent_at: sent - self.epoch,
+            ..Default::default()
+        };
+        if self.grpc.is_none() {
+            match crate::grpc::client::channel(
+                self.plan.target,
+                &self.plan.authority,
+                self.plan.timeout,
+            ) {
+                Ok(c) => self.grpc = Some(c),
+                Err(e) => {
+                    outcome.error = Some(format!("{e:#}"));
+                    outcome.done_at = Instant::now() - self.epoch;
+                    return outcome;
+                }
+            }
+        }
+        let channel = self.grpc.clone();
+        let result = match channel {
+            Some(channel) => tokio::time::timeout(
+                self.plan.timeout,
+                crate::grpc::client::call(channel, call, &self.plan.headers),
+            )
+            .await
+            .ok(),
+            None => None,
+        };
+        match result {
+            Some(result) => grpc_outcome(&mut outcome, result),
+            None => {
+                self.grpc = None;
+                outcome.error = Some(format!("no response within {:?}", self.plan.timeout));
+            }
+        }
+        outcome.done_at = Instant::now() - self.epoch;
+        outcome
+    }
+
+    /// A TCP session that came back echoed counts as status 200; the banner says who answered.
+    async fn one_tcp(&mut self, port: u16, payload: &str) -> Outcome {
+        let sent = Instant::now();
+        let mut outcome = Outcome {
+            sent_at: sent - self.epoch,
+            ..Default::default()
+        };
+        let target = SocketAddr::new(self.plan.target.ip(), port);
+        match crate::tcp::session(target, payload, self.plan.timeout).await {
+            Ok(s) => {
+                outcome.status = Some(200);
+                outcome.messages = usize::from(s.echoed);
+                outcome.body = s.received;
+                if let Some(v) = s.banner {
+                    let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+                    outcome.version = text("version");
+                    outcome.protocol = text("protocol");
+                    outcome.instance = text("instance");
+                }
+            }
+            Err(e) => outcome.error = Some(e),
+        }
+        outcome.done_at = Instant::now() - self.epoch;
+        outcome
+    }
+
+    async fn one_websocket(&mut self, messages: usize) -> Outcome {
+        let sent = Instant::now();
+        let mut outcome = Outcome {
+            sent_at: sent - self.epoch,
+            ..Default::default()
+        };
+        let session = tokio::time::timeout(
+            self.plan.timeout,
+            crate::websocket::session(
+                self.plan.target,
+                &self.plan.authority,
+                &self.plan.path,
+                &self.plan.headers,
+                messages,
+            ),
+        )
+        .await;
+        match session {
+            Ok(Ok(s)) => {
+                outcome.status = Some(s.status);
+                outcome.messages = s.echoed;
+                outcome.headers = s.headers.into_iter().collect();
+                outcome.body = s.body;
+                outcome.flag = outcome
+                    .headers
+                    .get(REASON_HEADER)
+                    .and_then(|r| r.split_whitespace().next())
+                    .map(str::to_string);
+                if s.status != 101 {
+                    outcome.reason = outcome.headers.get(REASON_HEADER).cloned();
+                }
+                if let Some(v) = s.hello {
+                    let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+                    outcome.version = text("version");
+                    outcome.protocol = text("protocol");
+                    outcome.instance = text("instance");
+                    outcome.echo_path = text("path");
+                    if let Some(h) = v.get("headers").and_then(|h| h.as_object()) {
+                        outcome.echo_headers = h
+                            .iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                            .collect();
+                    }
+                }
+            }
+            Ok(Err(e)) => outcome.error = Some(e),
+            Err(_) => outcome.error = Some(format!("no session within {:?}", self.plan.timeout)),
+        }
+        outcome.done_at = Instant::now() - self.epoch;
+        outcome
+    }
+
     async fn exchange(&mut self) -> Result<crate::http::Response, String> {
         let request = self.plan.build()?;
         if !self.conn.as_ref().is_some_and(Connection::is_open) {
@@ -318,6 +473,52 @@ impl Worker {
     }
 }
 
+/// Fills an outcome from a gRPC call: who answered (the first reply; every reply of one call
+/// must come from the same instance), the status, and the flag of a proxy-generated failure.
+fn grpc_outcome(outcome: &mut Outcome, result: CallResult) {
+    outcome.grpc_status = Some(result.code);
+    outcome.messages = result.replies.len();
+    if let Some(first) = result.replies.first() {
+        outcome.version = Some(first.version.clone());
+        outcome.protocol = Some(first.protocol.clone());
+        outcome.instance = Some(first.instance.clone());
+        outcome.echo_headers = first.metadata.clone();
+        if let Some(other) = result.replies.iter().find(|r| r.instance != first.instance) {
+            outcome.error = Some(format!(
+                "one call answered by two instances: {} and {}",
+                first.instance, other.instance
+            ));
+            return;
+        }
+    }
+    outcome.headers = result.metadata.iter().cloned().collect();
+    outcome.flag = outcome
+        .headers
+        .get(REASON_HEADER)
+        .and_then(|r| r.split_whitespace().next())
+        .map(str::to_string)
+        .or_else(|| {
+            outcome
+                .headers
+                .contains_key("x-envoy-overloaded")
+                .then(|| "UO".to_string())
+        });
+    if result.code == 0 {
+        outcome.status = Some(200);
+    } else {
+        outcome.reason = outcome.headers.get(REASON_HEADER).cloned();
+        let reason = outcome
+            .reason
+            .as_ref()
+            .map(|r| format!(" ({REASON_HEADER}: {r})"))
+            .unwrap_or_default();
+        outcome.error = Some(format!(
+            "grpc-status {}: {}{reason}",
+            result.code, result.message
+        ));
+    }
+}
+
 /// Sends `plan.count` requests with at most `plan.concurrency` in flight and returns every
 /// outcome, in completion order per worker.
 pub async fn run_outcomes(plan: &RequestPlan) -> Vec<Outcome> {
@@ -330,11 +531,7 @@ pub async fn run_outcomes(plan: &RequestPlan) -> Vec<Outcome> {
         let plan = plan.clone();
         let next = next.clone();
         tasks.push(tokio::spawn(async move {
-            let mut worker = Worker {
-                plan: plan.clone(),
-                conn: None,
-                epoch,
-            };
+            let mut worker = Worker::new(plan.clone(), epoch);
             let mut out = Vec::new();
             while next.fetch_add(1, Ordering::Relaxed) < plan.count {
                 out.push(worker.one().await);
@@ -386,11 +583,7 @@ impl Traffic {
                 let stop = stop.clone();
                 let completed = completed.clone();
                 tokio::spawn(async move {
-                    let mut worker = Worker {
-                        plan,
-                        conn: None,
-                        epoch,
-                    };
+                    let mut worker = Worker::new(plan, epoch);
                     let mut out = Vec::new();
                     while !stop.load(Ordering::Relaxed) {
                         out.push(worker.one().await);

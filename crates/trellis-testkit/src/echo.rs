@@ -19,7 +19,8 @@
 //!
 //! For every URL in [`EchoConfig::calls`] the app calls that URL on every request it serves —
 //! through [`EchoConfig::http_proxy`] if set, exactly like an application with `HTTP_PROXY`
-//! pointing at its sidecar — forwarding `x-request-id` and `end-user`, and embeds each answer in
+//! pointing at its sidecar — forwarding `x-request-id`, `end-user` and the trace context
+//! (B3, `traceparent`/`tracestate`), and embeds each answer in
 //! `upstreams`.
 
 use std::collections::BTreeMap;
@@ -32,7 +33,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full, Limited, combinators::UnsyncBoxBody};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -51,7 +52,25 @@ pub const MAX_REQUEST_BODY: usize = 1024 * 1024;
 /// How long one upstream call may take.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Request headers forwarded to upstream calls.
-pub const FORWARDED_HEADERS: &[&str] = &["x-request-id", "end-user"];
+pub const FORWARDED_HEADERS: &[&str] = &[
+    "x-request-id",
+    "end-user",
+    // Trace context, as Istio asks applications to propagate it (B3 and W3C).
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+    "b3",
+    "traceparent",
+    "tracestate",
+];
+
+/// Errors of the echo app's response bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The echo app's response body (JSON answers, gRPC streams).
+pub type EchoBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// Who the echo app is and whom it calls.
 #[derive(Debug, Clone, Default)]
@@ -121,13 +140,42 @@ pub async fn serve(
                 let config = config.clone();
                 let counters = counters.clone();
                 connections.spawn(async move {
-                    let service = service_fn(move |req| {
+                    // Raw TCP (not HTTP) gets the TCP echo.
+                    let mut first = [0u8; 4];
+                    if let Ok(n) = stream.peek(&mut first).await
+                        && n > 0
+                        && !crate::tcp::looks_like_http(&first[..n])
+                    {
+                        counters.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if let Err(e) = crate::tcp::serve(stream, &config).await {
+                            tracing::debug!("echo: tcp session ended: {e}");
+                        }
+                        return;
+                    }
+                    let service = service_fn(move |req: Request<Incoming>| {
                         let config = config.clone();
                         let counters = counters.clone();
-                        async move { Ok::<_, Infallible>(handle(req, &config, &counters).await) }
+                        async move {
+                            let response = if crate::websocket::is_websocket(&req) {
+                                counters.count(&req);
+                                let hello = crate::websocket::hello(&req, &config);
+                                crate::websocket::accept(req, &config, hello)
+                            } else if crate::grpc::is_grpc(&req) {
+                                counters.count(&req);
+                                crate::grpc::server::handle(req, &config).await
+                            } else {
+                                handle(req, &config, &counters)
+                                    .await
+                                    .map(|b| b.map_err(|e| match e {}).boxed_unsync())
+                            };
+                            Ok::<_, Infallible>(response)
+                        }
                     });
                     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    if let Err(e) = builder.serve_connection(TokioIo::new(stream), service).await {
+                    if let Err(e) = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await
+                    {
                         tracing::debug!("echo: connection ended: {e}");
                     }
                 });
@@ -147,6 +195,24 @@ pub const STATS_PATH: &str = "/_echo/stats";
 struct Counters {
     requests: std::sync::atomic::AtomicU64,
     shadow: std::sync::atomic::AtomicU64,
+}
+
+impl Counters {
+    /// Counts a request served (and whether it is a mirrored copy: Host ending in `-shadow`).
+    fn count<B>(&self, req: &Request<B>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.requests.fetch_add(1, Relaxed);
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()))
+            .unwrap_or_default();
+        if host.split(':').next().unwrap_or("").ends_with("-shadow") {
+            self.shadow.fetch_add(1, Relaxed);
+        }
+    }
 }
 
 /// The query parameters the echo app understands, validated.
@@ -210,7 +276,7 @@ pub fn parse_query(query: &str) -> Result<EchoQuery, String> {
     Ok(q)
 }
 
-fn version_name(v: Version) -> &'static str {
+pub(crate) fn version_name(v: Version) -> &'static str {
     match v {
         Version::HTTP_09 => "HTTP/0.9",
         Version::HTTP_10 => "HTTP/1.0",
@@ -248,17 +314,7 @@ async fn handle(
         );
     }
     if req.uri().path() != "/ready-check" {
-        counters.requests.fetch_add(1, Relaxed);
-        let host = req
-            .headers()
-            .get(http::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_string)
-            .or_else(|| req.uri().authority().map(|a| a.to_string()))
-            .unwrap_or_default();
-        if host.split(':').next().unwrap_or("").ends_with("-shadow") {
-            counters.shadow.fetch_add(1, Relaxed);
-        }
+        counters.count(&req);
     }
     let query_str = req.uri().query().unwrap_or("").to_string();
     let mut query = match parse_query(&query_str) {

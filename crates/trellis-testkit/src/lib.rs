@@ -8,7 +8,12 @@
 pub mod client;
 pub mod echo;
 pub mod envoy;
+pub mod grpc;
 pub mod http;
+pub mod jwt;
 pub mod mesh;
 pub mod process;
 pub mod scenario;
+pub mod tcp;
+pub mod websocket;
+pub mod zipkin;

@@ -65,6 +65,7 @@ async fn start_apply_nack_remove_and_teardown() -> anyhow::Result<()> {
     }
     let dir = run_dir("mesh");
     let mut options = MeshOptions::new(fake_trellis(), &dir);
+    options.mtls = false;
     options.startup_timeout = Duration::from_secs(30);
     let mut mesh = Mesh::start(spec(base(1), &["v1", "v2"]), options).await?;
     let b = base(1).octets();
@@ -138,6 +139,7 @@ async fn a_process_that_dies_fails_start_with_its_log() -> anyhow::Result<()> {
     }
     let dir = run_dir("crash");
     let mut options = MeshOptions::new(fake_trellis(), &dir);
+    options.mtls = false;
     options.startup_timeout = Duration::from_secs(30);
     let started = Instant::now();
     let err = Mesh::start(spec(base(2), &["v1", "crash"]), options)

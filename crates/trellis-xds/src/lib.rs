@@ -3,6 +3,7 @@
 //! the Envoy agent from drifting apart on names.
 
 pub mod node;
+pub mod telemetry;
 pub mod type_url;
 
 pub use node::{NodeIdentity, NodeParseError, ProxyType};

@@ -23,6 +23,9 @@ pub mod keys {
     pub const INTERCEPTION_MODE: &str = "INTERCEPTION_MODE";
     /// Explicit mode: the IP the application listens on.
     pub const APP_IP: &str = "TRELLIS_APP_IP";
+    /// `"true"` when the proxy has a workload certificate over SDS (`default`/`ROOTCA`): only
+    /// then does the control plane give it mutual TLS (Istio's former `SDS` node metadata).
+    pub const SDS: &str = "SDS";
 }
 
 /// Whether the proxy is a workload's sidecar or a gateway.
@@ -62,6 +65,8 @@ pub struct NodeIdentity {
     pub labels: BTreeMap<String, String>,
     /// Explicit mode: where the application listens. `None` means the app shares `ip`.
     pub app_ip: Option<IpAddr>,
+    /// Whether the proxy has a workload certificate (secure mode): mutual TLS needs it.
+    pub sds: bool,
 }
 
 /// A node the control plane cannot make sense of.
@@ -107,6 +112,9 @@ impl NodeIdentity {
         if let Some(app_ip) = self.app_ip {
             put(keys::APP_IP, app_ip.to_string());
         }
+        if self.sds {
+            put(keys::SDS, "true".to_string());
+        }
         let labels = self
             .labels
             .iter()
@@ -141,6 +149,9 @@ impl NodeIdentity {
         map.insert(keys::INTERCEPTION_MODE.into(), "NONE".into());
         if let Some(app_ip) = self.app_ip {
             map.insert(keys::APP_IP.into(), app_ip.to_string().into());
+        }
+        if self.sds {
+            map.insert(keys::SDS.into(), "true".into());
         }
         let labels: serde_json::Map<String, serde_json::Value> = self
             .labels
@@ -201,6 +212,7 @@ impl NodeIdentity {
             service_account: text(keys::SERVICE_ACCOUNT).unwrap_or("default").to_string(),
             labels,
             app_ip,
+            sds: text(keys::SDS) == Some("true"),
         })
     }
 
@@ -236,6 +248,7 @@ mod tests {
             service_account: "reviews".into(),
             labels: [("app".to_string(), "reviews".to_string())].into(),
             app_ip: Some("127.0.10.102".parse().expect("ip")),
+            sds: true,
         }
     }
 

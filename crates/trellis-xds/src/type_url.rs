@@ -13,6 +13,9 @@ pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets
 
 /// The HTTP connection manager network filter.
 pub const HTTP_CONNECTION_MANAGER: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
+/// The TCP proxy network filter's config.
+pub const TCP_PROXY: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy";
 /// The router HTTP filter.
 pub const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
 /// Upstream HTTP protocol options (HTTP/1.1 vs HTTP/2 to the upstream).
@@ -23,6 +26,8 @@ pub const HTTP_PROTOCOL_OPTIONS: &str =
 pub mod names {
     /// Network filter name of the HTTP connection manager.
     pub const HTTP_CONNECTION_MANAGER: &str = "envoy.filters.network.http_connection_manager";
+    /// The TCP proxy network filter.
+    pub const TCP_PROXY: &str = "envoy.filters.network.tcp_proxy";
     /// HTTP filter name of the router.
     pub const ROUTER: &str = "envoy.filters.http.router";
     /// Key of the upstream HTTP protocol options in `typed_extension_protocol_options`.

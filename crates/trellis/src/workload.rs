@@ -106,6 +106,7 @@ impl WorkloadArgs {
             service_account: self.service_account.clone(),
             labels: self.labels.clone(),
             app_ip: self.app_ip,
+            sds: false,
         }
     }
 

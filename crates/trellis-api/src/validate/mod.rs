@@ -1,8 +1,10 @@
 //! Semantic validation after typing, following Istio's own rules.
 
+mod authorization_policy;
 mod common;
 mod destination_rule;
 mod others;
+mod request_authentication;
 mod service_entry;
 mod virtual_service;
 mod workload_entry;
@@ -40,8 +42,8 @@ pub(crate) fn validate_spec(spec: &Spec, f: &mut Findings) {
         Spec::Sidecar(sc) => others::sidecar(sc, p, f),
         Spec::WorkloadGroup(wg) => others::workload_group(wg, p, f),
         Spec::PeerAuthentication(pa) => others::peer_authentication(pa, p, f),
-        Spec::RequestAuthentication(ra) => others::request_authentication(ra, p, f),
-        Spec::AuthorizationPolicy(ap) => others::authorization_policy(ap, p, f),
+        Spec::RequestAuthentication(ra) => request_authentication::validate(ra, p, f),
+        Spec::AuthorizationPolicy(ap) => authorization_policy::validate(ap, p, f),
         Spec::Telemetry(t) => others::telemetry(t, p, f),
     }
 }

@@ -1,13 +1,11 @@
 //! Lighter checks for Gateway, Sidecar, WorkloadGroup and the security and telemetry kinds.
 
 use super::Findings;
-use super::common::{at_most_one, cidr, duration, host, opt_port, percentage, port, required};
+use super::common::{at_most_one, duration, host, opt_port, percentage, port, required};
 use super::destination_rule;
 use super::workload_entry;
 use crate::networking::{ConnectionPoolSettings, Gateway, Sidecar, WorkloadGroup};
-use crate::security::{
-    AuthorizationAction, AuthorizationPolicy, PeerAuthentication, RequestAuthentication,
-};
+use crate::security::PeerAuthentication;
 use crate::telemetry::Telemetry;
 use crate::types::{LabelSelector, PolicyTargetReference};
 
@@ -137,7 +135,7 @@ pub(crate) fn workload_group(wg: &WorkloadGroup, p: &str, f: &mut Findings) {
     }
 }
 
-fn selector_and_targets(
+pub(crate) fn selector_and_targets(
     selector: Option<&LabelSelector>,
     target_ref: Option<&PolicyTargetReference>,
     target_refs: &[PolicyTargetReference],
@@ -195,131 +193,6 @@ pub(crate) fn peer_authentication(pa: &PeerAuthentication, p: &str, f: &mut Find
     }
 }
 
-pub(crate) fn request_authentication(ra: &RequestAuthentication, p: &str, f: &mut Findings) {
-    selector_and_targets(
-        ra.selector.as_ref(),
-        ra.target_ref.as_ref(),
-        &ra.target_refs,
-        p,
-        f,
-    );
-    for (i, rule) in ra.jwt_rules.iter().enumerate() {
-        let rp = format!("{p}.jwtRules[{i}]");
-        if rule.issuer.as_deref().unwrap_or("").is_empty() {
-            f.error(format!("{rp}.issuer"), "issuer is required");
-        }
-        at_most_one(
-            f,
-            &rp,
-            &[
-                ("jwksUri", rule.jwks_uri.is_some()),
-                ("jwks_uri", rule.jwks_uri_legacy.is_some()),
-                ("jwks", rule.jwks.is_some()),
-            ],
-        );
-        for (field, uri) in [
-            ("jwksUri", &rule.jwks_uri),
-            ("jwks_uri", &rule.jwks_uri_legacy),
-        ] {
-            if let Some(u) = uri
-                && !(u.starts_with("http://") || u.starts_with("https://"))
-            {
-                f.error(
-                    format!("{rp}.{field}"),
-                    format!("JWKS URI {u:?} must use http or https"),
-                );
-            }
-        }
-        duration(f, &format!("{rp}.timeout"), rule.timeout.as_ref());
-        for (j, h) in rule.from_headers.iter().enumerate() {
-            required(f, &format!("{rp}.fromHeaders[{j}].name"), "name", &h.name);
-        }
-    }
-}
-
-pub(crate) fn authorization_policy(ap: &AuthorizationPolicy, p: &str, f: &mut Findings) {
-    selector_and_targets(
-        ap.selector.as_ref(),
-        ap.target_ref.as_ref(),
-        &ap.target_refs,
-        p,
-        f,
-    );
-    let custom = ap.action == Some(AuthorizationAction::Custom);
-    if custom
-        && ap
-            .provider
-            .as_ref()
-            .and_then(|pr| pr.name.as_deref())
-            .unwrap_or("")
-            .is_empty()
-    {
-        f.error(
-            format!("{p}.provider.name"),
-            "action CUSTOM requires a provider name",
-        );
-    }
-    if !custom && ap.provider.is_some() {
-        f.error(
-            format!("{p}.provider"),
-            "provider is only allowed with action CUSTOM",
-        );
-    }
-    for (i, rule) in ap.rules.iter().enumerate() {
-        let rp = format!("{p}.rules[{i}]");
-        for (j, from) in rule.from.iter().enumerate() {
-            let Some(src) = &from.source else {
-                f.error(format!("{rp}.from[{j}].source"), "source is required");
-                continue;
-            };
-            let sp = format!("{rp}.from[{j}].source");
-            for (field, blocks) in [
-                ("ipBlocks", &src.ip_blocks),
-                ("notIpBlocks", &src.not_ip_blocks),
-                ("remoteIpBlocks", &src.remote_ip_blocks),
-                ("notRemoteIpBlocks", &src.not_remote_ip_blocks),
-            ] {
-                for (k, b) in blocks.iter().enumerate() {
-                    cidr(f, &format!("{sp}.{field}[{k}]"), b);
-                }
-            }
-            let accounts = !src.service_accounts.is_empty() || !src.not_service_accounts.is_empty();
-            let others = !src.principals.is_empty()
-                || !src.not_principals.is_empty()
-                || !src.namespaces.is_empty()
-                || !src.not_namespaces.is_empty();
-            if accounts && others {
-                f.error(
-                    sp.clone(),
-                    "serviceAccounts cannot be combined with principals or namespaces",
-                );
-            }
-        }
-        for (j, to) in rule.to.iter().enumerate() {
-            let Some(op) = &to.operation else {
-                f.error(format!("{rp}.to[{j}].operation"), "operation is required");
-                continue;
-            };
-            for (field, ports) in [("ports", &op.ports), ("notPorts", &op.not_ports)] {
-                for (k, pt) in ports.iter().enumerate() {
-                    if !pt.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n)) {
-                        f.error(
-                            format!("{rp}.to[{j}].operation.{field}[{k}]"),
-                            format!("port {pt:?} is out of range 1..=65535"),
-                        );
-                    }
-                }
-            }
-        }
-        for (j, c) in rule.when.iter().enumerate() {
-            required(f, &format!("{rp}.when[{j}].key"), "key", &c.key);
-            if c.values.is_empty() && c.not_values.is_empty() {
-                f.error(format!("{rp}.when[{j}]"), "values or notValues is required");
-            }
-        }
-    }
-}
-
 pub(crate) fn telemetry(t: &Telemetry, p: &str, f: &mut Findings) {
     selector_and_targets(
         t.selector.as_ref(),
@@ -334,7 +207,19 @@ pub(crate) fn telemetry(t: &Telemetry, p: &str, f: &mut Findings) {
             &format!("{p}.tracing[{i}].randomSamplingPercentage"),
             tr.random_sampling_percentage,
         );
+        if tr.disable_context_propagation == Some(true) {
+            f.error(
+                format!("{p}.tracing[{i}].disableContextPropagation"),
+                "unsupported: trace context is always propagated",
+            );
+        }
         for (name, tag) in &tr.custom_tags {
+            if tag.formatter.is_some() {
+                f.error(
+                    format!("{p}.tracing[{i}].customTags.{name}.formatter"),
+                    "unsupported: use literal, environment or header",
+                );
+            }
             at_most_one(
                 f,
                 &format!("{p}.tracing[{i}].customTags.{name}"),
@@ -345,6 +230,13 @@ pub(crate) fn telemetry(t: &Telemetry, p: &str, f: &mut Findings) {
                     ("formatter", tag.formatter.is_some()),
                 ],
             );
+        }
+    }
+    for (i, l) in t.access_logging.iter().enumerate() {
+        if let Some(e) = l.filter.as_ref().and_then(|x| x.expression.as_deref())
+            && let Err(reason) = crate::telemetry::CodeFilter::parse(e)
+        {
+            f.error(format!("{p}.accessLogging[{i}].filter.expression"), reason);
         }
     }
     for (i, m) in t.metrics.iter().enumerate() {

@@ -39,9 +39,22 @@ pub struct Endpoint {
     pub workload: Option<String>,
     /// `region/zone/subzone`, if known.
     pub locality: Option<String>,
+    /// The workload's service account (its identity), from its WorkloadEntry.
+    pub service_account: Option<String>,
+    /// The namespace of the resource the endpoint comes from (its identity's namespace).
+    pub namespace: String,
 }
 
+/// The label Istio puts on workloads that have a sidecar: `istio` means the workload accepts
+/// mutual TLS from the mesh (auto mTLS sends it only to such endpoints).
+pub const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
+
 impl Endpoint {
+    /// Whether the workload has a sidecar that speaks Istio mutual TLS.
+    pub fn has_sidecar(&self) -> bool {
+        self.labels.get(TLS_MODE_LABEL).map(String::as_str) == Some("istio")
+    }
+
     /// The port this endpoint listens on for a service port.
     pub fn port_for(&self, port: &ServicePort) -> u32 {
         self.ports
@@ -69,6 +82,8 @@ pub struct Service {
     pub location: Location,
     /// Namespaces the ServiceEntry is exported to (empty: everywhere).
     pub export_to: Vec<String>,
+    /// The ServiceEntry's `subjectAltNames`: identities its endpoints may present.
+    pub subject_alt_names: Vec<String>,
 }
 
 impl Service {
@@ -134,6 +149,8 @@ impl ServiceRegistry {
                         weight: 1,
                         workload: None,
                         locality: None,
+                        service_account: None,
+                        namespace: namespace.clone(),
                     });
                 }
                 services.entry(host.clone()).or_insert_with(|| Service {
@@ -144,6 +161,7 @@ impl ServiceRegistry {
                     resolution,
                     location: se.location.unwrap_or(Location::MeshExternal),
                     export_to: se.export_to.clone(),
+                    subject_alt_names: se.subject_alt_names.clone(),
                 });
             }
         }
@@ -185,7 +203,7 @@ fn endpoints_of(
     let mut endpoints: Vec<Endpoint> = se
         .endpoints
         .iter()
-        .filter_map(|we| endpoint_of(we, None, se.resolution_or_default()))
+        .filter_map(|we| endpoint_of(we, None, namespace, se.resolution_or_default()))
         .collect();
     if let Some(selector) = &se.workload_selector {
         for (resource, we) in workload_entries {
@@ -196,7 +214,12 @@ fn endpoints_of(
                     .all(|(k, v)| we.labels.get(k) == Some(v));
             if selected {
                 let id = format!("{}/{}", resource.meta.namespace, resource.meta.name);
-                endpoints.extend(endpoint_of(we, Some(id), Resolution::Static));
+                endpoints.extend(endpoint_of(
+                    we,
+                    Some(id),
+                    &resource.meta.namespace,
+                    Resolution::Static,
+                ));
             }
         }
     }
@@ -206,6 +229,7 @@ fn endpoints_of(
 fn endpoint_of(
     we: &WorkloadEntry,
     workload: Option<String>,
+    namespace: &str,
     resolution: Resolution,
 ) -> Option<Endpoint> {
     let address = we.address.as_deref()?;
@@ -222,5 +246,7 @@ fn endpoint_of(
         weight: we.weight.unwrap_or(1).max(1),
         workload,
         locality: we.locality.clone(),
+        service_account: we.service_account.clone(),
+        namespace: namespace.to_string(),
     })
 }

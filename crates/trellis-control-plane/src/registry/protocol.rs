@@ -40,6 +40,11 @@ impl Protocol {
         )
     }
 
+    /// Whether the proxy passes the bytes through as they are (a TCP proxy, no HTTP routes).
+    pub fn is_opaque(self) -> bool {
+        matches!(self, Protocol::Tcp | Protocol::Tls)
+    }
+
     /// Whether upstream connections use HTTP/2.
     pub fn is_http2(self) -> bool {
         matches!(self, Protocol::Http2 | Protocol::Grpc)

@@ -2,6 +2,7 @@
 //! re-read when it changes, and every file keeps its last good content, so an invalid edit is
 //! reported and never half-applied while the rest of the mesh keeps its config.
 
+mod mesh_config;
 mod watch;
 
 pub use watch::watch_dir;
@@ -10,9 +11,12 @@ use std::collections::BTreeMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
-use trellis_api::{Resource, ValidationError, Warning};
+use trellis_api::{MeshConfig, Resource, ValidationError, Warning};
+
+use mesh_config::MeshConfigFile;
 
 /// What the last reload found wrong or suspicious, for logs and `/debug/config`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -38,6 +42,8 @@ struct FileState {
 pub struct DirStore {
     dir: PathBuf,
     files: BTreeMap<PathBuf, FileState>,
+    /// The mesh config file, when one is configured.
+    mesh: Option<MeshConfigFile>,
 }
 
 /// The result of a reload.
@@ -47,7 +53,9 @@ pub struct Loaded {
     pub resources: Vec<Resource>,
     /// Errors and warnings.
     pub diagnostics: Diagnostics,
-    /// Whether the resources differ from the previous reload.
+    /// The mesh config in force (Istio's defaults without a file).
+    pub mesh: Arc<MeshConfig>,
+    /// Whether the resources or the mesh config differ from the previous reload.
     pub changed: bool,
 }
 
@@ -65,7 +73,20 @@ impl DirStore {
         DirStore {
             dir: dir.into(),
             files: BTreeMap::new(),
+            mesh: None,
         }
+    }
+
+    /// The same store, also reading the mesh config from `path` (a missing file means
+    /// Istio's defaults).
+    pub fn with_mesh_config(mut self, path: impl Into<PathBuf>) -> Self {
+        self.mesh = Some(MeshConfigFile::new(path.into()));
+        self
+    }
+
+    /// The mesh config file, if any (watched beside the directory).
+    pub fn mesh_config_path(&self) -> Option<&Path> {
+        self.mesh.as_ref().map(MeshConfigFile::path)
     }
 
     /// The directory this store reads.
@@ -76,6 +97,10 @@ impl DirStore {
     /// Re-reads the directory.
     pub fn reload(&mut self) -> Result<Loaded, StoreError> {
         let before = self.good_fingerprint();
+        let mesh_before = self.mesh.as_ref().and_then(MeshConfigFile::fingerprint);
+        if let Some(m) = &mut self.mesh {
+            m.reload();
+        }
         let paths = config_files(&self.dir).map_err(|source| StoreError {
             dir: self.dir.clone(),
             source,
@@ -164,12 +189,20 @@ impl DirStore {
                     .push(format!("{error} ({kept}: {})", path.display()));
             }
         }
+        if let Some(m) = &self.mesh {
+            diagnostics.errors.extend(m.errors());
+        }
         let warnings: Vec<Warning> = trellis_api::check_references(&resources);
         diagnostics.warnings = warnings.iter().map(ToString::to_string).collect();
         Ok(Loaded {
             resources,
             diagnostics,
-            changed: before != self.good_fingerprint(),
+            mesh: self
+                .mesh
+                .as_ref()
+                .map_or_else(Default::default, MeshConfigFile::config),
+            changed: before != self.good_fingerprint()
+                || mesh_before != self.mesh.as_ref().and_then(MeshConfigFile::fingerprint),
         })
     }
 

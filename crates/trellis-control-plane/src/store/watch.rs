@@ -13,9 +13,9 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 /// Reload at least this often even without events.
 const POLL: Duration = Duration::from_secs(2);
 
-/// Calls `on_change` after the directory changes (debounced) and every `POLL` as a fallback.
-/// Runs until `on_change` returns false.
-pub async fn watch_dir(dir: &Path, mut on_change: impl FnMut() -> bool) {
+/// Calls `on_change` after the directory (or the file `also`, e.g. the mesh config) changes
+/// (debounced) and every `POLL` as a fallback. Runs until `on_change` returns false.
+pub async fn watch_dir(dir: &Path, also: Option<&Path>, mut on_change: impl FnMut() -> bool) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if event.is_ok() {
@@ -25,7 +25,15 @@ pub async fn watch_dir(dir: &Path, mut on_change: impl FnMut() -> bool) {
     // Keep the watcher alive for as long as we loop; without it we still poll.
     let _watcher = match watcher {
         Ok(mut w) => match w.watch(dir, RecursiveMode::Recursive) {
-            Ok(()) => Some(w),
+            Ok(()) => {
+                // A file replaced by rename is only seen through its directory.
+                if let Some(parent) = also.and_then(Path::parent)
+                    && let Err(error) = w.watch(parent, RecursiveMode::NonRecursive)
+                {
+                    warn!(dir = %parent.display(), %error, "cannot watch the mesh config's directory; polling every {POLL:?}");
+                }
+                Some(w)
+            }
             Err(error) => {
                 warn!(dir = %dir.display(), %error, "cannot watch config directory; polling every {POLL:?}");
                 None

@@ -49,6 +49,8 @@ pub struct OutboundCluster<'m> {
     pub service: &'m Service,
     /// The port.
     pub port: &'m ServicePort,
+    /// The subset's name, if a subset.
+    pub subset_name: Option<&'m str>,
     /// The subset's labels, if a subset.
     pub subset_labels: Option<&'m std::collections::BTreeMap<String, String>>,
     /// The effective traffic policy.
@@ -80,6 +82,7 @@ pub fn plan<'m>(
                 name: outbound_cluster_name(port.number, None, &service.host),
                 service,
                 port,
+                subset_name: None,
                 subset_labels: None,
                 policy: policy::effective(rule.map(|r| &r.spec), None, port.number),
             });
@@ -88,6 +91,7 @@ pub fn plan<'m>(
                     name: outbound_cluster_name(port.number, Some(&subset.name), &service.host),
                     service,
                     port,
+                    subset_name: Some(&subset.name),
                     subset_labels: Some(&subset.labels),
                     policy: policy::effective(
                         rule.map(|r| &r.spec),
@@ -102,8 +106,10 @@ pub fn plan<'m>(
 }
 
 /// The Envoy cluster for a planned outbound cluster; DNS clusters embed their endpoints.
-pub fn outbound(c: &OutboundCluster<'_>, proxy: &ProxyView<'_>) -> Cluster {
+pub fn outbound(c: &OutboundCluster<'_>, proxy: &ProxyView<'_>, model: &MeshModel) -> Cluster {
     let policy = c.policy.as_ref();
+    let (transport_socket, transport_socket_matches) =
+        super::mtls::outbound_sockets(c, proxy, model);
     let mut cluster = Cluster {
         name: c.name.clone(),
         connect_timeout: Some(duration(
@@ -116,6 +122,8 @@ pub fn outbound(c: &OutboundCluster<'_>, proxy: &ProxyView<'_>) -> Cluster {
         circuit_breakers: Some(circuit_breakers(policy)),
         upstream_connection_options: upstream_connection_options(policy),
         typed_extension_protocol_options: outbound_protocol_options(c.port, policy),
+        transport_socket,
+        transport_socket_matches,
         ..Default::default()
     };
     if c.passthrough() {
@@ -132,7 +140,7 @@ pub fn outbound(c: &OutboundCluster<'_>, proxy: &ProxyView<'_>) -> Cluster {
             DiscoveryType::StrictDns
         };
         cluster.cluster_discovery_type = Some(ClusterDiscoveryType::Type(kind as i32));
-        let mut cla = super::endpoints::assignment(c, proxy);
+        let mut cla = super::endpoints::assignment(c, proxy, model);
         if kind == DiscoveryType::LogicalDns {
             // A logical DNS cluster has exactly one host name.
             for l in &mut cla.endpoints {
@@ -345,7 +353,11 @@ pub fn inbound(node: &NodeIdentity, ports: &[InboundPort]) -> Vec<Cluster> {
                     }],
                     ..Default::default()
                 }),
-                typed_extension_protocol_options: protocol_options(p.http2, None, None),
+                typed_extension_protocol_options: if p.tcp {
+                    HashMap::new()
+                } else {
+                    protocol_options(p.http2, None, None)
+                },
                 ..Default::default()
             }
         })
@@ -357,6 +369,10 @@ fn outbound_protocol_options(
     port: &ServicePort,
     policy: Option<&TrafficPolicy>,
 ) -> HashMap<String, envoy_types::pb::google::protobuf::Any> {
+    if port.protocol.is_opaque() {
+        // A TCP proxy's cluster: no HTTP settings.
+        return HashMap::new();
+    }
     let cp = policy.and_then(|p| p.connection_pool.as_ref());
     let http = cp.and_then(|cp| cp.http.as_ref());
     let tcp = cp.and_then(|cp| cp.tcp.as_ref());

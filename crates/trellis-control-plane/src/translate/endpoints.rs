@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use envoy_types::pb::envoy::config::core::v3::Locality;
+use envoy_types::pb::envoy::config::core::v3::{Locality, Metadata};
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
 };
@@ -13,15 +13,33 @@ use trellis_api::networking::LocalityLbSetting;
 
 use super::clusters::OutboundCluster;
 use super::proto::socket_address;
-use crate::model::{ProxyView, wildcard_matches};
+use crate::model::{MeshModel, ProxyView, wildcard_matches};
 use crate::registry::Endpoint as RegistryEndpoint;
 
 /// Assignments for every EDS cluster of the plan.
-pub fn outbound(plan: &[OutboundCluster<'_>], proxy: &ProxyView<'_>) -> Vec<ClusterLoadAssignment> {
+pub fn outbound(
+    plan: &[OutboundCluster<'_>],
+    proxy: &ProxyView<'_>,
+    model: &MeshModel,
+) -> Vec<ClusterLoadAssignment> {
     plan.iter()
         .filter(|c| c.is_eds())
-        .map(|c| assignment(c, proxy))
+        .map(|c| assignment(c, proxy, model))
         .collect()
+}
+
+/// An endpoint's metadata from its `filter_metadata` entries (auto mTLS's tlsMode, Istio's
+/// workload metadata); `None` when it has none.
+fn endpoint_metadata(
+    tls_mode: Option<(String, envoy_types::pb::google::protobuf::Struct)>,
+    workload: Option<(String, envoy_types::pb::google::protobuf::Struct)>,
+) -> Option<Metadata> {
+    let filter_metadata: std::collections::HashMap<_, _> =
+        tls_mode.into_iter().chain(workload).collect();
+    (!filter_metadata.is_empty()).then(|| Metadata {
+        filter_metadata,
+        ..Default::default()
+    })
 }
 
 /// `region/zone/subzone` split into its parts (missing parts empty).
@@ -34,8 +52,13 @@ fn parse_locality(text: Option<&str>) -> (String, String, String) {
     )
 }
 
-/// The assignment of one cluster, as seen by `proxy`.
-pub fn assignment(c: &OutboundCluster<'_>, proxy: &ProxyView<'_>) -> ClusterLoadAssignment {
+/// The assignment of one cluster, as seen by `proxy`. Endpoints that accept mesh mutual TLS
+/// carry the `tlsMode: istio` metadata auto mTLS selects on.
+pub fn assignment(
+    c: &OutboundCluster<'_>,
+    proxy: &ProxyView<'_>,
+    model: &MeshModel,
+) -> ClusterLoadAssignment {
     let selected: Vec<&RegistryEndpoint> = c
         .service
         .endpoints
@@ -80,13 +103,21 @@ pub fn assignment(c: &OutboundCluster<'_>, proxy: &ProxyView<'_>) -> ClusterLoad
             let (region, zone, sub_zone) = parse_locality(Some(&locality));
             let lb_endpoints: Vec<LbEndpoint> = eps
                 .iter()
-                .map(|e| LbEndpoint {
-                    host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
-                        address: Some(socket_address(&e.address, e.port_for(c.port))),
+                .map(|e| {
+                    let port = e.port_for(c.port);
+                    LbEndpoint {
+                        host_identifier: Some(HostIdentifier::Endpoint(Endpoint {
+                            address: Some(socket_address(&e.address, port)),
+                            ..Default::default()
+                        })),
+                        load_balancing_weight: Some(UInt32Value { value: e.weight }),
+                        metadata: endpoint_metadata(
+                            super::mtls::endpoint_accepts_mtls(model, e, port)
+                                .then(super::mtls::tls_mode_metadata),
+                            super::peer_metadata::workload_metadata(e),
+                        ),
                         ..Default::default()
-                    })),
-                    load_balancing_weight: Some(UInt32Value { value: e.weight }),
-                    ..Default::default()
+                    }
                 })
                 .collect();
             LocalityLbEndpoints {

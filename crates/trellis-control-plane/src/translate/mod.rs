@@ -2,13 +2,19 @@
 //! puts them together for one proxy. Names follow Istio's (`outbound|PORT|SUBSET|HOST`,
 //! `inbound|PORT||`) so `istioctl`-trained eyes can read `/config_dump`.
 
+pub mod authn;
+pub mod authz;
 mod clusters;
 mod endpoints;
 mod listeners;
+mod mtls;
+mod peer_metadata;
 mod policy;
 mod proto;
 mod routes;
 mod scope;
+mod tcp;
+mod telemetry;
 
 use trellis_xds::{NodeIdentity, to_any, type_url};
 
@@ -42,16 +48,18 @@ pub fn generate(model: &MeshModel, node: &NodeIdentity) -> ProxyResources {
     }
     let proxy = model.proxy_view(node);
     let outbound = scope::visible_services(model, &proxy);
-    let plan = clusters::plan(model, &proxy, &outbound);
+    let outbound_tcp = scope::visible_tcp_services(model, &proxy);
+    let mut plan = clusters::plan(model, &proxy, &outbound);
+    plan.extend(clusters::plan(model, &proxy, &outbound_tcp));
     for c in &plan {
-        let cluster = clusters::outbound(c, &proxy);
+        let cluster = clusters::outbound(c, &proxy, model);
         out.insert(
             type_url::CLUSTER,
             cluster.name.clone(),
             to_any(type_url::CLUSTER, &cluster),
         );
     }
-    for cla in endpoints::outbound(&plan, &proxy) {
+    for cla in endpoints::outbound(&plan, &proxy, model) {
         out.insert(
             type_url::ENDPOINT,
             cla.cluster_name.clone(),
@@ -66,7 +74,10 @@ pub fn generate(model: &MeshModel, node: &NodeIdentity) -> ProxyResources {
             to_any(type_url::CLUSTER, &cluster),
         );
     }
-    for listener in listeners::all(node, &inbound) {
+    let mut all_listeners = listeners::all(model, &proxy, &inbound);
+    all_listeners.extend(tcp::outbound_listeners(model, &proxy, &outbound_tcp, &inbound));
+    for mut listener in all_listeners {
+        telemetry::decorate(&mut listener, model, &proxy);
         out.insert(
             type_url::LISTENER,
             listener.name.clone(),
@@ -88,6 +99,8 @@ pub fn generate(model: &MeshModel, node: &NodeIdentity) -> ProxyResources {
 pub(crate) struct InboundPort {
     pub port: u32,
     pub http2: bool,
+    /// Opaque TCP (a TCP proxy to the app) rather than HTTP.
+    pub tcp: bool,
 }
 
 /// The ports of every service that has this workload as an endpoint.
@@ -96,13 +109,18 @@ fn inbound_ports(model: &MeshModel, node: &NodeIdentity) -> Vec<InboundPort> {
     for service in model.registry.services() {
         let ip = node.ip.to_string();
         for endpoint in service.endpoints.iter().filter(|e| e.address == ip) {
-            for port in service.ports.iter().filter(|p| p.protocol.is_http()) {
+            for port in service.ports.iter() {
                 let number = endpoint.port_for(port);
                 match ports.iter_mut().find(|p| p.port == number) {
-                    Some(existing) => existing.http2 |= port.protocol.is_http2(),
+                    Some(existing) => {
+                        existing.http2 |= port.protocol.is_http2();
+                        // HTTP wins when services disagree about a port.
+                        existing.tcp &= port.protocol.is_opaque();
+                    }
                     None => ports.push(InboundPort {
                         port: number,
                         http2: port.protocol.is_http2(),
+                        tcp: port.protocol.is_opaque(),
                     }),
                 }
             }

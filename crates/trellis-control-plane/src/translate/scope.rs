@@ -11,6 +11,22 @@ pub fn visible_services<'m>(
     model: &'m MeshModel,
     proxy: &ProxyView<'_>,
 ) -> Vec<(&'m Service, Vec<&'m ServicePort>)> {
+    visible_ports(model, proxy, |p| p.protocol.is_http())
+}
+
+/// Services (with their opaque TCP ports) this proxy can call.
+pub fn visible_tcp_services<'m>(
+    model: &'m MeshModel,
+    proxy: &ProxyView<'_>,
+) -> Vec<(&'m Service, Vec<&'m ServicePort>)> {
+    visible_ports(model, proxy, |p| p.protocol.is_opaque())
+}
+
+fn visible_ports<'m>(
+    model: &'m MeshModel,
+    proxy: &ProxyView<'_>,
+    wanted: impl Fn(&ServicePort) -> bool,
+) -> Vec<(&'m Service, Vec<&'m ServicePort>)> {
     let sidecar = model
         .sidecar_for(proxy)
         .map(|s| (&s.spec, s.namespace.as_str()));
@@ -23,7 +39,7 @@ pub fn visible_services<'m>(
             let ports = s
                 .ports
                 .iter()
-                .filter(|p| p.protocol.is_http())
+                .filter(|p| wanted(p))
                 .filter(|p| sidecar.is_none_or(|(sc, ns)| egress_allows(sc, ns, s, p.number)))
                 .collect::<Vec<_>>();
             (s, ports)
@@ -38,7 +54,7 @@ pub fn outbound_mode(model: &MeshModel, proxy: &ProxyView<'_>) -> OutboundTraffi
         .sidecar_for(proxy)
         .and_then(|s| s.spec.outbound_traffic_policy.as_ref())
         .and_then(|p| p.mode)
-        .unwrap_or(OutboundTrafficMode::AllowAny)
+        .unwrap_or_else(|| model.mesh.outbound_mode())
 }
 
 /// Whether a Sidecar's egress listeners let the proxy reach `service` on `port`. Without

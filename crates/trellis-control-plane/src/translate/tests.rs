@@ -86,6 +86,7 @@ fn node(ip: &str, workload: &str) -> NodeIdentity {
         service_account: "default".into(),
         labels: Default::default(),
         app_ip: Some("127.0.9.110".parse().expect("ip")),
+        sds: false,
     }
 }
 

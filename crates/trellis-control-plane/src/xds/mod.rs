@@ -1,10 +1,12 @@
 //! Where xDS is pushed: the ADS server, one task per proxy stream, and the sync status that
 //! `/debug/syncz` reports.
 
+mod metrics;
 mod server;
 mod status;
 mod stream;
 
+pub use metrics::XdsMetrics;
 pub use server::AdsServer;
 pub use status::{ProxyStatus, SyncRegistry, SynczReport, TypeStatus};
 

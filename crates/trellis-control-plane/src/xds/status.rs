@@ -61,6 +61,7 @@ struct Inner {
     proxies: Mutex<BTreeMap<u64, ProxyStatus>>,
     nacks_total: AtomicU64,
     pushes_total: AtomicU64,
+    metrics: super::metrics::XdsMetrics,
 }
 
 impl SyncRegistry {
@@ -87,6 +88,11 @@ impl SyncRegistry {
     /// Counts one push (one DiscoveryResponse).
     pub fn count_push(&self) {
         self.inner.pushes_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Pushes, NACKs and convergence per type, for `/metrics`.
+    pub fn metrics(&self) -> &super::metrics::XdsMetrics {
+        &self.inner.metrics
     }
 
     /// NACKs received since start.

@@ -53,6 +53,8 @@ pub(super) struct AdsStream {
     nonce: u64,
     tx: ResponseTx,
     registry: SyncRegistry,
+    /// Since when this proxy has been catching up with a new generation (convergence time).
+    converging: Option<std::time::Instant>,
 }
 
 /// Why a stream ended early.
@@ -78,6 +80,7 @@ impl AdsStream {
             nonce: 0,
             tx,
             registry,
+            converging: None,
         }
     }
 
@@ -116,6 +119,7 @@ impl AdsStream {
                     warn!(node = %self.node_id, type_ = type_url::short_name(&type_url),
                         version = %request.version_info, error = %error.message, "NACK");
                     self.registry.count_nack();
+                    self.registry.metrics().reject(&type_url);
                     state.nack = Some(NackStatus {
                         version: state.sent_version.clone().unwrap_or_default(),
                         error: error.message.clone(),
@@ -148,6 +152,9 @@ impl AdsStream {
             return Ok(());
         };
         self.resources = crate::translate::generate(&snapshot.model, node);
+        if snapshot.generation > self.generation && self.converging.is_none() {
+            self.converging = Some(self.registry.metrics().generation_seen(snapshot.generation));
+        }
         self.generation = snapshot.generation;
         let mut pushed_clusters = false;
         let mut pushed_listeners = false;
@@ -207,11 +214,12 @@ impl AdsStream {
         };
         debug!(node = %self.node_id, type_ = type_url::short_name(type_url), %version,
             count = response.resources.len(), "push");
-        self.tx
-            .send(Ok(response))
-            .await
-            .map_err(|_| StreamError::Closed)?;
+        if self.tx.send(Ok(response)).await.is_err() {
+            self.registry.metrics().push_error(type_url);
+            return Err(StreamError::Closed);
+        }
         self.registry.count_push();
+        self.registry.metrics().push(type_url);
         if let Some(state) = self.types.get_mut(type_url) {
             state.sent_names = names;
             state.sent_hash = Some(hash);
@@ -241,9 +249,13 @@ impl AdsStream {
         })
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
         if self.node.is_none() {
             return;
+        }
+        let synced = self.synced();
+        if synced && let Some(since) = self.converging.take() {
+            self.registry.metrics().converged(since);
         }
         let types = self
             .types
@@ -262,7 +274,7 @@ impl AdsStream {
             ProxyStatus {
                 id: self.node_id.clone(),
                 generation: self.generation,
-                synced: self.synced(),
+                synced,
                 types,
             },
         );

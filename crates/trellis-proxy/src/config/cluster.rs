@@ -350,6 +350,9 @@ pub struct Endpoint {
     /// `metadata.filter_metadata["envoy.transport_socket_match"]` (string values).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub transport_socket_match: BTreeMap<String, String>,
+    /// `metadata.filter_metadata["istio"]["workload"]`: who the endpoint is, for metrics.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<std::sync::Arc<crate::telemetry::PeerWorkload>>,
 }
 
 impl Endpoint {
@@ -363,6 +366,7 @@ impl Endpoint {
             locality_weight: None,
             healthy: true,
             transport_socket_match: BTreeMap::new(),
+            workload: None,
         }
     }
 }

@@ -8,9 +8,13 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 
 mod cluster;
+mod jwt;
+mod rbac;
 mod route;
 mod tls;
 pub use cluster::*;
+pub use jwt::*;
+pub use rbac::*;
 pub use route::*;
 pub use tls::*;
 
@@ -50,7 +54,13 @@ impl Listener {
                     routes,
                     http_filters,
                     forward_client_cert: ForwardClientCert::Sanitize,
+                    access_log: Arc::default(),
+                    tracing: None,
+                    path_normalization: PathNormalization::default(),
+                    upgrade_types: Vec::new(),
                 },
+                tcp_proxy: None,
+                network_rbac: Vec::new(),
             }],
         }
     }
@@ -74,8 +84,46 @@ pub struct FilterChain {
     pub transport_protocol: Option<TransportProtocol>,
     /// TLS termination (`transport_socket` `DownstreamTlsContext`).
     pub tls: Option<DownstreamTls>,
-    /// The chain's HTTP connection manager.
+    /// The chain's HTTP connection manager (unused, and empty, when `tcp_proxy` is set).
     pub hcm: HttpConnectionManager,
+    /// `envoy.filters.network.tcp_proxy` instead of the HTTP connection manager: the chain
+    /// proxies bytes.
+    pub tcp_proxy: Option<TcpProxy>,
+    /// `envoy.filters.network.rbac` before the TCP proxy: where TCP connections are
+    /// authorized (a denied connection is closed).
+    pub network_rbac: Vec<Arc<Rbac>>,
+}
+
+/// The TCP proxy network filter: one upstream connection per downstream connection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TcpProxy {
+    /// The stat prefix.
+    pub stat_prefix: String,
+    /// The cluster, or weighted clusters picked per connection.
+    pub target: ClusterTarget,
+    /// No bytes either way for this long closes both sides (Envoy's default 1 h; `None`: never).
+    #[serde(serialize_with = "ser_opt_duration")]
+    pub idle_timeout: Option<Duration>,
+}
+
+impl HttpConnectionManager {
+    /// The placeholder of a chain whose filter is a TCP proxy.
+    pub fn none() -> Self {
+        HttpConnectionManager {
+            stat_prefix: String::new(),
+            // Inline and empty: a TCP chain subscribes to no route table.
+            routes: RouteSource::Inline(Arc::new(RouteTable {
+                name: String::new(),
+                virtual_hosts: Vec::new(),
+            })),
+            http_filters: HttpFilters::default(),
+            forward_client_cert: ForwardClientCert::Sanitize,
+            access_log: Arc::default(),
+            tracing: None,
+            path_normalization: PathNormalization::default(),
+            upgrade_types: Vec::new(),
+        }
+    }
 }
 
 /// The HTTP connection manager of a filter chain.
@@ -89,6 +137,25 @@ pub struct HttpConnectionManager {
     pub http_filters: HttpFilters,
     /// What happens to `x-forwarded-client-cert`.
     pub forward_client_cert: ForwardClientCert,
+    /// `access_log`: where and how each request is logged (empty: not logged).
+    pub access_log: Arc<[crate::access_log::AccessLogConfig]>,
+    /// `tracing`: spans for each request (`None`: not traced, the context passes through).
+    pub tracing: Option<Arc<crate::trace::TracingConfig>>,
+    /// How `:path` is normalized before the filters and routing.
+    pub path_normalization: PathNormalization,
+    /// `upgrade_configs`: the HTTP/1.1 upgrade types let through (`websocket`); any other
+    /// upgrade request is answered `403`, as Envoy does.
+    pub upgrade_types: Vec<String>,
+}
+
+/// `normalize_path` and `merge_slashes` (`path_with_escaped_slashes_action` is always
+/// `KEEP_UNCHANGED`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PathNormalization {
+    /// RFC 3986 normalization: unreserved escapes decoded, dot segments removed.
+    pub normalize_path: bool,
+    /// Runs of `/` merged into one.
+    pub merge_slashes: bool,
 }
 
 /// `forward_client_cert_details` (with `set_current_client_cert_details.uri`).

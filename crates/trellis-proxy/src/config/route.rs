@@ -395,12 +395,17 @@ pub struct CorsPolicy {
 }
 
 /// Which optional HTTP filters a listener's connection manager runs before the router.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct HttpFilters {
+    /// `envoy.filters.http.jwt_authn`: the first filter, where request JWTs are verified.
+    pub jwt_authn: Option<std::sync::Arc<super::JwtAuthentication>>,
     /// `envoy.filters.http.fault`.
     pub fault: bool,
     /// `envoy.filters.http.cors`.
     pub cors: bool,
+    /// `envoy.filters.http.rbac`, in chain order (after `jwt_authn`, before `fault`): where
+    /// requests are authorized.
+    pub rbac: Vec<std::sync::Arc<super::Rbac>>,
 }
 
 fn ser_opt_bytes<S: Serializer>(b: &Option<bytes::Bytes>, s: S) -> Result<S::Ok, S::Error> {

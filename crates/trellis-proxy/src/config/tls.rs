@@ -60,10 +60,29 @@ pub struct UpstreamTls {
     /// Verifies the server; `None` accepts any server certificate (Envoy without a
     /// validation context).
     pub validation: Option<TrustSource>,
-    /// `match_typed_subject_alt_names`: URI SANs the server must present one of (empty: any).
-    pub match_uri_sans: Vec<String>,
+    /// `match_typed_subject_alt_names`: SANs the server must present one of (empty: any).
+    pub match_sans: Vec<SanMatch>,
     /// ALPN protocols offered.
     pub alpn_protocols: Vec<String>,
+}
+
+/// One `match_typed_subject_alt_names` entry: a SAN of this kind equal to `value`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct SanMatch {
+    /// URI (SPIFFE identities) or DNS (names of external servers).
+    pub kind: SanKind,
+    /// The exact value.
+    pub value: String,
+}
+
+/// The SAN types the proxy matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SanKind {
+    /// A URI SAN.
+    Uri,
+    /// A DNS name SAN.
+    Dns,
 }
 
 /// A cluster's transport socket for an endpoint.

@@ -149,12 +149,7 @@ pub(crate) async fn forward(
         _ => None,
     };
     let (mut parts, body) = req.into_parts();
-    prepare_upstream_headers(&mut parts.headers);
-    if scheme != "http" {
-        parts
-            .headers
-            .insert("x-forwarded-proto", HeaderValue::from_static("https"));
-    }
+    prepare_upstream_headers(&mut parts.headers, scheme);
     if let Some(e) = entry {
         rewrite::apply_header_mutations(&mut parts.headers, &e.request_headers);
     }
@@ -327,6 +322,12 @@ pub(crate) async fn forward(
                 }
                 let (mut p, body) = response.into_parts();
                 strip_hop_by_hop(&mut p.headers);
+                p.extensions
+                    .insert(crate::telemetry::UpstreamPeer(endpoint.peer.clone()));
+                p.extensions
+                    .insert(crate::access_log::UpstreamHost(endpoint.address));
+                p.extensions
+                    .insert(crate::access_log::RouteName(route.name.as_str().into()));
                 if let Ok(v) = HeaderValue::from_str(&started.elapsed().as_millis().to_string()) {
                     p.headers.insert("x-envoy-upstream-service-time", v);
                 }

@@ -37,6 +37,8 @@ pub(crate) struct ConnCtx {
     pub(crate) peer_identity: Option<String>,
     /// The SHA-256 of the verified peer certificate.
     pub(crate) peer_cert_hash: Option<String>,
+    /// The SNI the TLS client asked for (RBAC `requested_server_name`).
+    pub(crate) sni: Option<String>,
 }
 
 /// `x-forwarded-client-cert`.
@@ -114,9 +116,19 @@ pub(crate) fn local_reply_flags(
     )
 }
 
-pub(crate) async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Response<ProxyBody> {
+pub(crate) async fn handle(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Response<ProxyBody> {
     let runtime = ctx.listener.load_full();
     let listener = runtime.config.name.as_str();
+    let telemetry = &ctx.shared.stats.telemetry;
+    let exchange = telemetry.begin(
+        crate::telemetry::Downstream {
+            inbound: listener.starts_with("inbound"),
+            peer_identity: ctx.peer_identity.as_deref(),
+        },
+        &mut req,
+    );
+    let access_log = start_access_log(&ctx, &runtime, &req);
+    let trace = start_trace(&ctx, &runtime, &mut req);
     let (response, outcome) = route_and_forward(&ctx, &runtime, req).await;
     let flags = (!outcome.flags.is_empty()).then(|| outcome.flags.join(","));
     ctx.shared.stats.record_request(
@@ -125,7 +137,70 @@ pub(crate) async fn handle(ctx: Arc<ConnCtx>, req: Request<Incoming>) -> Respons
         response.status().as_u16(),
         flags.as_deref(),
     );
-    response
+    let response = crate::telemetry::boxed(telemetry.finish(
+        exchange,
+        outcome.cluster.as_deref(),
+        &outcome.flags,
+        response,
+    ));
+    if let Some(trace) = trace {
+        ctx.shared.tracer.finish(
+            trace,
+            response.status().as_u16(),
+            &outcome.flags,
+            outcome.cluster.as_deref(),
+            response
+                .extensions()
+                .get::<crate::access_log::UpstreamHost>()
+                .map(|h| h.0),
+            &ctx.shared.clusters,
+        );
+    }
+    crate::access_log::attach(
+        access_log,
+        outcome.cluster.as_deref(),
+        &outcome.flags,
+        response,
+    )
+}
+
+/// Starts the spans of a request when its filter chain traces.
+fn start_trace(
+    ctx: &ConnCtx,
+    runtime: &ListenerRuntime,
+    req: &mut Request<Incoming>,
+) -> Option<crate::trace::ActiveTrace> {
+    let (_, chain) = runtime.config.chain_for(ctx.transport)?;
+    let config = chain.hcm.tracing.as_ref()?;
+    let scheme = if ctx.peer_cert_hash.is_some() || chain.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    Some(ctx.shared.tracer.start(config, req, ctx.peer, scheme))
+}
+
+/// Starts the access log record of a request when its filter chain logs.
+fn start_access_log(
+    ctx: &ConnCtx,
+    runtime: &ListenerRuntime,
+    req: &Request<Incoming>,
+) -> Option<crate::access_log::Pending> {
+    let (_, chain) = runtime.config.chain_for(ctx.transport)?;
+    crate::access_log::begin(
+        &chain.hcm.access_log,
+        crate::access_log::Downstream {
+            local: ctx.local,
+            remote: ctx.peer,
+            peer_uri_san: ctx.peer_identity.as_deref(),
+            scheme: if ctx.peer_cert_hash.is_some() || chain.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
+        },
+        req,
+    )
 }
 
 async fn route_and_forward(
@@ -145,6 +220,14 @@ async fn route_and_forward(
         );
     };
     set_client_cert_header(ctx, chain.hcm.forward_client_cert, req.headers_mut());
+    // The connection manager normalizes `:path` before any filter or routing sees it.
+    super::normalize::apply(chain.hcm.path_normalization, &mut req);
+    let upgrade = super::upgrade::requested(&req);
+    if let Some(kind) = &upgrade
+        && !chain.hcm.upgrade_types.contains(kind)
+    {
+        return super::upgrade::refused(kind);
+    }
     let scheme = if ctx.peer_cert_hash.is_some() || chain.tls.is_some() {
         "https"
     } else {
@@ -177,6 +260,22 @@ async fn route_and_forward(
         }
     };
 
+    // envoy.filters.http.jwt_authn: first, before routing (its header changes are seen by it).
+    if let Some(jwt) = &chain.hcm.http_filters.jwt_authn {
+        let cx = crate::authn::Context {
+            jwks: &ctx.shared.jwks,
+            clusters: &ctx.shared.clusters,
+        };
+        if let Err(status) = crate::authn::authenticate(jwt, cx, &mut req).await {
+            let response = crate::authn::rejection(status, scheme, &req);
+            let outcome = Outcome {
+                cluster: None,
+                flags: Vec::new(),
+            };
+            return (response, outcome);
+        }
+    }
+
     // Absolute-form (HTTP proxy requests) and HTTP/2 carry the authority in the URI.
     let authority = match req.uri().authority() {
         Some(a) => a.as_str().to_string(),
@@ -192,6 +291,29 @@ async fn route_and_forward(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
+    // envoy.filters.http.rbac: after jwt_authn, before the other filters and the router.
+    if !chain.hcm.http_filters.rbac.is_empty() {
+        let attributes = crate::authz::RequestAttributes {
+            headers: req.headers(),
+            authority: &authority,
+            method: req.method().as_str(),
+            path_and_query: &path_and_query,
+            local: ctx.local,
+            peer: ctx.peer,
+            peer_identity: ctx.peer_identity.as_deref(),
+            sni: ctx.sni.as_deref(),
+            jwt: req.extensions().get::<crate::authn::VerifiedJwt>(),
+        };
+        let verdict = crate::authz::evaluate(&chain.hcm.http_filters.rbac, &attributes);
+        let allowed = verdict == crate::authz::Verdict::Allowed;
+        ctx.shared
+            .stats
+            .rbac
+            .record(&chain.hcm.stat_prefix, allowed);
+        if let crate::authz::Verdict::Denied(cause) = verdict {
+            return rbac_denied(&cause);
+        }
+    }
     let view = RequestView {
         authority: &authority,
         method: req.method().as_str(),
@@ -210,7 +332,7 @@ async fn route_and_forward(
     } else {
         route.name.clone()
     };
-    let filters = chain.hcm.http_filters;
+    let filters = &chain.hcm.http_filters;
     let mut flags: Vec<&'static str> = Vec::new();
 
     // envoy.filters.http.fault
@@ -224,7 +346,11 @@ async fn route_and_forward(
         }
         if let Some(abort) = injected.abort {
             flags.push("FI");
-            return fault_abort(abort, &flags, &route_name);
+            let (response, mut outcome) = fault_abort(abort, &flags, &route_name);
+            // The route's destination is known, as it is to Envoy's stats (the first of a
+            // weighted choice: they share the service).
+            outcome.cluster = route_cluster(&route.action);
+            return (response, outcome);
         }
     }
 
@@ -287,23 +413,23 @@ async fn route_and_forward(
             return configured_answer(response, &route.response_headers, &cors_headers, flags);
         }
     };
-    forward::forward(
-        forward::Routed {
-            shared: &ctx.shared,
-            vhost,
-            route,
-            action,
-            authority,
-            path_and_query,
-            flags,
-            cors: cors_headers,
-            remote: ctx.peer,
-            original_dst: ctx.local,
-            scheme,
-        },
-        req,
-    )
-    .await
+    let routed = forward::Routed {
+        shared: &ctx.shared,
+        vhost,
+        route,
+        action,
+        authority,
+        path_and_query,
+        flags,
+        cors: cors_headers,
+        remote: ctx.peer,
+        original_dst: ctx.local,
+        scheme,
+    };
+    match upgrade {
+        Some(kind) => super::upgrade::forward(routed, req, kind).await,
+        None => forward::forward(routed, req).await,
+    }
 }
 
 /// `forward_client_cert_details`: the header never passes through from downstream; with
@@ -327,6 +453,29 @@ fn set_client_cert_header(ctx: &ConnCtx, mode: ForwardClientCert, headers: &mut 
     }
     if let Ok(v) = HeaderValue::from_str(&parts.join(";")) {
         headers.insert(XFCC, v);
+    }
+}
+
+/// The RBAC filter's answer: Envoy's `403` and body, with the reason (`RBAC <cause>`).
+fn rbac_denied(cause: &str) -> (Response<ProxyBody>, Outcome) {
+    let (mut response, outcome) = local_reply_flags(StatusCode::FORBIDDEN, &["RBAC"], cause);
+    *response.body_mut() = Full::new(Bytes::from_static(crate::authz::DENIED_BODY.as_bytes()))
+        .map_err(|e| match e {})
+        .boxed();
+    (response, outcome)
+}
+
+/// The cluster a route sends to (the first of a weighted choice), for labelling metrics of
+/// answers the proxy gives before forwarding.
+fn route_cluster(action: &Action) -> Option<String> {
+    match action {
+        Action::Route(r) => match &r.target {
+            crate::config::ClusterTarget::Cluster(name) => Some(name.clone()),
+            crate::config::ClusterTarget::WeightedClusters(cs) => {
+                cs.first().map(|c| c.name.clone())
+            }
+        },
+        Action::DirectResponse(_) | Action::Redirect(_) => None,
     }
 }
 
@@ -403,9 +552,15 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-pub(crate) fn prepare_upstream_headers(headers: &mut HeaderMap) {
+/// Hop-by-hop headers out, `x-request-id` in, and `x-forwarded-proto` set from the downstream
+/// `scheme` unless the client already sent one (Envoy's behaviour for a sidecar, which does
+/// not use the remote address: an upstream sidecar sees the scheme the app used).
+pub(crate) fn prepare_upstream_headers(headers: &mut HeaderMap, scheme: &str) {
     strip_hop_by_hop(headers);
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if !headers.contains_key("x-forwarded-proto") {
+        let proto = if scheme == "https" { "https" } else { "http" };
+        headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+    }
     let has_id = headers.get("x-request-id").is_some_and(|v| !v.is_empty());
     if !has_id && let Ok(v) = HeaderValue::from_str(&new_request_id()) {
         headers.insert("x-request-id", v);
@@ -443,7 +598,7 @@ mod tests {
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("te", HeaderValue::from_static("gzip"));
         h.insert("x-app", HeaderValue::from_static("kept"));
-        prepare_upstream_headers(&mut h);
+        prepare_upstream_headers(&mut h, "http");
         assert!(h.get("x-private").is_none());
         assert!(h.get("connection").is_none());
         assert!(h.get("keep-alive").is_none());
@@ -454,6 +609,14 @@ mod tests {
             Some(&b"http"[..])
         );
         assert_eq!(h.get("x-request-id").map(|v| v.len()), Some(36));
+        // A scheme the client already stated is kept.
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        prepare_upstream_headers(&mut h, "https");
+        assert_eq!(
+            h.get("x-forwarded-proto").map(|v| v.as_bytes()),
+            Some(&b"http"[..])
+        );
     }
 
     #[test]

@@ -8,7 +8,10 @@
 mod cors;
 mod forward;
 mod http;
+mod normalize;
 mod replay;
+mod tcp;
+mod upgrade;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,7 +30,8 @@ use crate::routing::{CompiledRoutes, RouteStore};
 use crate::stats::Stats;
 use crate::tls::Secrets;
 use crate::upstream::ClusterManager;
-pub use http::{REASON_HEADER, local_reply};
+pub(crate) use http::new_request_id;
+pub use http::{ProxyBody, REASON_HEADER, local_reply};
 
 /// Listener errors.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +60,10 @@ pub struct Shared {
     pub stats: Arc<Stats>,
     /// Certificates and TLS configs.
     pub secrets: Arc<Secrets>,
+    /// Remote JWKS of the JWT filter, fetched through the clusters and cached.
+    pub jwks: Arc<crate::authn::JwksCache>,
+    /// Spans of traced requests and their exporters.
+    pub tracer: Arc<crate::trace::Tracer>,
 }
 
 /// A listener's current config, with the inline route tables of its chains compiled.
@@ -255,6 +263,7 @@ async fn accept_connection(
     shared: Shared,
     stop: watch::Receiver<bool>,
 ) {
+    let _counted = shared.stats.downstream_opened();
     let local = stream.local_addr().ok();
     let current = runtime.load_full();
     let transport = if current.config.tls_inspector {
@@ -287,9 +296,11 @@ async fn accept_connection(
         transport,
         peer_identity: None,
         peer_cert_hash: None,
+        sni: None,
     };
+    let tcp_proxy = chain.tcp_proxy.clone().map(|t| (t, chain.network_rbac.clone()));
     let Some(tls) = chain.tls.clone() else {
-        serve_connection(stream, Arc::new(ctx), stop).await;
+        serve_chain(stream, ctx, tcp_proxy, stop).await;
         return;
     };
     drop(current);
@@ -326,7 +337,74 @@ async fn accept_connection(
         ctx.peer_identity = crate::tls::uri_san(leaf.as_ref());
         ctx.peer_cert_hash = Some(crate::tls::cert_hash(leaf.as_ref()));
     }
-    serve_connection(stream, Arc::new(ctx), stop).await;
+    ctx.sni = stream.get_ref().1.server_name().map(str::to_string);
+    serve_chain(stream, ctx, tcp_proxy, stop).await;
+}
+
+/// Runs the chain's network filter on the (decrypted) connection: the TCP proxy, or HTTP.
+async fn serve_chain<S>(
+    stream: S,
+    ctx: http::ConnCtx,
+    tcp_proxy: Option<(crate::config::TcpProxy, Vec<Arc<crate::config::Rbac>>)>,
+    stop: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let Some((tcp_proxy, network_rbac)) = tcp_proxy else {
+        serve_connection(stream, Arc::new(ctx), stop).await;
+        return;
+    };
+    // envoy.filters.network.rbac: a denied connection is closed before any byte is proxied.
+    if !network_rbac.is_empty() {
+        let headers = ::http::HeaderMap::new();
+        let attributes = crate::authz::RequestAttributes {
+            headers: &headers,
+            authority: "",
+            method: "",
+            path_and_query: "",
+            local: ctx.local,
+            peer: ctx.peer,
+            peer_identity: ctx.peer_identity.as_deref(),
+            sni: ctx.sni.as_deref(),
+            jwt: None,
+        };
+        if let crate::authz::Verdict::Denied(cause) =
+            crate::authz::evaluate(&network_rbac, &attributes)
+        {
+            tracing::debug!(%cause, "RBAC closed the TCP connection");
+            return;
+        }
+    }
+    // Hook for the `istio_tcp_*` metrics (connections opened/closed, bytes both ways): the
+    // session below reports the cluster and byte counts.
+    let session = tcp::serve(stream, &tcp_proxy, &ctx.shared).await;
+    let telemetry = &ctx.shared.stats.telemetry;
+    let labels = telemetry.tcp_labels(
+        crate::telemetry::Downstream {
+            inbound: ctx.listener.load().config.name.starts_with("inbound"),
+            peer_identity: ctx.peer_identity.as_deref(),
+        },
+        &session.cluster,
+        session.failure.as_deref(),
+    );
+    // Recorded when the connection ends: opened and closed together, bytes each way (sent =
+    // to the downstream, as Istio's `istio_tcp_sent_bytes_total`).
+    telemetry.metrics.record_tcp_open(&labels);
+    telemetry
+        .metrics
+        .record_tcp_close(&labels, session.received, session.sent);
+    match &session.failure {
+        Some(reason) => {
+            tracing::debug!(cluster = %session.cluster, reason, "tcp proxy: connection closed")
+        }
+        None => tracing::debug!(
+            cluster = %session.cluster,
+            sent = session.sent,
+            received = session.received,
+            idle_closed = session.idle_closed,
+            "tcp proxy: connection done"
+        ),
+    }
 }
 
 async fn serve_connection<S>(stream: S, ctx: Arc<http::ConnCtx>, mut stop: watch::Receiver<bool>)
@@ -338,7 +416,7 @@ where
         async move { Ok::<_, std::convert::Infallible>(http::handle(ctx, req).await) }
     });
     let builder = auto::Builder::new(TokioExecutor::new());
-    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,

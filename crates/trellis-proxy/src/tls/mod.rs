@@ -265,7 +265,7 @@ impl Secrets {
                 match &tls.validation {
                     Some(trust) => Arc::new(verify::SanVerifier::new(
                         self.roots(trust)?,
-                        tls.match_uri_sans.clone(),
+                        tls.match_sans.clone(),
                     )?),
                     None => Arc::new(verify::AcceptAny),
                 };
@@ -300,6 +300,25 @@ pub fn uri_san(cert: &[u8]) -> Option<String> {
         GeneralName::URI(u) => Some((*u).to_string()),
         _ => None,
     })
+}
+
+/// The DNS name SANs of a DER certificate.
+pub fn dns_sans(cert: &[u8]) -> Vec<String> {
+    use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+    let Ok((_, cert)) = X509Certificate::from_der(cert) else {
+        return Vec::new();
+    };
+    let Ok(Some(san)) = cert.subject_alternative_name() else {
+        return Vec::new();
+    };
+    san.value
+        .general_names
+        .iter()
+        .filter_map(|n| match n {
+            GeneralName::DNSName(d) => Some((*d).to_string()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The hex SHA-256 of a DER certificate (`Hash=` of `x-forwarded-client-cert`).

@@ -11,16 +11,17 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 
-use super::{TlsError, provider, uri_san};
+use super::{TlsError, dns_sans, provider, uri_san};
+use crate::config::{SanKind, SanMatch};
 
 #[derive(Debug)]
 pub(super) struct SanVerifier {
     inner: Arc<WebPkiServerVerifier>,
-    sans: Vec<String>,
+    sans: Vec<SanMatch>,
 }
 
 impl SanVerifier {
-    pub(super) fn new(roots: Arc<RootCertStore>, sans: Vec<String>) -> Result<Self, TlsError> {
+    pub(super) fn new(roots: Arc<RootCertStore>, sans: Vec<SanMatch>) -> Result<Self, TlsError> {
         let inner = WebPkiServerVerifier::builder_with_provider(roots, provider())
             .build()
             .map_err(|e| TlsError::Rustls(e.to_string()))?;
@@ -55,13 +56,21 @@ impl ServerCertVerifier for SanVerifier {
             return Ok(ServerCertVerified::assertion());
         }
         let presented = uri_san(end_entity.as_ref());
-        if presented.as_ref().is_some_and(|p| self.sans.contains(p)) {
+        let dns = dns_sans(end_entity.as_ref());
+        let matches = |m: &SanMatch| match m.kind {
+            SanKind::Uri => presented.as_deref() == Some(m.value.as_str()),
+            SanKind::Dns => dns.iter().any(|d| d.eq_ignore_ascii_case(&m.value)),
+        };
+        if self.sans.iter().any(matches) {
             return Ok(ServerCertVerified::assertion());
         }
+        let expected: Vec<&str> = self.sans.iter().map(|m| m.value.as_str()).collect();
         Err(Error::General(format!(
             "upstream identity {} does not match the expected {}",
-            presented.as_deref().unwrap_or("(no URI SAN)"),
-            self.sans.join(" or ")
+            presented
+                .as_deref()
+                .unwrap_or_else(|| dns.first().map_or("(no SAN)", String::as_str)),
+            expected.join(" or ")
         )))
     }
 

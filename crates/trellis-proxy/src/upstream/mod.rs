@@ -34,7 +34,7 @@ use crate::config::{Cluster, Discovery, Endpoint, Endpoints, Locality};
 pub use breaker::{Resource, ResourceGuard};
 pub use hash::{HashRequest, RequestHash, request_hash};
 pub use outlier::Outcome;
-pub use pool::{Pool, ResponseBody};
+pub use pool::{BoxIo, IoStream, Pool, ResponseBody};
 
 /// A boxed error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -110,6 +110,8 @@ pub struct UpstreamEndpoint {
     pub eds_healthy: bool,
     /// `envoy.transport_socket_match` metadata.
     pub transport_socket_match: std::collections::BTreeMap<String, String>,
+    /// Istio's workload metadata (`destination_*` labels of the metrics).
+    pub peer: Option<Arc<crate::telemetry::PeerWorkload>>,
     state: Arc<HostState>,
 }
 
@@ -123,6 +125,7 @@ impl UpstreamEndpoint {
             locality_weight: e.locality_weight,
             eds_healthy: e.healthy,
             transport_socket_match: e.transport_socket_match.clone(),
+            peer: e.workload.clone(),
             state: state.unwrap_or_else(|| {
                 Arc::new(HostState {
                     active: AtomicUsize::new(0),
@@ -366,6 +369,31 @@ impl UpstreamCluster {
         } else {
             state.reset_counters();
         }
+    }
+
+    /// Opens a tunnel connection to `endpoint` (its transport socket chosen as for requests),
+    /// within `max_connections`; connect failures count for outlier detection.
+    pub async fn connect_tunnel(
+        &self,
+        endpoint: &Arc<UpstreamEndpoint>,
+    ) -> Result<(BoxIo, ResourceGuard, ActiveGuard), UpstreamError> {
+        let tls = match self.config.transport_for(&endpoint.transport_socket_match) {
+            crate::config::TransportSocket::RawBuffer => None,
+            crate::config::TransportSocket::Tls(t) => Some(t),
+        };
+        let active = ActiveGuard::new(endpoint);
+        let result = self
+            .pool
+            .connect_tunnel(endpoint.address, tls, &self.config.circuit_breakers)
+            .await;
+        match &result {
+            Ok(_) => self.report_outcome(endpoint, Outcome::Connected),
+            Err(UpstreamError::Connect { .. }) => {
+                self.report_outcome(endpoint, Outcome::ConnectFailure)
+            }
+            Err(_) => {}
+        }
+        result.map(|(io, slot)| (io, slot, active))
     }
 
     /// Sends `req` to `endpoint`, within the cluster's circuit breakers (an overflow is

@@ -29,9 +29,10 @@ use crate::config::{
 use crate::tls::Secrets;
 
 /// An upstream connection: plain TCP or TLS over it.
-trait IoStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+pub trait IoStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> IoStream for T {}
-type BoxIo = Box<dyn IoStream>;
+/// An upstream connection, boxed.
+pub type BoxIo = Box<dyn IoStream>;
 
 /// A response body from an upstream; holds the request's resources (in-flight counts, the
 /// HTTP/2 stream slot) until it ends or is dropped.
@@ -97,6 +98,8 @@ struct ConnMeta {
     created: Instant,
     served: AtomicU32,
     draining: AtomicBool,
+    /// The URI SAN of the upstream's verified certificate (TLS connections).
+    peer_identity: Option<Arc<str>>,
 }
 
 #[derive(Debug)]
@@ -225,6 +228,26 @@ impl Pool {
         }
     }
 
+    /// A new, unpooled connection to `addr` for a tunnel (an HTTP upgrade, a TCP proxy
+    /// session), counted against `max_connections` until the returned guard is dropped.
+    pub async fn connect_tunnel(
+        &self,
+        addr: SocketAddr,
+        tls: Option<&UpstreamTls>,
+        limits: &CircuitBreakers,
+    ) -> Result<(BoxIo, ResourceGuard), UpstreamError> {
+        let slot = self
+            .inner
+            .counters
+            .try_acquire(Resource::Connections, limits.max_connections)
+            .ok_or(UpstreamError::Overflow {
+                resource: Resource::Connections,
+                limit: limits.max_connections,
+            })?;
+        let io = self.inner.connect(addr, tls).await?;
+        Ok((io, slot))
+    }
+
     async fn send_h1(
         &self,
         addr: SocketAddr,
@@ -243,7 +266,11 @@ impl Pool {
                 .try_acquire(Resource::Requests, u32::MAX);
             meta.served.fetch_add(1, Ordering::Relaxed);
             match sender.try_send_request(req).await {
-                Ok(resp) => {
+                Ok(mut resp) => {
+                    if let Some(id) = &meta.peer_identity {
+                        resp.extensions_mut()
+                            .insert(crate::telemetry::UpstreamIdentity(id.clone()));
+                    }
                     let pool = Arc::downgrade(&self.inner);
                     tokio::spawn(async move {
                         // Ready again once the response has been read to the end.
@@ -308,7 +335,7 @@ impl Pool {
             }
             if let Some(slot) = counters.try_acquire(Resource::Connections, limits.max_connections)
             {
-                let stream = self.inner.connect(addr, tls).await?;
+                let (stream, identity) = self.inner.connect_identified(addr, tls).await?;
                 let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| {
                     UpstreamError::Connect {
                         addr,
@@ -324,7 +351,7 @@ impl Pool {
                     }
                     .instrument(tracing::debug_span!("h1 upstream", %addr)),
                 );
-                let meta = self.inner.new_meta();
+                let meta = self.inner.new_meta(identity);
                 return Ok((sender, meta, false));
             }
             // At max_connections: free an idle connection to another endpoint, or wait.
@@ -351,13 +378,17 @@ impl Pool {
             addr,
             source: Box::new(e),
         })?;
-        let resp = sender
+        let mut resp = sender
             .send_request(req)
             .await
             .map_err(|e| UpstreamError::Reset {
                 addr,
                 source: Box::new(e),
             })?;
+        if let Some(id) = &stream.conn.meta.peer_identity {
+            resp.extensions_mut()
+                .insert(crate::telemetry::UpstreamIdentity(id.clone()));
+        }
         let (parts, body) = resp.into_parts();
         Ok(Response::from_parts(
             parts,
@@ -432,7 +463,7 @@ impl Pool {
         tls: Option<&UpstreamTls>,
         slot: ResourceGuard,
     ) -> Result<Arc<H2Conn>, UpstreamError> {
-        let stream = self.inner.connect(addr, tls).await?;
+        let (stream, identity) = self.inner.connect_identified(addr, tls).await?;
         let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
             .await
             .map_err(|e| UpstreamError::Connect {
@@ -450,7 +481,7 @@ impl Pool {
         );
         Ok(Arc::new(H2Conn {
             sender,
-            meta: self.inner.new_meta(),
+            meta: self.inner.new_meta(identity),
             streams: AtomicU32::new(0),
             epoch: AtomicU64::new(0),
         }))
@@ -498,12 +529,13 @@ impl PoolInner {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn new_meta(self: &Arc<Self>) -> Arc<ConnMeta> {
+    fn new_meta(self: &Arc<Self>, peer_identity: Option<Arc<str>>) -> Arc<ConnMeta> {
         let meta = Arc::new(ConnMeta {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             created: Instant::now(),
             served: AtomicU32::new(0),
             draining: AtomicBool::new(false),
+            peer_identity,
         });
         if let Some(d) = self.opts.max_connection_duration {
             let (weak, m) = (Arc::downgrade(self), meta.clone());
@@ -621,9 +653,18 @@ impl PoolInner {
         addr: SocketAddr,
         tls: Option<&UpstreamTls>,
     ) -> Result<BoxIo, UpstreamError> {
+        self.connect_identified(addr, tls).await.map(|(io, _)| io)
+    }
+
+    /// [`Self::connect`], with the URI SAN of the upstream's verified certificate (TLS).
+    async fn connect_identified(
+        &self,
+        addr: SocketAddr,
+        tls: Option<&UpstreamTls>,
+    ) -> Result<(BoxIo, Option<Arc<str>>), UpstreamError> {
         let stream = self.tcp_connect(addr).await?;
         let Some(tls) = tls else {
-            return Ok(Box::new(stream));
+            return Ok((Box::new(stream), None));
         };
         let err = |source: BoxError| UpstreamError::Connect { addr, source };
         let config = self
@@ -643,7 +684,14 @@ impl PoolInner {
                 err(format!("TLS handshake timed out after {:?}", self.connect_timeout).into())
             })?
             .map_err(|e| err(format!("TLS handshake failed: {e}").into()))?;
-        Ok(Box::new(stream))
+        let identity = stream
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .and_then(|leaf| crate::tls::uri_san(leaf.as_ref()))
+            .map(Arc::from);
+        Ok((Box::new(stream), identity))
     }
 
     async fn tcp_connect(&self, addr: SocketAddr) -> Result<tokio::net::TcpStream, UpstreamError> {

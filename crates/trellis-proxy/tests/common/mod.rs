@@ -121,6 +121,7 @@ pub fn node(workload: &str, service_account: &str) -> NodeIdentity {
         service_account: service_account.into(),
         labels: Default::default(),
         app_ip: None,
+        sds: false,
     }
 }
 
@@ -238,6 +239,7 @@ impl Harness {
             xds_address,
             admin_address: "127.0.0.1:0".parse().expect("addr"),
             security,
+            metrics: Default::default(),
         })
         .await
         .expect("proxy starts");

@@ -6,6 +6,8 @@ use anyhow::bail;
 
 /// Port of the xDS server on `BASE.1`.
 pub const XDS_PORT: u16 = 15010;
+/// The control plane's xDS + certificate port over TLS (Istio's 15012).
+pub const SECURE_XDS_PORT: u16 = 15012;
 /// Port of the control plane's monitoring API on `BASE.1`.
 pub const MONITORING_PORT: u16 = 15014;
 /// Port of a proxy's admin API on its workload IP.

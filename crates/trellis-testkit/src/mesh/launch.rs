@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 
-use super::addresses::{AddressPlan, MONITORING_PORT, OUTBOUND_PORT, XDS_PORT};
+use super::addresses::{AddressPlan, MONITORING_PORT, OUTBOUND_PORT, SECURE_XDS_PORT, XDS_PORT};
 use super::config_dir::write_atomic;
 use super::spec::{
     Dataplane, EchoMode, MeshOptions, MeshSpec, mesh_yaml_with, service_of, validate, workload_name,
@@ -58,6 +58,7 @@ impl Mesh {
             cp_spec: None,
             nacks_of_old_control_planes: 0,
             externals: Vec::new(),
+            cert_ttl: options.cert_ttl,
             spec,
         };
         let result = mesh
@@ -84,6 +85,8 @@ impl Mesh {
         let bin = &options.trellis_bin;
         let cp = self.plan.control_plane();
         let xds = SocketAddr::new(cp.into(), XDS_PORT).to_string();
+        let secure_xds = SocketAddr::new(cp.into(), SECURE_XDS_PORT).to_string();
+        let ca_dir = self.run_dir.join("ca");
         let cp_spec = Spec::new(CONTROL_PLANE, bin)
             .arg("control-plane")
             .arg("--config-dir")
@@ -94,7 +97,15 @@ impl Mesh {
             .arg(SocketAddr::new(cp.into(), MONITORING_PORT).to_string())
             // The mesh's own CA, kept across control-plane restarts within the run.
             .arg("--ca-dir")
-            .arg(self.run_dir.join("ca").as_os_str());
+            .arg(ca_dir.as_os_str())
+            .arg("--mesh-config")
+            .arg(
+                super::mesh_config::write_mesh_config(
+                    &self.run_dir,
+                    options.mesh_config.as_deref(),
+                )?
+                .as_os_str(),
+            );
         self.spawn(&cp_spec, CONTROL_PLANE_LOG)?;
         self.cp_spec = Some(cp_spec);
         let ready = self.monitoring_url("/ready");
@@ -232,10 +243,24 @@ impl Mesh {
                 .arg(&service_account)
                 .arg("--labels")
                 .arg(&labels)
-                .arg("--xds-address")
-                .arg(&xds)
                 .arg("--admin-address")
                 .arg(info.admin().to_string());
+            if options.mtls {
+                let token = mint_token(bin, &ca_dir, &namespace, &service_account).await?;
+                spec = spec
+                    .arg("--xds-address")
+                    .arg(&secure_xds)
+                    .arg("--root-cert")
+                    .arg(ca_dir.join("root-cert.pem").as_os_str())
+                    .env("TRELLIS_TOKEN", token);
+                if let Some(ttl) = options.cert_ttl {
+                    spec = spec
+                        .arg("--cert-ttl")
+                        .arg(format!("{}ms", ttl.as_millis()));
+                }
+            } else {
+                spec = spec.arg("--xds-address").arg(&xds);
+            }
             if let Some(app_ip) = app_ip {
                 spec = spec.arg("--app-ip").arg(app_ip.to_string());
             }
@@ -360,6 +385,35 @@ impl Drop for Mesh {
     fn drop(&mut self) {
         self.stop_all();
     }
+}
+
+/// A workload token for `namespace`/`service_account` from `trellis token create` against the
+/// mesh's CA directory.
+async fn mint_token(
+    bin: &Path,
+    ca_dir: &Path,
+    namespace: &str,
+    service_account: &str,
+) -> anyhow::Result<String> {
+    let out = tokio::process::Command::new(bin)
+        .args(["token", "create", "--namespace", namespace])
+        .args(["--service-account", service_account, "--ca-dir"])
+        .arg(ca_dir)
+        .output()
+        .await
+        .with_context(|| format!("running {} token create", bin.display()))?;
+    if !out.status.success() {
+        bail!(
+            "trellis token create failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if token.is_empty() {
+        bail!("trellis token create printed no token");
+    }
+    Ok(token)
 }
 
 /// A `trellis echo` process listening on `listen`, answering as `service`/`version`/`instance`.

@@ -28,6 +28,7 @@
 mod addresses;
 mod config_dir;
 mod launch;
+mod mesh_config;
 mod restart;
 mod spec;
 mod syncz;
@@ -105,6 +106,8 @@ pub struct Mesh {
     nacks_of_old_control_planes: usize,
     /// Apps outside the mesh: `(name, version, address)`.
     externals: Vec<(String, String, SocketAddr)>,
+    /// The workload certificate lifetime sidecars ask for (`None`: the default, 24 h).
+    cert_ttl: Option<Duration>,
 }
 
 impl fmt::Debug for Mesh {
@@ -228,6 +231,29 @@ impl Mesh {
         SocketAddr::new(self.plan.client().into(), OUTBOUND_PORT)
     }
 
+    /// The inbound address of the first workload of the service an authority (`name:port`,
+    /// `name.ns.svc...:port`) names: its sidecar's IP and the service port. Requests sent there
+    /// come from outside the mesh.
+    pub fn service_address(&self, authority: &str) -> anyhow::Result<SocketAddr> {
+        let (host, port) = authority.rsplit_once(':').unwrap_or((authority, ""));
+        let name = host.split('.').next().unwrap_or(host);
+        let (i, service) = self
+            .spec
+            .workloads
+            .iter()
+            .enumerate()
+            .find_map(|(i, w)| {
+                self.spec
+                    .services
+                    .iter()
+                    .find(|s| s.name == w.service && s.name == name)
+                    .map(|s| (i, s))
+            })
+            .ok_or_else(|| anyhow::anyhow!("no workload serves {authority:?}"))?;
+        let port = port.parse().unwrap_or(service.port);
+        Ok(SocketAddr::new(self.plan.workload(i).into(), port))
+    }
+
     /// The control plane's xDS address (`BASE.1:15010`).
     pub fn xds_address(&self) -> SocketAddr {
         SocketAddr::new(self.plan.control_plane().into(), XDS_PORT)
@@ -249,6 +275,16 @@ impl Mesh {
             .lock()
             .map(|c| c.iter().filter_map(ChildGuard::pid).collect())
             .unwrap_or_default()
+    }
+
+    /// The workload certificate lifetime the sidecars ask for (`None`: 24 h).
+    pub fn cert_ttl(&self) -> Option<Duration> {
+        self.cert_ttl
+    }
+
+    /// The data plane the sidecars run.
+    pub fn dataplane(&self) -> Dataplane {
+        self.spec.dataplane
     }
 
     /// Every sidecar started (the client first).

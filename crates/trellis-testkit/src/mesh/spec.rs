@@ -139,6 +139,14 @@ pub struct MeshOptions {
     pub workload_labels: BTreeMap<String, BTreeMap<String, String>>,
     /// Echo apps without a sidecar (outside the mesh), as `(name, version, listen address)`.
     pub externals: Vec<(String, String, SocketAddr)>,
+    /// Secure mode, Istio's default: every sidecar gets a workload token, talks to the control
+    /// plane over TLS (15012), obtains its certificate from the mesh CA, and its workload is
+    /// labelled `security.istio.io/tlsMode: istio`, so sidecars speak mutual TLS (auto mTLS).
+    pub mtls: bool,
+    /// Secure mode: the workload certificate lifetime the sidecars ask for (default 24 h).
+    pub cert_ttl: Option<Duration>,
+    /// Istio's mesh config (YAML) for the control plane's `--mesh-config`; `None`: defaults.
+    pub mesh_config: Option<String>,
 }
 
 impl MeshOptions {
@@ -156,6 +164,9 @@ impl MeshOptions {
             workload_localities: BTreeMap::new(),
             workload_labels: BTreeMap::new(),
             externals: Vec::new(),
+            mtls: true,
+            cert_ttl: None,
+            mesh_config: None,
         }
     }
 }
@@ -206,8 +217,11 @@ pub fn mesh_yaml(spec: &MeshSpec) -> anyhow::Result<String> {
     mesh_yaml_with(spec, &MeshOptions::new("trellis", "."))
 }
 
+/// The label Istio's injector puts on workloads with a sidecar (auto mTLS keys on it).
+pub const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
+
 /// [`mesh_yaml`] with the options' localities and labels (and a WorkloadEntry for the client
-/// when it has a locality or extra labels).
+/// when it has a locality or extra labels); in secure mode workloads carry the tlsMode label.
 pub fn mesh_yaml_with(spec: &MeshSpec, options: &MeshOptions) -> anyhow::Result<String> {
     let plan = AddressPlan::new(spec.base)?;
     let mut docs = Vec::new();
@@ -232,6 +246,9 @@ pub fn mesh_yaml_with(spec: &MeshSpec, options: &MeshOptions) -> anyhow::Result<
             ("app".to_string(), s.name.clone()),
             ("version".to_string(), w.version.clone()),
         ]);
+        if options.mtls {
+            labels.insert(TLS_MODE_LABEL.to_string(), "istio".to_string());
+        }
         labels.extend(
             options
                 .workload_labels
@@ -309,9 +326,9 @@ pub(super) fn validate(spec: &MeshSpec) -> anyhow::Result<()> {
         );
     }
     for s in &spec.services {
-        if !matches!(s.protocol.as_str(), "HTTP" | "HTTP2") {
+        if !matches!(s.protocol.as_str(), "HTTP" | "HTTP2" | "GRPC" | "TCP") {
             bail!(
-                "service {}: protocol {:?} is not supported (HTTP or HTTP2)",
+                "service {}: protocol {:?} is not supported (HTTP, HTTP2, GRPC or TCP)",
                 s.name,
                 s.protocol
             );
@@ -409,7 +426,7 @@ mod tests {
             .contains("nope")
         );
         let mut s = spec();
-        s.services[0].protocol = "TCP".into();
+        s.services[0].protocol = "UDP".into();
         assert!(validate(&s).is_err());
         assert!(validate(&spec()).is_ok());
         assert!(validate(&bookinfo(Ipv4Addr::new(127, 0, 10, 0), Dataplane::Envoy)).is_ok());

@@ -49,6 +49,10 @@ pub struct Expect {
     /// The echo app saw these request headers with these values on every request.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub request_headers: BTreeMap<String, String>,
+    /// The echo app saw these request headers, each containing this text, on every request
+    /// (e.g. the peer's identity in `x-forwarded-client-cert`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub request_headers_contain: BTreeMap<String, String>,
     /// The echo app saw none of these request headers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub request_headers_absent: Vec<String>,
@@ -75,6 +79,35 @@ pub struct Expect {
     /// Of `served`, the mirrored copies (Host ending in `-shadow`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub shadow: BTreeMap<String, Bound>,
+    /// How many requests got no HTTP response at all (refused, reset or closed connection,
+    /// failed handshake): e.g. `{min: 20, max: 20}` for plaintext refused under STRICT mTLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport_errors: Option<Bound>,
+    /// gRPC: every call ended with this `grpc-status` (0 = OK).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_status: Option<i32>,
+    /// gRPC: how many calls ended with each `grpc-status` (`{14: {max: 0}}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub grpc_status_counts: BTreeMap<i32, Bound>,
+    /// gRPC and WebSocket: every call received exactly this many reply messages (gRPC
+    /// replies, WebSocket echoes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<usize>,
+    /// Lines a sidecar's access log got during the step (see `scenario/access_log.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<super::access_log::AccessLogExpect>,
+    /// Spans the scenario's Zipkin collector got during the step (see `scenario/trace.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<super::trace::TraceExpect>,
+    /// How much proxies' Prometheus metrics grew during the step (see `scenario/metrics.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metrics: Vec<super::metrics::MetricExpect>,
+    /// `request` steps: the responses may take up to this long to meet `status`/per-response
+    /// expectations (the requests are re-sent every 200 ms until they do), then one more round
+    /// is judged. For changes that existing connections see late, such as Envoy draining
+    /// connections of a replaced filter chain for `--drain-time-s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within_ms: Option<u64>,
 }
 
 /// An inclusive range for a count; an absent end is open.
@@ -174,11 +207,53 @@ pub fn check_outcomes(expect: &Expect, outcomes: &[Outcome]) -> Vec<String> {
             ));
         }
     }
+    if let Some(bound) = &expect.transport_errors {
+        let n = count_where(&|o| o.status.is_none() && o.grpc_status.is_none());
+        if !bound.holds(n) {
+            let example = outcomes
+                .iter()
+                .find_map(|o| o.error.as_deref())
+                .unwrap_or("none");
+            problems.push(format!(
+                "expected {bound} requests without a response, got {n} (e.g. {example})"
+            ));
+        }
+    }
     for (flag, bound) in &expect.flags {
         let n = count_where(&|o| o.flag.as_deref() == Some(flag.as_str()));
         if !bound.holds(n) {
             problems.push(format!(
                 "expected {bound} responses with flag {flag}, got {n}"
+            ));
+        }
+    }
+    if let Some(code) = expect.grpc_status {
+        let bad: Vec<&Outcome> = outcomes
+            .iter()
+            .filter(|o| o.grpc_status != Some(code))
+            .collect();
+        if let Some(first) = bad.first() {
+            problems.push(format!(
+                "expected every call to end with grpc-status {code}, {} of {total} did not (e.g. grpc-status {:?}, {})",
+                bad.len(),
+                first.grpc_status,
+                first.error.as_deref().unwrap_or("no error")
+            ));
+        }
+    }
+    for (code, bound) in &expect.grpc_status_counts {
+        let n = count_where(&|o| o.grpc_status == Some(*code));
+        if !bound.holds(n) {
+            problems.push(format!(
+                "expected {bound} calls with grpc-status {code}, got {n}"
+            ));
+        }
+    }
+    if let Some(n) = expect.messages {
+        let bad = count_where(&|o| o.messages != n);
+        if bad > 0 {
+            problems.push(format!(
+                "expected every call to receive {n} reply messages, {bad} of {total} did not"
             ));
         }
     }
@@ -216,6 +291,17 @@ pub fn check_outcomes(expect: &Expect, outcomes: &[Outcome]) -> Vec<String> {
         every(
             format!("expected the app to see request header {name}: {value}"),
             &|o| o.echo_headers.get(name) == Some(value),
+            &|o| format!("{name}: {:?}", o.echo_headers.get(name)),
+        );
+    }
+    for (name, text) in &expect.request_headers_contain {
+        every(
+            format!("expected the app to see request header {name} containing {text:?}"),
+            &|o| {
+                o.echo_headers
+                    .get(name)
+                    .is_some_and(|v| v.contains(text.as_str()))
+            },
             &|o| format!("{name}: {:?}", o.echo_headers.get(name)),
         );
     }

@@ -8,6 +8,10 @@
 //!              locality: us-east/zone-a, labels: {tier: gold}}]   # locality/labels: WorkloadEntry
 //! client: {namespace: default, labels: {role: tester}, locality: us-east/zone-a}   # optional
 //! externals: [{name: ext, port: 18091}]  # echo apps without sidecar on 127.0.0.1 (and [::1])
+//! mesh_config: |                        # Istio's MeshConfig for the control plane (--mesh-config)
+//!   accessLogFile: /dev/stdout
+//! zipkin: {port: 18411}                 # a Zipkin v2 collector on 127.0.0.1:PORT for `trace`
+//! jwks_server: {port: 18443}            # the test JWT issuer's JWKS over HTTPS on 127.0.0.1
 //! config: |                             # Istio YAML applied (and synced) before the first step
 //!   apiVersion: networking.istio.io/v1
 //!   kind: VirtualService
@@ -15,6 +19,17 @@
 //! steps:
 //!   - request: {authority: "echo:9080", path: /, count: 2000, concurrency: 8, protocol: http1, headers: {}}
 //!     expect: {status: 200, split: {v1: 80, v2: 20}, tolerance: 3}
+//!   - request: {authority: "grpcecho:9000", grpc: {method: server_stream, messages: 5},
+//!               headers: {x-echo-grpc-status: "8"}}       # gRPC: headers are metadata
+//!     expect: {grpc_status: 8, messages: 5}            # also grpc_status_counts: {14: {max: 0}}
+//!   - request: {authority: "echo:9080", path: /chat, websocket: {messages: 20}}
+//!     expect: {status: 101, messages: 20}
+//!   - request: {authority: "db:9400", tcp: {port: 9400, send: "hello"}, count: 1000}
+//!     expect: {status: 200, split: {v1: 80, v2: 20}}   # an intact echo counts as 200
+//!   - request: {authority: "echo:9080", jwt: {sub: alice, aud: svc, claims: {groups: [a]}, expired: false,
+//!               not_yet_valid: false, alg: RS256, key: rsa, kid: ..., forged: false, malformed: false,
+//!               header: authorization, prefix: "Bearer ", param: ..., cookie: ...}}
+//!     expect: {status: 401, body_contains: "Jwt is expired"}
 //!   - apply: {file: vs.yaml, content: "..."}      # then waits until every proxy ACKed
 //!   - apply: {file: vs.yaml, content: "...", expect_warning: "is not defined by any DestinationRule"}
 //!   - remove: {file: vs.yaml}                     # likewise
@@ -62,8 +77,10 @@
 //! Per-response expectations (for proxies' own answers and header manipulation): `status_counts`
 //! (`{503: {min: 1, max: 20}}`), `flags` (response flags such as `UO`: the first word of Trellis'
 //! `x-trellis-reason`, or `UO` for Envoy's `x-envoy-overloaded`), `headers` / `headers_absent`
-//! (response headers), `request_headers` / `request_headers_absent` and `echo_path` (what the echo
-//! app saw), `location`, `body_contains`, `min_duration_ms` (a lower bound only, for delays and
+//! (response headers), `request_headers` / `request_headers_contain` (a substring, e.g. the peer
+//! identity in `x-forwarded-client-cert`) / `request_headers_absent` and `echo_path` (what the
+//! echo app saw), `location`, `body_contains`, `transport_errors` (how many requests got no HTTP
+//! response at all: refused, reset, failed handshake), `min_duration_ms` (a lower bound only, for delays and
 //! timeouts: never an upper bound on speed), `instances` (how many distinct instances answered,
 //! e.g. `{max: 1}` for consistent hashing). `served` and `shadow` count, per `VERSION`,
 //! `SERVICE/VERSION` or instance, the requests the echo apps received during the step (read
@@ -71,8 +88,48 @@
 //! The echo app's `fail_instance=ID` / `fail_version=V` query parameters limit `status` and
 //! `delay_ms` to one instance or version, so one URL can make a single endpoint misbehave.
 //!
+//! Every mesh runs in secure mode, Istio's default: sidecars hold workload certificates from
+//! the mesh CA and speak auto mTLS to each other (PERMISSIVE unless a PeerAuthentication says
+//! otherwise); the client sidecar is `spiffe://cluster.local/ns/NAMESPACE/sa/client`, a
+//! workload `.../ns/NAMESPACE/sa/SERVICE`. A request with `via: direct` skips the client
+//! sidecar and goes in plaintext straight to the first workload of the authority's service (its
+//! sidecar's inbound port): a client from outside the mesh.
+//!
+//! Telemetry expectations: `access_log` reads what a sidecar wrote to its output (access logs to
+//! `/dev/stdout`) during the step: `{proxy: client | WORKLOAD, contains: [TEXT...], json: {KEY:
+//! VALUE}, absent: [TEXT...]}`: each `contains` text is in some new line, some new JSON line has
+//! every `json` field, and (checked last, after two flush intervals) no new line has an `absent`
+//! text. Lines are polled for up to 10 s (Envoy flushes its logs every second). `trace` reads the
+//! spans the `zipkin` collector got during the step: `{spans: BOUND, traces: BOUND, linked: true,
+//! kinds: {SERVER: BOUND}, tags: [TAG], server_tags: [TAG], tag_values: {TAG: VALUE}, services:
+//! [WORKLOAD.NAMESPACE]}` (`linked`: every parent is in its trace, one root per trace; `services`:
+//! each recorded a SERVER and a CLIENT span), polled for up to 20 s.
+//!
+//! `within_ms` (in a request step's `expect`): the requests are re-sent every 200 ms until their
+//! responses meet the status and per-response expectations, for at most that long, then one
+//! more round is judged with every expectation. For changes existing connections see late
+//! (Envoy drains connections of a replaced filter chain: an AuthorizationPolicy change reaches
+//! requests on pooled connections only once they are drained).
+//!
+//! `metrics` (a list) checks how much a sidecar's Prometheus metric (read from its admin
+//! `/stats/prometheus`) grew during the step, summed over the series whose labels include the
+//! given ones: `{proxy: client, name: istio_requests_total, labels: {reporter: source,
+//! response_code: "503", response_flags: UH}, value: {min: 5, max: 5}}` (`proxy` is `client` or a
+//! workload name; polled for up to 10 s, since a request is recorded when its response ends).
+//!
+//! `dataplanes: [trellis]` at the top level limits a scenario to the data planes listed (both
+//! when absent): only for what one of them cannot have, such as Istio's metric names (stock
+//! Envoy lacks Istio's stats extension). The others' runs are reported as skipped.
+//!
 //! A `live_change` passes when no request fails (or at most `expect.failures`) and no request
 //! sent later than `expect_within_ms` after the change still sees the old routing.
+//!
+//! JWT: a request's `jwt` mints one token with the test issuer (`crate::jwt`: fixed RSA and EC
+//! test keys, `iss` `testing@trellis.test`, `sub` `tester`, `exp` in an hour unless `expired`)
+//! and sends it in `Authorization: Bearer ` (or `header` with `prefix`, `param`, `cookie`). In the
+//! config and applied files, `{{JWT_JWKS}}` expands to the issuer's JWKS and `{{JWT_CA_CERT}}` to
+//! the CA certificate file of `jwks_server` (serving `https://jwks.trellis.test:PORT/jwks.json`,
+//! also valid for `127.0.0.1`).
 //!
 //! Every wait has a deadline: `RunOptions::sync_timeout` for config changes and validation
 //! messages, `RunOptions::reconnect_timeout` for proxies to come back after a restart.
@@ -80,10 +137,13 @@
 //! Layout: this file holds the format's types; `parse` loads and validates files, `expect` checks
 //! expectations, `run` drives a scenario on a mesh, and `steps/` has one file per step kind.
 
+mod access_log;
 mod expect;
+pub mod metrics;
 mod parse;
 mod run;
 mod steps;
+mod trace;
 
 use std::collections::BTreeMap;
 
@@ -95,6 +155,8 @@ use crate::http::Protocol;
 pub use expect::{
     Bound, DEFAULT_TOLERANCE, Expect, check_expect, check_outcomes, check_served, check_split,
 };
+pub use access_log::AccessLogExpect;
+pub use trace::{TraceExpect, ZipkinDef};
 pub use parse::check_istio_yaml;
 pub use run::{RunOptions, RunReport, run};
 pub use steps::live_change::judge_live_change;
@@ -129,8 +191,35 @@ pub struct Scenario {
     /// Istio YAML applied before the first step.
     #[serde(default)]
     pub config: Option<String>,
+    /// Run the test JWT issuer's JWKS server (HTTPS) on `127.0.0.1:PORT` for `jwksUri`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_server: Option<JwksServerDef>,
+    /// Istio's mesh config (`MeshConfig` YAML) the control plane starts with.
+    #[serde(default)]
+    pub mesh_config: Option<String>,
+    /// A Zipkin v2 collector the runner starts on `127.0.0.1:PORT` for `trace` expectations.
+    #[serde(default)]
+    pub zipkin: Option<ZipkinDef>,
+    /// The workload certificate lifetime the sidecars ask for, in milliseconds (24 h when
+    /// absent): short ones make `rotate_certificates` quick.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_ttl_ms: Option<u64>,
     /// What to do, in order.
     pub steps: Vec<Step>,
+    /// The data planes the scenario applies to (both when absent). Only for what one of them
+    /// cannot have, such as Istio's metric names (stock Envoy lacks Istio's stats extension);
+    /// the others' runs are reported as skipped, never as passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataplanes: Option<Vec<crate::mesh::Dataplane>>,
+}
+
+impl Scenario {
+    /// Whether the scenario runs on `dataplane` (see [`Scenario::dataplanes`]).
+    pub fn runs_on(&self, dataplane: crate::mesh::Dataplane) -> bool {
+        self.dataplanes
+            .as_ref()
+            .is_none_or(|d| d.contains(&dataplane))
+    }
 }
 
 /// A service in a scenario.
@@ -144,7 +233,7 @@ pub struct ServiceDef {
     pub namespace: String,
     /// Service port.
     pub port: u16,
-    /// `HTTP` (default) or `HTTP2`.
+    /// `HTTP` (default), `HTTP2` or `GRPC` (the port's name is the protocol in lower case).
     #[serde(default = "default_protocol")]
     pub protocol: String,
 }
@@ -229,6 +318,24 @@ pub struct Step {
     /// Wait this many milliseconds (e.g. for an ejection to expire).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sleep_ms: Option<u64>,
+    /// Keep traffic flowing until every sidecar has rotated its certificate some times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotate_certificates: Option<RotateCertificates>,
+}
+
+/// Certificate rotation under continuous traffic: every sidecar's count of certificate updates
+/// (Trellis: `trellis_cert_rotations_total`; Envoy: the versions of its SDS `default` secret,
+/// `sds.default.version_text`, counted as they change) must grow by `rotations` while no
+/// request fails.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateCertificates {
+    /// How many rotations every sidecar must go through.
+    pub rotations: u32,
+    /// The background traffic (`count` is ignored).
+    pub request: RequestDef,
+    /// What every response of the window must look like (no failures unless `failures`).
+    pub expect: Expect,
 }
 
 /// The kind of a step, once validated.
@@ -248,6 +355,8 @@ pub enum StepKind<'a> {
     RestartControlPlane(&'a RestartControlPlane),
     /// `sleep_ms`.
     Sleep(u64),
+    /// `rotate_certificates`.
+    RotateCertificates(&'a RotateCertificates),
 }
 
 impl Step {
@@ -261,13 +370,14 @@ impl Step {
             self.apply_invalid.is_some(),
             self.restart_control_plane.is_some(),
             self.sleep_ms.is_some(),
+            self.rotate_certificates.is_some(),
         ]
         .iter()
         .filter(|b| **b)
         .count();
         if given != 1 {
             bail!(
-                "a step needs exactly one of request, apply, remove, live_change, apply_invalid, restart_control_plane, sleep_ms ({given} given)"
+                "a step needs exactly one of request, apply, remove, live_change, apply_invalid, restart_control_plane, sleep_ms, rotate_certificates ({given} given)"
             );
         }
         if self.expect.is_some() && self.request.is_none() {
@@ -295,6 +405,8 @@ impl Step {
             StepKind::RestartControlPlane(r)
         } else if let Some(ms) = self.sleep_ms {
             StepKind::Sleep(ms)
+        } else if let Some(r) = &self.rotate_certificates {
+            StepKind::RotateCertificates(r)
         } else {
             bail!("empty step")
         })
@@ -322,9 +434,72 @@ pub struct RequestDef {
     /// `http1` (default) or `http2` (h2c) between the client and its sidecar.
     #[serde(default)]
     pub protocol: Protocol,
-    /// Extra request headers.
+    /// Extra request headers (gRPC: request metadata).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Make gRPC calls to the echo service instead of HTTP requests (h2c; `path`, `method`
+    /// and `protocol` do not apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<crate::grpc::client::GrpcCall>,
+    /// Open WebSocket sessions instead (HTTP/1.1 upgrade to `path`), each exchanging
+    /// `messages` messages with the echo app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub websocket: Option<WebSocketDef>,
+    /// Open raw TCP sessions instead, to `port` on the client sidecar's IP (its outbound TCP
+    /// listener for that service port); `authority`, `path` and `headers` do not apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tcp: Option<TcpDef>,
+    /// `sidecar` (default): through the client's sidecar. `direct`: plaintext straight to the
+    /// sidecar of the first workload of the authority's service, on the service port, as a
+    /// client outside the mesh would (no client certificate).
+    #[serde(default)]
+    pub via: Via,
+    /// Mint a token with the test issuer and send it (see [`crate::jwt::JwtRequest`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<crate::jwt::JwtRequest>,
+}
+
+/// A raw TCP session per request: send `send`, half-close, read the echo app's banner, the echo
+/// and its byte count until it closes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpDef {
+    /// The port on the client sidecar's IP.
+    pub port: u16,
+    /// What to send (`ping`).
+    #[serde(default = "default_tcp_payload")]
+    pub send: String,
+}
+
+fn default_tcp_payload() -> String {
+    "ping".to_string()
+}
+
+/// A WebSocket session per request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebSocketDef {
+    /// Messages sent (and expected back) per session.
+    pub messages: usize,
+}
+
+/// The test issuer's JWKS server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwksServerDef {
+    /// The port on 127.0.0.1 (pick one unlikely to be in use, e.g. 18000-19999).
+    pub port: u16,
+}
+
+/// Where a scenario's requests enter the mesh.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// Through the client sidecar (`HTTP_PROXY`), as a workload of the mesh.
+    #[default]
+    Sidecar,
+    /// Straight to the destination workload's sidecar, from outside the mesh.
+    Direct,
 }
 
 /// A config file to write.

@@ -52,9 +52,9 @@ impl Scenario {
             if !names.insert(s.name.as_str()) {
                 bail!("services[{i}]: service {:?} is listed twice", s.name);
             }
-            if !matches!(s.protocol.as_str(), "HTTP" | "HTTP2") {
+            if !matches!(s.protocol.as_str(), "HTTP" | "HTTP2" | "GRPC" | "TCP") {
                 bail!(
-                    "services[{i}].protocol: {:?} is not supported (HTTP or HTTP2)",
+                    "services[{i}].protocol: {:?} is not supported (HTTP, HTTP2, GRPC or TCP)",
                     s.protocol
                 );
             }
@@ -144,6 +144,15 @@ fn validate_step(step: &Step) -> anyhow::Result<()> {
                 bail!("sleep_ms must be from 1 to 120000");
             }
         }
+        StepKind::RotateCertificates(r) => {
+            if r.rotations == 0 || r.rotations > 10 {
+                bail!("rotate_certificates.rotations must be from 1 to 10");
+            }
+            validate_request(&r.request, false)
+                .map_err(|err| anyhow!("rotate_certificates.request: {err:#}"))?;
+            validate_expect(&r.expect)
+                .map_err(|err| anyhow!("rotate_certificates.expect: {err:#}"))?;
+        }
         StepKind::LiveChange(l) => {
             validate_file(&l.apply).map_err(|err| anyhow!("live_change.apply: {err:#}"))?;
             validate_request(&l.request, false)
@@ -179,6 +188,33 @@ fn validate_request(r: &RequestDef, counted: bool) -> anyhow::Result<()> {
         bail!(
             "concurrency must be from 1 to {MAX_CONCURRENCY}, not {}",
             r.concurrency
+        );
+    }
+    if [r.grpc.is_some(), r.websocket.is_some(), r.tcp.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count()
+        > 1
+    {
+        bail!("give at most one of grpc, websocket, tcp");
+    }
+    if let Some(t) = &r.tcp
+        && (t.send.is_empty() || t.port == 0)
+    {
+        bail!("tcp needs a port and a non-empty `send`");
+    }
+    if let Some(w) = &r.websocket
+        && (w.messages == 0 || w.messages > 1000)
+    {
+        bail!("websocket.messages must be from 1 to 1000, not {}", w.messages);
+    }
+    if let Some(g) = &r.grpc
+        && (g.messages == 0 || g.messages > crate::grpc::MAX_STREAM_REPLIES)
+    {
+        bail!(
+            "grpc.messages must be from 1 to {}, not {}",
+            crate::grpc::MAX_STREAM_REPLIES,
+            g.messages
         );
     }
     for (k, v) in &r.headers {
@@ -223,6 +259,11 @@ fn validate_expect(e: &Expect) -> anyhow::Result<()> {
         if !(0.0..=50.0).contains(&t) {
             bail!("tolerance {t} must be from 0 to 50 points");
         }
+    }
+    if let Some(c) = e.grpc_status
+        && !(0..=16).contains(&c)
+    {
+        bail!("grpc_status {c} is not a gRPC status code (0-16)");
     }
     if let Some(p) = &e.protocol
         && !matches!(p.as_str(), "HTTP/1.0" | "HTTP/1.1" | "HTTP/2.0")

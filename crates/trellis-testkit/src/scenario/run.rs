@@ -33,6 +33,8 @@ pub struct RunOptions {
     pub reconnect_timeout: Duration,
     /// How long the mesh may take to start.
     pub startup_timeout: Duration,
+    /// The scenario's Zipkin collector, while it runs (set by [`run`] from `zipkin:`).
+    pub zipkin: Option<SocketAddr>,
 }
 
 impl RunOptions {
@@ -53,6 +55,7 @@ impl RunOptions {
             sync_timeout: Duration::from_secs(20),
             reconnect_timeout: Duration::from_secs(30),
             startup_timeout: Duration::from_secs(60),
+            zipkin: None,
         }
     }
 
@@ -86,6 +89,36 @@ pub async fn run(
 ) -> RunReport {
     let started = Instant::now();
     let mut steps = Vec::new();
+    // The collector outlives the mesh's proxies (they may still be exporting).
+    let collector = match start_collector(scenario).await {
+        Ok(c) => c,
+        Err(e) => {
+            return RunReport {
+                passed: false,
+                detail: format!("{e:#}"),
+                nacks: 0,
+                steps,
+                elapsed: started.elapsed(),
+            };
+        }
+    };
+    let mut with_collector = options.clone();
+    with_collector.zipkin = collector.as_ref().map(crate::zipkin::Collector::address);
+    let options = &with_collector;
+    // The test JWT issuer's JWKS server, and `{{JWT_JWKS}}`/`{{JWT_CA_CERT}}` in the YAML.
+    let (_jwks_server, expanded) = match with_jwt_issuer(scenario, options).await {
+        Ok(x) => x,
+        Err(e) => {
+            return RunReport {
+                passed: false,
+                detail: format!("{e:#}"),
+                nacks: 0,
+                steps,
+                elapsed: started.elapsed(),
+            };
+        }
+    };
+    let scenario = &expanded;
     let mesh_options = scenario.mesh_options(options);
     let spec = scenario.mesh_spec(options.base, options.dataplane);
     let mut mesh = match Mesh::start(spec, mesh_options).await {
@@ -119,6 +152,18 @@ pub async fn run(
         steps,
         elapsed: started.elapsed(),
     }
+}
+
+/// The scenario's Zipkin collector on `127.0.0.1:PORT`, if it has one.
+async fn start_collector(scenario: &Scenario) -> anyhow::Result<Option<crate::zipkin::Collector>> {
+    let Some(z) = &scenario.zipkin else {
+        return Ok(None);
+    };
+    let address = SocketAddr::from(([127, 0, 0, 1], z.port));
+    crate::zipkin::Collector::start(address)
+        .await
+        .map(Some)
+        .with_context(|| format!("starting the Zipkin collector on {address}"))
 }
 
 async fn run_steps(
@@ -159,13 +204,16 @@ fn describe_step(step: &Step) -> String {
             format!("restart_control_plane down {}ms", r.down_ms)
         }
         Ok(StepKind::Sleep(ms)) => format!("sleep {ms}ms"),
+        Ok(StepKind::RotateCertificates(r)) => {
+            format!("rotate_certificates ×{}", r.rotations)
+        }
         Err(e) => e.to_string(),
     }
 }
 
 async fn run_step(step: &Step, options: &RunOptions, mesh: &mut Mesh) -> anyhow::Result<String> {
     match step.kind()? {
-        StepKind::Request(r, expect) => steps::request::run(r, expect, mesh).await,
+        StepKind::Request(r, expect) => steps::request::run(r, expect, mesh, options.zipkin).await,
         StepKind::Apply(f) => steps::apply::apply(f, options, mesh).await,
         StepKind::Remove(r) => steps::apply::remove(r, options, mesh).await,
         StepKind::LiveChange(l) => steps::live_change::run(l, options, mesh).await,
@@ -174,6 +222,9 @@ async fn run_step(step: &Step, options: &RunOptions, mesh: &mut Mesh) -> anyhow:
             steps::restart_control_plane::run(r, options, mesh).await
         }
         StepKind::Sleep(ms) => steps::sleep::run(ms).await,
+        StepKind::RotateCertificates(r) => {
+            steps::rotate_certificates::run(r, mesh).await
+        }
     }
 }
 
@@ -216,6 +267,8 @@ impl Scenario {
         mesh_options.envoy_bin = run.envoy_bin.clone();
         mesh_options.echo = run.echo;
         mesh_options.startup_timeout = run.startup_timeout;
+        mesh_options.mesh_config = self.mesh_config.clone();
+        mesh_options.cert_ttl = self.cert_ttl_ms.map(Duration::from_millis);
         if let Some(c) = &self.client {
             mesh_options.client_namespace = c.namespace.clone();
             mesh_options.client_labels = c.labels.clone();
@@ -247,4 +300,42 @@ impl Scenario {
             .collect();
         mesh_options
     }
+}
+
+/// Starts the scenario's JWKS server (if any) and expands the test issuer's templates in its
+/// config and applied files: `{{JWT_JWKS}}` (the JWKS text) and `{{JWT_CA_CERT}}` (the file of
+/// the CA that signed the JWKS server's certificate).
+async fn with_jwt_issuer(
+    scenario: &Scenario,
+    options: &RunOptions,
+) -> anyhow::Result<(Option<crate::jwt::server::JwksServer>, Scenario)> {
+    let server = match &scenario.jwks_server {
+        None => None,
+        Some(def) => Some(
+            crate::jwt::server::JwksServer::start(
+                SocketAddr::from(([127, 0, 0, 1], def.port)),
+                &options.run_dir.join("jwks-server"),
+            )
+            .await
+            .context("starting the JWKS server")?,
+        ),
+    };
+    let extra: Vec<(&str, String)> = server
+        .iter()
+        .map(|s| ("JWT_CA_CERT", s.ca_file().display().to_string()))
+        .collect();
+    let expand = |text: &str| crate::jwt::expand(text, &extra);
+    let mut out = scenario.clone();
+    if let Some(config) = &mut out.config {
+        *config = expand(config)?;
+    }
+    for step in &mut out.steps {
+        if let Some(apply) = &mut step.apply {
+            apply.content = expand(&apply.content)?;
+        }
+        if let Some(change) = &mut step.live_change {
+            change.apply.content = expand(&change.apply.content)?;
+        }
+    }
+    Ok((server, out))
 }

@@ -50,8 +50,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }),
         _ => None,
     };
+    let mut node = args.workload.node();
+    node.sds = security.is_some();
     let config = AgentConfig {
-        node: args.workload.node(),
+        node,
         xds_address: args.workload.xds_address,
         admin_address: args.workload.admin_address(),
         envoy: args.envoy,

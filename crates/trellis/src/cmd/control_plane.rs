@@ -14,6 +14,10 @@ pub struct Args {
     /// Directory of Istio YAML (watched: add, change or delete files to reconfigure the mesh).
     #[arg(long, env = "TRELLIS_CONFIG_DIR")]
     config_dir: PathBuf,
+    /// Istio's mesh config (MeshConfig YAML: the `mesh` key of the `istio` ConfigMap); watched,
+    /// an invalid edit keeps the last good one. Istio's defaults when absent.
+    #[arg(long, env = "TRELLIS_MESH_CONFIG")]
+    mesh_config: Option<PathBuf>,
     /// Where to serve ADS (xDS over gRPC, plaintext).
     #[arg(long, default_value = "127.0.0.1:15010")]
     xds_address: SocketAddr,
@@ -46,6 +50,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let config = ControlPlaneConfig {
         config_dir: args.config_dir,
+        mesh_config: args.mesh_config,
         xds_address: args.xds_address,
         monitoring_address: args.monitoring_address,
         secure_xds_address: args

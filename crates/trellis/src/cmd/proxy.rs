@@ -12,6 +12,25 @@ pub struct Args {
     workload: WorkloadArgs,
     #[command(flatten)]
     security: SecurityArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+}
+
+/// Where Prometheus scrapes the proxy and the app.
+#[derive(Debug, clap::Args)]
+struct MetricsArgs {
+    /// Istio's proxy Prometheus endpoint, `/stats/prometheus` (default: the workload IP, port
+    /// 15090).
+    #[arg(long)]
+    prometheus_address: Option<std::net::SocketAddr>,
+    /// Istio's merged metrics endpoint, `/stats/prometheus`: the proxy's metrics followed by
+    /// the app's (default: the workload IP, port 15020).
+    #[arg(long)]
+    merged_metrics_address: Option<std::net::SocketAddr>,
+    /// Where the app exposes its own metrics, `PORT[/PATH]` on its IP (Istio's
+    /// `prometheus.io/port` and `prometheus.io/path` annotations); merged into 15020.
+    #[arg(long)]
+    app_metrics: Option<trellis_proxy::telemetry::merge::AppMetrics>,
 }
 
 /// Runs the proxy until SIGTERM/SIGINT.
@@ -26,11 +45,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         )?),
         _ => None,
     };
+    let mut node = args.workload.node();
+    node.sds = security.is_some();
     let config = trellis_proxy::ProxyConfig {
-        node: args.workload.node(),
+        node,
         xds_address: args.workload.xds_address,
         admin_address: args.workload.admin_address(),
         security,
+        metrics: {
+            let mut m = trellis_proxy::MetricsConfig::istio_ports(
+                args.workload.ip,
+                args.metrics.app_metrics,
+            );
+            if let Some(a) = args.metrics.prometheus_address {
+                m.prometheus_address = Some(a);
+            }
+            if let Some(a) = args.metrics.merged_metrics_address {
+                m.merged_address = Some(a);
+            }
+            m
+        },
     };
     signals::runtime()?.block_on(trellis_proxy::run(config, signals::shutdown()))?;
     Ok(ExitCode::SUCCESS)

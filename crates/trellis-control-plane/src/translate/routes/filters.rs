@@ -21,6 +21,14 @@ use trellis_xds::{to_any, type_url};
 use super::matching::string_matcher;
 use crate::translate::proto::{CORS, CORS_POLICY_TYPE, CORS_TYPE, FAULT, FAULT_TYPE, fraction};
 
+/// The upgrades every connection manager lets through: WebSocket, as istiod emits.
+pub fn upgrade_configs() -> Vec<envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::UpgradeConfig>{
+    vec![envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::UpgradeConfig {
+        upgrade_type: "websocket".to_string(),
+        ..Default::default()
+    }]
+}
+
 /// The HTTP filters of every connection manager, in order.
 pub fn http_filters() -> Vec<HttpFilter> {
     let filter = |name: &str, any| HttpFilter {

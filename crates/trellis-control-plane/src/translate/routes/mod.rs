@@ -25,7 +25,7 @@ use super::{OUTBOUND_ROUTE_NAME, outbound_cluster_name};
 use crate::model::{MeshModel, ProxyView};
 use crate::registry::{Service, ServicePort};
 
-pub use filters::http_filters;
+pub use filters::{http_filters, upgrade_configs};
 
 /// The name of the catch-all virtual host of `REGISTRY_ONLY` (Istio's).
 pub const BLOCK_ALL: &str = "block_all";

@@ -5,8 +5,11 @@
 use envoy_types::pb::envoy::config::core::v3 as core;
 use envoy_types::pb::envoy::config::endpoint::v3 as proto;
 
+use std::sync::Arc;
+
 use super::{ConvertError, Cx, join, reject_unsupported};
 use crate::config;
+use crate::telemetry::PeerWorkload;
 
 impl TryFrom<&proto::ClusterLoadAssignment> for config::Endpoints {
     type Error = ConvertError;
@@ -85,7 +88,7 @@ pub(crate) fn for_each_endpoint(
             let epath = join(&lpath, &format!("lb_endpoints[{j}]"));
             reject_unsupported!(cx, &epath, lb, proto::LbEndpoint { load_balancing_weight, host_identifier, health_status, metadata }
                 unsupported {});
-            let transport_socket_match = match &lb.metadata {
+            let (transport_socket_match, workload) = match &lb.metadata {
                 None => Default::default(),
                 Some(m) => endpoint_metadata(cx, &join(&epath, "metadata"), m)?,
             };
@@ -126,6 +129,7 @@ pub(crate) fn for_each_endpoint(
                 locality_weight,
                 healthy,
                 transport_socket_match,
+                workload: workload.clone(),
             };
             f(&epath_e, endpoint, template)?;
         }
@@ -136,22 +140,41 @@ pub(crate) fn for_each_endpoint(
 /// The key of endpoint metadata that `transport_socket_matches` match on.
 pub const TRANSPORT_SOCKET_MATCH: &str = "envoy.transport_socket_match";
 
-/// Endpoint metadata: only `filter_metadata["envoy.transport_socket_match"]` (string values).
+/// `envoy.transport_socket_match` values.
+type SocketMatch = std::collections::BTreeMap<String, String>;
+
+/// Endpoint metadata: `filter_metadata["envoy.transport_socket_match"]` (string values) and
+/// Istio's `filter_metadata["istio"]` with only `workload` = `name;namespace;app;version;cluster`.
 fn endpoint_metadata(
     cx: &Cx,
     path: &str,
     m: &core::Metadata,
-) -> Result<std::collections::BTreeMap<String, String>, ConvertError> {
+) -> Result<(SocketMatch, Option<Arc<PeerWorkload>>), ConvertError> {
+    use crate::telemetry::peer::{ENDPOINT_METADATA_KEY, ENDPOINT_WORKLOAD_FIELD};
     reject_unsupported!(cx, path, m, core::Metadata { filter_metadata } unsupported { typed_filter_metadata });
     let mut keys: Vec<&String> = m.filter_metadata.keys().collect();
     keys.sort();
     let mut out = Default::default();
+    let mut workload = None;
     for key in keys {
         let kpath = format!("{}[{key:?}]", join(path, "filter_metadata"));
+        if key == ENDPOINT_METADATA_KEY {
+            let fields = super::cluster::string_struct(cx, &kpath, &m.filter_metadata[key])?;
+            for (field, value) in fields {
+                let fpath = format!("{kpath}.{field}");
+                if field != ENDPOINT_WORKLOAD_FIELD {
+                    return Err(cx.err(&fpath, "is not supported"));
+                }
+                let peer =
+                    PeerWorkload::from_endpoint_metadata(&value).map_err(|e| cx.err(&fpath, e))?;
+                workload = Some(Arc::new(peer));
+            }
+            continue;
+        }
         if key != TRANSPORT_SOCKET_MATCH {
             return Err(cx.err(&kpath, "is not supported"));
         }
         out = super::cluster::string_struct(cx, &kpath, &m.filter_metadata[key])?;
     }
-    Ok(out)
+    Ok((out, workload))
 }

@@ -12,7 +12,7 @@ use trellis_xds::type_url;
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
 
-use super::{ConvertError, Cx, decode_any, filters, join, reject_unsupported, tls};
+use super::{ConvertError, Cx, decode_any, filters, join, jwt, rbac, reject_unsupported, tls};
 use crate::config;
 
 /// The TLS inspector listener filter's name.
@@ -132,17 +132,38 @@ fn convert_chain(
             "TLS cannot be terminated on a chain matching transport_protocol \"raw_buffer\"",
         ));
     }
-    let [filter] = chain.filters.as_slice() else {
+    // Leading `envoy.filters.network.rbac` filters (before a TCP proxy), then one filter.
+    let rbac_count = chain
+        .filters
+        .iter()
+        .take_while(|f| f.name == rbac::NETWORK_RBAC)
+        .count();
+    let mut network_rbac = Vec::with_capacity(rbac_count);
+    for (i, f) in chain.filters[..rbac_count].iter().enumerate() {
+        let fpath = join(path, &format!("filters[{i}]"));
+        match &f.config_type {
+            Some(proto::filter::ConfigType::TypedConfig(any)) => network_rbac.push(Arc::new(
+                rbac::network_rbac(cx, &join(&fpath, "typed_config"), any)?,
+            )),
+            Some(proto::filter::ConfigType::ConfigDiscovery(_)) => {
+                return Err(cx.unsupported_field(&join(&fpath, "config_discovery")));
+            }
+            None => return Err(cx.missing(&join(&fpath, "typed_config"))),
+        }
+    }
+    let [filter] = &chain.filters[rbac_count..] else {
         return Err(cx.err(
             &join(path, "filters"),
             format_args!(
-                "exactly one filter is supported, got {}",
-                chain.filters.len()
+                "exactly one filter (after any envoy.filters.network.rbac) is supported, got {}",
+                chain.filters.len() - rbac_count
             ),
         ));
     };
-    let path = join(path, "filters[0]");
-    if filter.name != type_url::names::HTTP_CONNECTION_MANAGER {
+    let path = join(path, &format!("filters[{rbac_count}]"));
+    if filter.name != type_url::names::HTTP_CONNECTION_MANAGER
+        && filter.name != type_url::names::TCP_PROXY
+    {
         return Err(cx.unsupported_value(&join(&path, "name"), &filter.name));
     }
     let any = match &filter.config_type {
@@ -153,14 +174,28 @@ fn convert_chain(
         None => return Err(cx.missing(&join(&path, "typed_config"))),
     };
     let path = join(&path, "typed_config");
-    let manager: hcm::HttpConnectionManager =
-        decode_any(cx, &path, any, type_url::HTTP_CONNECTION_MANAGER)?;
-    let hcm = convert_hcm(cx, &path, &manager)?;
+    if rbac_count > 0 && filter.name != type_url::names::TCP_PROXY {
+        return Err(cx.err(
+            &join(path.trim_end_matches(&format!(".filters[{rbac_count}]")), "filters"),
+            "envoy.filters.network.rbac is supported only before envoy.filters.network.tcp_proxy",
+        ));
+    }
+    let (hcm, tcp_proxy) = if filter.name == type_url::names::TCP_PROXY {
+        let t = decode_any(cx, &path, any, type_url::TCP_PROXY)?;
+        let t = super::tcp::convert_tcp_proxy(cx, &path, &t)?;
+        (config::HttpConnectionManager::none(), Some(t))
+    } else {
+        let manager: hcm::HttpConnectionManager =
+            decode_any(cx, &path, any, type_url::HTTP_CONNECTION_MANAGER)?;
+        (convert_hcm(cx, &path, &manager)?, None)
+    };
     Ok(config::FilterChain {
         name: chain.name.clone(),
         transport_protocol,
         tls,
         hcm,
+        tcp_proxy,
+        network_rbac,
     })
 }
 
@@ -169,8 +204,8 @@ fn convert_hcm(
     path: &str,
     m: &hcm::HttpConnectionManager,
 ) -> Result<config::HttpConnectionManager, ConvertError> {
-    reject_unsupported!(cx, path, m, hcm::HttpConnectionManager { codec_type, stat_prefix, http_filters, route_specifier, forward_client_cert_details, set_current_client_cert_details }
-        unsupported { add_user_agent, tracing, common_http_protocol_options, http1_safe_max_connection_duration, http_protocol_options, http2_protocol_options, http3_protocol_options, server_name, server_header_transformation, scheme_header_transformation, max_request_headers_kb, stream_idle_timeout, stream_flush_timeout, request_timeout, request_headers_timeout, drain_timeout, drain_timeout_jitter, delayed_close_timeout, access_log, access_log_flush_interval, flush_access_log_on_new_request, access_log_options, use_remote_address, xff_num_trusted_hops, original_ip_detection_extensions, early_header_mutation_extensions, internal_address_config, skip_xff_append, via, generate_request_id, preserve_external_request_id, always_set_request_id_in_response, forward_client_cert_matcher, proxy_100_continue, represent_ipv4_remote_address_as_ipv4_mapped_ipv6, upgrade_configs, normalize_path, merge_slashes, path_with_escaped_slashes_action, request_id_extension, local_reply_config, strip_matching_host_port, stream_error_on_invalid_http_message, path_normalization_options, strip_trailing_host_dot, proxy_status_config, typed_header_validation_config, append_x_forwarded_port, append_local_overload, add_proxy_protocol_connection_state, forward_proto_config, strip_port_mode });
+    reject_unsupported!(cx, path, m, hcm::HttpConnectionManager { codec_type, stat_prefix, http_filters, route_specifier, forward_client_cert_details, set_current_client_cert_details, access_log, tracing, normalize_path, merge_slashes, path_with_escaped_slashes_action, upgrade_configs }
+        unsupported { add_user_agent, common_http_protocol_options, http1_safe_max_connection_duration, http_protocol_options, http2_protocol_options, http3_protocol_options, server_name, server_header_transformation, scheme_header_transformation, max_request_headers_kb, stream_idle_timeout, stream_flush_timeout, request_timeout, request_headers_timeout, drain_timeout, drain_timeout_jitter, delayed_close_timeout, access_log_flush_interval, flush_access_log_on_new_request, access_log_options, use_remote_address, xff_num_trusted_hops, original_ip_detection_extensions, early_header_mutation_extensions, internal_address_config, skip_xff_append, via, generate_request_id, preserve_external_request_id, always_set_request_id_in_response, forward_client_cert_matcher, proxy_100_continue, represent_ipv4_remote_address_as_ipv4_mapped_ipv6, request_id_extension, local_reply_config, strip_matching_host_port, stream_error_on_invalid_http_message, path_normalization_options, strip_trailing_host_dot, proxy_status_config, typed_header_validation_config, append_x_forwarded_port, append_local_overload, add_proxy_protocol_connection_state, forward_proto_config, strip_port_mode });
     if m.codec_type != hcm::http_connection_manager::CodecType::Auto as i32 {
         let name = hcm::http_connection_manager::CodecType::try_from(m.codec_type)
             .map(|c| c.as_str_name().to_string())
@@ -200,11 +235,41 @@ fn convert_hcm(
         None => return Err(cx.missing(&join(path, "rds"))),
     };
     let forward_client_cert = forward_client_cert(cx, path, m)?;
+    let path_normalization = path_normalization(cx, path, m)?;
     Ok(config::HttpConnectionManager {
         stat_prefix: m.stat_prefix.clone(),
         routes,
         http_filters,
         forward_client_cert,
+        access_log: super::access_log::access_logs(cx, path, &m.access_log)?,
+        tracing: m
+            .tracing
+            .as_ref()
+            .map(|t| super::tracing::tracing(cx, &join(path, "tracing"), t))
+            .transpose()?,
+        path_normalization,
+        upgrade_types: super::upgrade::upgrade_types(cx, path, &m.upgrade_configs)?,
+    })
+}
+
+/// `normalize_path` (absent: false), `merge_slashes`, and `path_with_escaped_slashes_action`
+/// only `KEEP_UNCHANGED` (or unset, which Envoy treats the same by default).
+fn path_normalization(
+    cx: &Cx,
+    path: &str,
+    m: &hcm::HttpConnectionManager,
+) -> Result<config::PathNormalization, ConvertError> {
+    use hcm::http_connection_manager::PathWithEscapedSlashesAction as A;
+    let action = m.path_with_escaped_slashes_action;
+    if action != A::ImplementationSpecificDefault as i32 && action != A::KeepUnchanged as i32 {
+        let name = A::try_from(action)
+            .map(|a| a.as_str_name().to_string())
+            .unwrap_or_else(|_| action.to_string());
+        return Err(cx.unsupported_value(&join(path, "path_with_escaped_slashes_action"), name));
+    }
+    Ok(config::PathNormalization {
+        normalize_path: m.normalize_path.as_ref().is_some_and(|b| b.value),
+        merge_slashes: m.merge_slashes,
     })
 }
 
@@ -243,13 +308,20 @@ fn forward_client_cert(
     }
 }
 
-/// `http_filters`: an in-order subsequence of `[fault, cors, router]` that ends with the router.
+/// `http_filters`: an in-order subsequence of `[jwt_authn, rbac, fault, cors, router]` that ends
+/// with the router; `rbac` may repeat (Istio's AUDIT, DENY and ALLOW filters).
 fn convert_http_filters(
     cx: &Cx,
     path: &str,
     filters: &[hcm::HttpFilter],
 ) -> Result<config::HttpFilters, ConvertError> {
-    const ORDER: [&str; 3] = [filters::FAULT, filters::CORS, type_url::names::ROUTER];
+    const ORDER: [&str; 5] = [
+        jwt::JWT_AUTHN,
+        rbac::HTTP_RBAC,
+        filters::FAULT,
+        filters::CORS,
+        type_url::names::ROUTER,
+    ];
     let mut out = config::HttpFilters::default();
     let mut next = 0;
     for (i, filter) in filters.iter().enumerate() {
@@ -259,7 +331,8 @@ fn convert_http_filters(
         let Some(pos) = ORDER.iter().position(|n| *n == filter.name) else {
             return Err(cx.unsupported_value(&join(&fpath, "name"), &filter.name));
         };
-        if pos < next || (pos < 2 && i + 1 == filters.len()) {
+        let repeated_rbac = ORDER[pos] == rbac::HTTP_RBAC && next == pos + 1;
+        if (pos < next && !repeated_rbac) || (pos + 1 < ORDER.len() && i + 1 == filters.len()) {
             return Err(cx.err(
                 &join(path, "http_filters"),
                 format_args!(
@@ -278,14 +351,22 @@ fn convert_http_filters(
             }
         };
         let tpath = join(&fpath, "typed_config");
-        match pos {
-            0 => {
+        match ORDER[pos] {
+            jwt::JWT_AUTHN => {
+                let any = any.ok_or_else(|| cx.missing(&tpath))?;
+                out.jwt_authn = Some(Arc::new(jwt::jwt_authentication(cx, &tpath, any)?));
+            }
+            rbac::HTTP_RBAC => {
+                let any = any.ok_or_else(|| cx.missing(&tpath))?;
+                out.rbac.push(Arc::new(rbac::http_rbac(cx, &tpath, any)?));
+            }
+            filters::FAULT => {
                 if let Some(any) = any {
                     filters::fault_filter(cx, &tpath, any)?;
                 }
                 out.fault = true;
             }
-            1 => {
+            filters::CORS => {
                 if let Some(any) = any {
                     filters::cors_filter(cx, &tpath, any)?;
                 }

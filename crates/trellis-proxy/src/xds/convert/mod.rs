@@ -6,12 +6,18 @@
 
 #![allow(deprecated)] // some rejected proto fields are deprecated upstream
 
+pub mod access_log;
 pub mod cluster;
 pub mod endpoint;
 pub mod filters;
+pub mod jwt;
 pub mod listener;
+pub mod rbac;
 pub mod route;
+mod tcp;
 pub mod tls;
+pub mod tracing;
+mod upgrade;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;

@@ -430,7 +430,10 @@ fn upstream_tls_is_converted_and_its_unsupported_fields_are_named() {
                 private_key: "/certs/key.pem".into(),
             }),
             validation: Some(config::TrustSource::File("/certs/root.pem".into())),
-            match_uri_sans: vec!["spiffe://cluster.local/ns/default/sa/reviews".into()],
+            match_sans: vec![config::SanMatch {
+                kind: config::SanKind::Uri,
+                value: "spiffe://cluster.local/ns/default/sa/reviews".into(),
+            }],
             alpn_protocols: vec![],
         })
     );
@@ -546,7 +549,7 @@ fn unsupported_listener_fields_are_named() {
     });
     assert_eq!(
         listener_err(&listener_with(hcm)),
-        "Listener virtualOutbound: filter_chains[0].filters[0].typed_config.http_filters: filters must be an in-order subset of [envoy.filters.http.fault, envoy.filters.http.cors, envoy.filters.http.router] ending with envoy.filters.http.router"
+        "Listener virtualOutbound: filter_chains[0].filters[0].typed_config.http_filters: filters must be an in-order subset of [envoy.filters.http.jwt_authn, envoy.filters.http.rbac, envoy.filters.http.fault, envoy.filters.http.cors, envoy.filters.http.router] ending with envoy.filters.http.router"
     );
 
     let mut hcm = rds_hcm();

@@ -83,7 +83,7 @@ pub(crate) fn downstream(
             "a certificate is required (tls_certificate_sds_secret_configs or tls_certificates)",
         )
     })?;
-    if !parts.match_uri_sans.is_empty() {
+    if !parts.match_sans.is_empty() {
         return Err(cx.err(
             &join(&cpath, "validation_context.match_typed_subject_alt_names"),
             "is only supported on upstream TLS contexts",
@@ -127,7 +127,7 @@ pub(crate) fn upstream(
         sni: u.sni.clone(),
         certificate: parts.certificate,
         validation: parts.validation,
-        match_uri_sans: parts.match_uri_sans,
+        match_sans: parts.match_sans,
         alpn_protocols: parts.alpn_protocols,
     })
 }
@@ -136,7 +136,7 @@ pub(crate) fn upstream(
 struct Parts {
     certificate: Option<config::CertSource>,
     validation: Option<config::TrustSource>,
-    match_uri_sans: Vec<String>,
+    match_sans: Vec<config::SanMatch>,
     alpn_protocols: Vec<String>,
 }
 
@@ -182,7 +182,7 @@ fn common_tls_context(
             let vpath = join(path, "validation_context");
             let (trust, sans) = validation_context(cx, &vpath, v)?;
             out.validation = Some(trust.ok_or_else(|| cx.missing(&join(&vpath, "trusted_ca")))?);
-            out.match_uri_sans = sans;
+            out.match_sans = sans;
         }
         Some(V::ValidationContextSdsSecretConfig(sds)) => {
             sds_secret(
@@ -216,7 +216,7 @@ fn common_tls_context(
                         "cannot be combined with the ROOTCA secret",
                     ));
                 }
-                out.match_uri_sans = sans;
+                out.match_sans = sans;
             }
             out.validation = Some(config::TrustSource::MeshRoot);
         }
@@ -241,7 +241,7 @@ fn validation_context(
     cx: &Cx,
     path: &str,
     v: &tls::CertificateValidationContext,
-) -> Result<(Option<config::TrustSource>, Vec<String>), ConvertError> {
+) -> Result<(Option<config::TrustSource>, Vec<config::SanMatch>), ConvertError> {
     reject_unsupported!(cx, path, v, tls::CertificateValidationContext { trusted_ca, match_typed_subject_alt_names }
         unsupported { ca_certificate_provider_instance, system_root_certs, watched_directory, verify_certificate_spki, verify_certificate_hash, match_subject_alt_names, require_signed_certificate_timestamp, crl, allow_expired_certificate, trust_chain_verification, custom_validator_config, only_verify_leaf_cert_crl, max_verify_depth, suppress_client_ca_list });
     let trust = v
@@ -255,20 +255,29 @@ fn validation_context(
         reject_unsupported!(cx, &mpath, m, tls::SubjectAltNameMatcher { san_type, matcher }
             unsupported { oid });
         use tls::subject_alt_name_matcher::SanType;
-        if m.san_type != SanType::Uri as i32 {
-            let name = SanType::try_from(m.san_type)
-                .map(|t| t.as_str_name().to_string())
-                .unwrap_or_else(|_| m.san_type.to_string());
-            return Err(cx.unsupported_value(&join(&mpath, "san_type"), name));
-        }
+        let kind = match SanType::try_from(m.san_type) {
+            Ok(SanType::Uri) => config::SanKind::Uri,
+            Ok(SanType::Dns) => config::SanKind::Dns,
+            Ok(other) => {
+                return Err(cx.unsupported_value(&join(&mpath, "san_type"), other.as_str_name()));
+            }
+            Err(_) => {
+                return Err(cx.unsupported_value(&join(&mpath, "san_type"), m.san_type));
+            }
+        };
         let spath = join(&mpath, "matcher");
         let sm = m.matcher.as_ref().ok_or_else(|| cx.missing(&spath))?;
         reject_unsupported!(cx, &spath, sm, matcher::StringMatcher { match_pattern }
             unsupported { ignore_case });
         match &sm.match_pattern {
-            Some(matcher::string_matcher::MatchPattern::Exact(uri)) => sans.push(uri.clone()),
+            Some(matcher::string_matcher::MatchPattern::Exact(value)) => {
+                sans.push(config::SanMatch {
+                    kind,
+                    value: value.clone(),
+                })
+            }
             Some(_) => {
-                return Err(cx.err(&spath, "only exact URI matches are supported"));
+                return Err(cx.err(&spath, "only exact SAN matches are supported"));
             }
             None => return Err(cx.missing(&join(&spath, "exact"))),
         }

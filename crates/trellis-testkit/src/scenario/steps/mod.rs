@@ -7,13 +7,14 @@ pub(super) mod apply_invalid;
 pub(super) mod live_change;
 pub(super) mod request;
 pub(super) mod restart_control_plane;
+pub(super) mod rotate_certificates;
 pub(super) mod sleep;
 
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
 
-use super::{Expect, RequestDef};
+use super::{Expect, RequestDef, Via};
 use crate::client::{Outcome, RequestPlan, Summary, Traffic};
 use crate::mesh::Mesh;
 
@@ -24,8 +25,12 @@ const AFTER_SYNC: usize = 50;
 
 /// The load client's plan for `r`, sent through the mesh's client sidecar.
 fn plan_for(r: &RequestDef, mesh: &Mesh) -> anyhow::Result<RequestPlan> {
+    let target = match r.via {
+        Via::Sidecar => mesh.client_outbound(),
+        Via::Direct => mesh.service_address(&r.authority)?,
+    };
     let mut plan = RequestPlan::new(
-        mesh.client_outbound(),
+        target,
         r.authority.clone(),
         r.path.clone(),
         r.count,
@@ -34,11 +39,23 @@ fn plan_for(r: &RequestDef, mesh: &Mesh) -> anyhow::Result<RequestPlan> {
         .map_err(|_| anyhow!("bad method {:?}", r.method))?;
     plan.concurrency = r.concurrency;
     plan.protocol = r.protocol;
+    plan.grpc = r.grpc;
+    plan.websocket = r.websocket.map(|w| w.messages);
+    plan.tcp = r.tcp.as_ref().map(|t| (t.port, t.send.clone()));
     plan.headers = r
         .headers
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    if let Some(jwt) = &r.jwt {
+        match jwt.placement()? {
+            crate::jwt::Placement::Header(name, value) => plan.headers.push((name, value)),
+            crate::jwt::Placement::Param(name, token) => {
+                let sep = if plan.path.contains('?') { '&' } else { '?' };
+                plan.path = format!("{}{sep}{name}={token}", plan.path);
+            }
+        }
+    }
     Ok(plan)
 }
 
@@ -165,6 +182,11 @@ mod test_support {
             concurrency: 1,
             protocol: Protocol::Http1,
             headers: BTreeMap::new(),
+            grpc: None,
+            websocket: None,
+            tcp: None,
+            jwt: None,
+            via: Default::default(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! productpage → reviews v1/v2/v3 → ratings, plus details, each behind a sidecar, with a client
 //! sidecar sending traffic. `--check` applies a 90/10 split, measures it, and tears down.
 
+mod prometheus;
 mod traffic;
 
 use std::net::Ipv4Addr;
@@ -181,6 +182,11 @@ async fn interactive(mut mesh: Mesh) -> anyhow::Result<ExitCode> {
         "  cat > {config_dir}/reviews.yaml <<'EOF'\n{}EOF",
         REVIEWS_90_10
     );
+    println!();
+    println!(
+        "Watch it with Prometheus (istio_requests_total, istio_request_duration_milliseconds, ...): add to prometheus.yml —"
+    );
+    print!("{}", prometheus::scrape_config(&mesh));
     println!();
     println!(
         "Traffic: 10 requests/s to productpage; the reviews version each one reached, every 3 s (Ctrl-C to stop):"

@@ -520,6 +520,7 @@ fn eds_localities_priorities_and_health() {
             transport_socket_match: Default::default(),
             locality_weight: Some(80),
             healthy: true,
+            workload: None,
         }
     );
     assert_eq!(

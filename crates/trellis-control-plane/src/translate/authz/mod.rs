@@ -1,0 +1,202 @@
+//! AuthorizationPolicy → Envoy RBAC filters for a workload's inbound listeners, as istiod's
+//! `pilot/pkg/security/authz/builder` builds them.
+//!
+//! Policies apply from the workload's namespace and from the root namespace (mesh-wide), when
+//! their selector matches the workload's labels (none: every workload of the namespace), or,
+//! in universal mode, when a `targetRefs` entry names a `ServiceEntry`/`Service` whose service
+//! has the workload as an endpoint. They become up to three `envoy.filters.http.rbac` filters
+//! in Istio's order: AUDIT (`action: LOG`), DENY, ALLOW. Each rule is the policy
+//! `ns[NS]-policy[NAME]-rule[i]`; a policy without rules is one that never matches, so an ALLOW
+//! policy without rules denies everything and no ALLOW policy at all allows everything.
+//! CUSTOM (external authorization) is not supported yet: its rules deny, as istiod does when a
+//! CUSTOM policy's provider is unknown (fail closed).
+
+mod encode;
+pub mod rule;
+
+use std::collections::BTreeMap;
+
+use envoy_types::pb::envoy::config::rbac::v3::{Policy, rbac::Action};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpFilter, http_filter,
+};
+use trellis_api::security::{AuthorizationAction, AuthorizationPolicy};
+
+use crate::model::{MeshModel, Named, ProxyView, ROOT_NAMESPACE};
+
+/// The HTTP RBAC filter's name.
+pub const HTTP_RBAC: &str = "envoy.filters.http.rbac";
+/// Its config type.
+pub const HTTP_RBAC_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
+/// The network (TCP) RBAC filter's name.
+pub const NETWORK_RBAC: &str = "envoy.filters.network.rbac";
+/// Its config type.
+pub const NETWORK_RBAC_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC";
+
+/// The policies that apply to `proxy`, root namespace first, then by namespace and name.
+pub fn applicable<'m>(
+    model: &'m MeshModel,
+    proxy: &ProxyView<'_>,
+) -> Vec<&'m Named<AuthorizationPolicy>> {
+    let ip = proxy.node.ip.to_string();
+    let mut out: Vec<_> = model
+        .authorization_policies
+        .iter()
+        .filter(|p| p.namespace == ROOT_NAMESPACE || p.namespace == proxy.namespace())
+        .filter(|p| {
+            let spec = &p.spec;
+            let refs: Vec<_> = spec.target_ref.iter().chain(&spec.target_refs).collect();
+            if let Some(sel) = &spec.selector {
+                proxy.has_labels(&sel.match_labels)
+            } else if !refs.is_empty() {
+                refs.iter().any(|r| {
+                    matches!(r.kind.as_str(), "ServiceEntry" | "Service")
+                        && model.registry.services().iter().any(|s| {
+                            s.namespace == p.namespace
+                                && s.host.split('.').next() == Some(r.name.as_str())
+                                && s.endpoints.iter().any(|e| e.address == ip)
+                        })
+                })
+            } else {
+                true
+            }
+        })
+        .collect();
+    out.sort_by_key(|p| (p.namespace != ROOT_NAMESPACE, &p.namespace, &p.name));
+    out
+}
+
+/// The RBAC HTTP filters for `proxy`'s inbound HTTP connection managers, in Istio's order
+/// (AUDIT, DENY, ALLOW); empty when no policy applies.
+pub fn http_filters(model: &MeshModel, proxy: &ProxyView<'_>) -> Vec<HttpFilter> {
+    let policies = applicable(model, proxy);
+    plan(&policies, false)
+        .into_iter()
+        .map(|(action, rules)| HttpFilter {
+            name: HTTP_RBAC.to_string(),
+            config_type: Some(http_filter::ConfigType::TypedConfig(encode::wrap(
+                HTTP_RBAC_TYPE,
+                1,
+                &encode::rules_bytes(action as i32, &rules),
+                Vec::new(),
+            ))),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The RBAC network filters for `proxy`'s inbound TCP filter chains (stat prefix `tcp.`, as
+/// istiod), in the same order. HTTP-only attributes never match on TCP: an ALLOW rule using
+/// them is dropped, a DENY rule ignores them (so it denies more).
+pub fn network_filters(
+    model: &MeshModel,
+    proxy: &ProxyView<'_>,
+) -> Vec<envoy_types::pb::envoy::config::listener::v3::Filter> {
+    use envoy_types::pb::envoy::config::listener::v3::{Filter, filter};
+    use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
+    use prost::Message;
+    let policies = applicable(model, proxy);
+    plan(&policies, true)
+        .into_iter()
+        .map(|(action, rules)| {
+            let stat_prefix = NetworkRbac {
+                stat_prefix: "tcp.".to_string(),
+                ..Default::default()
+            }
+            .encode_to_vec();
+            Filter {
+                name: NETWORK_RBAC.to_string(),
+                config_type: Some(filter::ConfigType::TypedConfig(encode::wrap(
+                    NETWORK_RBAC_TYPE,
+                    1,
+                    &encode::rules_bytes(action as i32, &rules),
+                    stat_prefix,
+                ))),
+            }
+        })
+        .collect()
+}
+
+/// The RBAC configs (action, policies by name) for the filter chain kind, in filter order.
+fn plan(
+    policies: &[&Named<AuthorizationPolicy>],
+    for_tcp: bool,
+) -> Vec<(Action, BTreeMap<String, Policy>)> {
+    let of = |kinds: &[AuthorizationAction]| -> Vec<&Named<AuthorizationPolicy>> {
+        policies
+            .iter()
+            .copied()
+            .filter(|p| kinds.contains(&p.spec.action.unwrap_or(AuthorizationAction::Allow)))
+            .collect()
+    };
+    let mut out = Vec::new();
+    for (kinds, action) in [
+        (&[AuthorizationAction::Audit][..], Action::Log),
+        (
+            &[AuthorizationAction::Custom, AuthorizationAction::Deny][..],
+            Action::Deny,
+        ),
+        (&[AuthorizationAction::Allow][..], Action::Allow),
+    ] {
+        let selected = of(kinds);
+        if selected.is_empty() {
+            continue;
+        }
+        out.push((action, rules(&selected, for_tcp, action)));
+    }
+    out
+}
+
+/// The inbound HCM's path normalization, from Istio's default mesh config
+/// (`pathNormalization: BASE`): `normalize_path: true` (RFC 3986: percent-decoding of
+/// unreserved characters, dot segments removed), `merge_slashes: false` (only the
+/// `MERGE_SLASHES` mode merges them: `//admin` stays `//admin`), and escaped slashes
+/// (`%2F`) kept unchanged.
+pub fn path_normalization() -> (
+    Option<envoy_types::pb::google::protobuf::BoolValue>,
+    bool,
+    i32,
+) {
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::PathWithEscapedSlashesAction;
+    (
+        Some(envoy_types::pb::google::protobuf::BoolValue { value: true }),
+        false,
+        PathWithEscapedSlashesAction::KeepUnchanged as i32,
+    )
+}
+
+/// Istio's policy name for rule `i`.
+pub fn policy_name(namespace: &str, name: &str, i: usize) -> String {
+    format!("ns[{namespace}]-policy[{name}]-rule[{i}]")
+}
+
+fn rules(
+    policies: &[&Named<AuthorizationPolicy>],
+    for_tcp: bool,
+    action: Action,
+) -> BTreeMap<String, Policy> {
+    let mut out = BTreeMap::new();
+    for p in policies {
+        let name = |i| policy_name(&p.namespace, &p.name, i);
+        if p.spec.rules.is_empty() {
+            out.insert(name(0), rule::never());
+            continue;
+        }
+        for (i, r) in p.spec.rules.iter().enumerate() {
+            let skip_http_only = action != Action::Allow;
+            match rule::policy(r, &p.namespace, for_tcp, skip_http_only) {
+                Ok(policy) => {
+                    out.insert(name(i), policy);
+                }
+                Err(e) => {
+                    tracing::debug!(policy = %name(i), error = %e, "rule dropped for TCP");
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

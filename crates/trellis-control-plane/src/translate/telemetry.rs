@@ -1,0 +1,492 @@
+//! Telemetry (access logs and tracing) on the HTTP connection managers of a proxy's listeners: the
+//! `Telemetry` resources that apply to the proxy, merged as Istio does, plus the mesh config.
+//!
+//! Which Telemetry resources apply to a proxy: the root namespace's (`istio-system`) without a
+//! selector, then its own namespace's without a selector, then its own namespace's whose
+//! selector matches its labels; later (more specific) ones override earlier ones field by field:
+//! the last non-empty `providers`, the last `filter`, the last `disabled`. Entries whose
+//! `match.mode` excludes the listener's side (outbound = `CLIENT`, inbound = `SERVER`) are
+//! skipped. When no Telemetry configures access logging for a side, the mesh config decides:
+//! `accessLogFile` (Istio's legacy setting) plus `defaultProviders.accessLogging`.
+//!
+//! Tracing merges the same way (`providers`, `randomSamplingPercentage`,
+//! `disableSpanReporting`; `customTags` key by key); without Telemetry tracing the mesh
+//! config's `defaultProviders.tracing` and `defaultConfig.tracing.sampling` apply when
+//! `enableTracing` is on. The first provider is used (as Istio); only Zipkin is emitted, as
+//! istiod shapes it: `envoy.tracers.zipkin` to the provider's outbound cluster, 128-bit trace
+//! ids, no shared span context, `spawn_upstream_span`, and Istio's `istio.*` literal tags.
+
+use envoy_types::pb::envoy::config::accesslog::v3::{
+    AccessLog, AccessLogFilter, ComparisonFilter, StatusCodeFilter, access_log, access_log_filter,
+    comparison_filter,
+};
+use envoy_types::pb::envoy::config::core::v3::{
+    DataSource, RuntimeUInt32, SubstitutionFormatString, data_source, substitution_format_string,
+};
+use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
+use envoy_types::pb::envoy::config::trace::v3::{ZipkinConfig, tracing as trace_proto, zipkin_config};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing;
+use envoy_types::pb::envoy::r#type::tracing::v3::{CustomTag as ProtoTag, custom_tag};
+use envoy_types::pb::envoy::r#type::v3::Percent;
+use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
+use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{
+    FileAccessLog, file_access_log,
+};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+use envoy_types::pb::google::protobuf::{Struct, Value, value};
+use prost::Message;
+use trellis_api::MeshConfig;
+use trellis_api::mesh_config::{
+    AccessLogEncoding, DEFAULT_JSON_FORMAT, DEFAULT_TEXT_FORMAT, ENVOY_PROVIDER,
+};
+use trellis_api::telemetry::{CodeComparison, CodeFilter, Telemetry, WorkloadMode};
+use trellis_xds::{telemetry as names, to_any, type_url};
+
+use crate::model::{MeshModel, Named, ProxyView, ROOT_NAMESPACE};
+
+/// Which side of the traffic a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The outbound listener (Istio's `CLIENT`).
+    Client,
+    /// Inbound listeners (Istio's `SERVER`).
+    Server,
+}
+
+impl Side {
+    /// The side of a listener, by Trellis' listener names.
+    pub fn of_listener(name: &str) -> Side {
+        if name.starts_with("inbound|") {
+            Side::Server
+        } else {
+            Side::Client
+        }
+    }
+
+    fn matches(self, mode: Option<WorkloadMode>) -> bool {
+        match mode.unwrap_or(WorkloadMode::ClientAndServer) {
+            WorkloadMode::ClientAndServer => true,
+            WorkloadMode::Client => self == Side::Client,
+            WorkloadMode::Server => self == Side::Server,
+        }
+    }
+}
+
+/// The Telemetry resources that apply to `proxy`, least specific first.
+pub fn applicable<'m>(model: &'m MeshModel, proxy: &ProxyView<'_>) -> Vec<&'m Telemetry> {
+    let unselected = |t: &&Named<Telemetry>| {
+        t.spec.selector.is_none() && t.spec.target_ref.is_none() && t.spec.target_refs.is_empty()
+    };
+    let mut out = Vec::new();
+    // Istio keeps the oldest of several at one level; names sort as our stand-in for age.
+    if let Some(root) = model
+        .telemetries
+        .iter()
+        .filter(|t| t.namespace == ROOT_NAMESPACE)
+        .find(unselected)
+    {
+        out.push(&root.spec);
+    }
+    if proxy.namespace() != ROOT_NAMESPACE
+        && let Some(ns) = model
+            .telemetries
+            .iter()
+            .filter(|t| t.namespace == proxy.namespace())
+            .find(unselected)
+    {
+        out.push(&ns.spec);
+    }
+    if let Some(workload) = model.telemetries.iter().find(|t| {
+        t.namespace == proxy.namespace()
+            && t.spec
+                .selector
+                .as_ref()
+                .is_some_and(|s| proxy.has_labels(&s.match_labels))
+    }) {
+        out.push(&workload.spec);
+    }
+    out
+}
+
+/// The access loggers for one side of a proxy.
+pub fn access_logs(mesh: &MeshConfig, telemetries: &[&Telemetry], side: Side) -> Vec<AccessLog> {
+    let mut configured = false;
+    let mut providers: Option<Vec<String>> = None;
+    let mut filter: Option<CodeFilter> = None;
+    let mut disabled = false;
+    for entry in telemetries
+        .iter()
+        .flat_map(|t| t.access_logging.iter())
+        .filter(|l| side.matches(l.match_.as_ref().and_then(|m| m.mode)))
+    {
+        configured = true;
+        if !entry.providers.is_empty() {
+            providers = Some(entry.providers.iter().map(|p| p.name.clone()).collect());
+        }
+        if let Some(expression) = entry.filter.as_ref().and_then(|f| f.expression.as_deref()) {
+            // Validated when loaded; an unparsable one cannot get here.
+            filter = CodeFilter::parse(expression).ok();
+        }
+        if let Some(d) = entry.disabled {
+            disabled = d;
+        }
+    }
+    let defaults = || {
+        mesh.default_providers
+            .as_ref()
+            .map(|d| d.access_logging.clone())
+            .unwrap_or_default()
+    };
+    let mut logs = Vec::new();
+    if !configured {
+        if let Some(path) = mesh.access_log_file.as_deref().filter(|p| !p.is_empty()) {
+            logs.push(file_log(path, mesh_format(mesh), None));
+        }
+    } else if disabled {
+        return logs;
+    }
+    let names = if configured {
+        providers.unwrap_or_else(defaults)
+    } else {
+        defaults()
+    };
+    for name in names {
+        if name == ENVOY_PROVIDER {
+            let path = mesh
+                .access_log_file
+                .as_deref()
+                .filter(|p| !p.is_empty())
+                .unwrap_or("/dev/stdout");
+            logs.push(file_log(path, mesh_format(mesh), filter));
+        } else if let Some(f) = mesh
+            .provider(&name)
+            .and_then(|p| p.envoy_file_access_log.as_ref())
+        {
+            let format = match f.log_format.as_ref() {
+                Some(l) => match (&l.text, &l.labels) {
+                    (Some(text), _) => text_format(text),
+                    (None, Some(labels)) => {
+                        json_format(labels.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                    }
+                    (None, None) => text_format(DEFAULT_TEXT_FORMAT),
+                },
+                None => text_format(DEFAULT_TEXT_FORMAT),
+            };
+            logs.push(file_log(&f.path, format, filter));
+        }
+    }
+    logs
+}
+
+/// The format of the mesh's own logger: `accessLogFormat` (text, or for JSON a JSON object of
+/// operators) in `accessLogEncoding`, Istio's defaults when empty.
+fn mesh_format(mesh: &MeshConfig) -> SubstitutionFormatString {
+    let custom = mesh.access_log_format.as_deref().filter(|f| !f.is_empty());
+    match mesh.access_log_encoding.unwrap_or(AccessLogEncoding::Text) {
+        AccessLogEncoding::Text => text_format(custom.unwrap_or(DEFAULT_TEXT_FORMAT)),
+        AccessLogEncoding::Json => {
+            let parsed: Option<std::collections::BTreeMap<String, String>> =
+                custom.and_then(|c| serde_json::from_str(c).ok());
+            match parsed {
+                Some(fields) => json_format(fields.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+                None => json_format(DEFAULT_JSON_FORMAT.iter().copied()),
+            }
+        }
+    }
+}
+
+/// A text format; Istio appends the newline Envoy needs when it is missing.
+fn text_format(text: &str) -> SubstitutionFormatString {
+    let mut text = text.to_string();
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    SubstitutionFormatString {
+        format: Some(substitution_format_string::Format::TextFormatSource(
+            DataSource {
+                specifier: Some(data_source::Specifier::InlineString(text)),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+fn json_format<'a>(fields: impl Iterator<Item = (&'a str, &'a str)>) -> SubstitutionFormatString {
+    let fields = fields
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                Value {
+                    kind: Some(value::Kind::StringValue(v.to_string())),
+                },
+            )
+        })
+        .collect();
+    SubstitutionFormatString {
+        format: Some(substitution_format_string::Format::JsonFormat(Struct {
+            fields,
+        })),
+        ..Default::default()
+    }
+}
+
+/// The runtime key of the status filter (Envoy requires one; Trellis has no runtime).
+const STATUS_FILTER_RUNTIME_KEY: &str = "trellis.access_log.status_code";
+
+fn file_log(path: &str, format: SubstitutionFormatString, filter: Option<CodeFilter>) -> AccessLog {
+    let config = FileAccessLog {
+        path: path.to_string(),
+        access_log_format: Some(file_access_log::AccessLogFormat::LogFormat(format)),
+    };
+    AccessLog {
+        name: names::FILE_ACCESS_LOG.to_string(),
+        filter: filter.map(|f| AccessLogFilter {
+            filter_specifier: Some(access_log_filter::FilterSpecifier::StatusCodeFilter(
+                StatusCodeFilter {
+                    comparison: Some(ComparisonFilter {
+                        op: match f.op {
+                            CodeComparison::Eq => comparison_filter::Op::Eq,
+                            CodeComparison::Ge => comparison_filter::Op::Ge,
+                            CodeComparison::Le => comparison_filter::Op::Le,
+                        } as i32,
+                        value: Some(RuntimeUInt32 {
+                            default_value: f.value,
+                            runtime_key: STATUS_FILTER_RUNTIME_KEY.to_string(),
+                        }),
+                    }),
+                },
+            )),
+        }),
+        config_type: Some(access_log::ConfigType::TypedConfig(to_any(
+            names::FILE_ACCESS_LOG_TYPE,
+            &config,
+        ))),
+    }
+}
+
+/// The HCM tracing settings for one side of a proxy, if it is traced.
+pub fn tracing(
+    model: &MeshModel,
+    proxy: &ProxyView<'_>,
+    telemetries: &[&Telemetry],
+    side: Side,
+) -> Option<Tracing> {
+    let mesh = &model.mesh;
+    let mut configured = false;
+    let mut providers: Option<Vec<String>> = None;
+    let mut sampling: Option<f64> = None;
+    let mut disabled = false;
+    let mut custom: std::collections::BTreeMap<String, ProtoTag> = Default::default();
+    for entry in telemetries
+        .iter()
+        .flat_map(|t| t.tracing.iter())
+        .filter(|t| side.matches(t.match_.as_ref().and_then(|m| m.mode)))
+    {
+        configured = true;
+        if !entry.providers.is_empty() {
+            providers = Some(entry.providers.iter().map(|p| p.name.clone()).collect());
+        }
+        if let Some(p) = entry.random_sampling_percentage {
+            sampling = Some(p);
+        }
+        if let Some(d) = entry.disable_span_reporting {
+            disabled = d;
+        }
+        for (tag, value) in &entry.custom_tags {
+            let r#type = if let Some(l) = &value.literal {
+                custom_tag::Type::Literal(custom_tag::Literal {
+                    value: l.value.clone(),
+                })
+            } else if let Some(e) = &value.environment {
+                custom_tag::Type::Environment(custom_tag::Environment {
+                    name: e.name.clone(),
+                    default_value: e.default_value.clone().unwrap_or_default(),
+                })
+            } else if let Some(h) = &value.header {
+                custom_tag::Type::RequestHeader(custom_tag::Header {
+                    name: h.name.clone(),
+                    default_value: h.default_value.clone().unwrap_or_default(),
+                })
+            } else {
+                continue; // formatter: not supported (validation rejects it)
+            };
+            custom.insert(
+                tag.clone(),
+                ProtoTag {
+                    tag: tag.clone(),
+                    r#type: Some(r#type),
+                },
+            );
+        }
+    }
+    if disabled || (!configured && !mesh.tracing_enabled()) {
+        return None;
+    }
+    let names = providers.unwrap_or_else(|| {
+        mesh.default_providers
+            .as_ref()
+            .map(|d| d.tracing.clone())
+            .unwrap_or_default()
+    });
+    let zipkin = names
+        .first()
+        .and_then(|n| mesh.provider(n))
+        .and_then(|p| p.zipkin.as_ref())?;
+    // The collector must be a known service, else Envoy would reject the unknown cluster.
+    model.registry.service(&zipkin.service)?;
+    let cluster = super::outbound_cluster_name(zipkin.port, None, &zipkin.service);
+    let config = ZipkinConfig {
+        collector_cluster: cluster,
+        collector_endpoint: names::ZIPKIN_SPANS_PATH.to_string(),
+        trace_id_128bit: true,
+        shared_span_context: Some(BoolValue { value: false }),
+        collector_endpoint_version: zipkin_config::CollectorEndpointVersion::HttpJson as i32,
+        collector_hostname: zipkin.service.clone(),
+        ..Default::default()
+    };
+    let literal = |tag: &str, value: String| ProtoTag {
+        tag: tag.to_string(),
+        r#type: Some(custom_tag::Type::Literal(custom_tag::Literal { value })),
+    };
+    let labels = &proxy.labels;
+    let label = |keys: &[&str], default: &str| {
+        keys.iter()
+            .find_map(|k| labels.get(*k).cloned())
+            .unwrap_or_else(|| default.to_string())
+    };
+    let mut tags = vec![
+        literal(
+            "istio.canonical_revision",
+            label(
+                &["service.istio.io/canonical-revision", "version"],
+                "latest",
+            ),
+        ),
+        literal(
+            "istio.canonical_service",
+            label(&["service.istio.io/canonical-name", "app"], "unknown"),
+        ),
+        literal("istio.mesh_id", model.trust_domain.clone()),
+        literal("istio.namespace", proxy.namespace().to_string()),
+        literal("istio.cluster_id", "Kubernetes".to_string()),
+    ];
+    tags.retain(|t| !custom.contains_key(&t.tag));
+    tags.extend(custom.into_values());
+    Some(Tracing {
+        client_sampling: Some(Percent { value: 100.0 }),
+        random_sampling: Some(Percent {
+            value: sampling.unwrap_or_else(|| mesh.default_sampling()),
+        }),
+        overall_sampling: Some(Percent { value: 100.0 }),
+        max_path_tag_length: Some(UInt32Value {
+            value: zipkin.max_tag_length.unwrap_or(256),
+        }),
+        custom_tags: tags,
+        provider: Some(trace_proto::Http {
+            name: names::ZIPKIN.to_string(),
+            config_type: Some(trace_proto::http::ConfigType::TypedConfig(to_any(
+                names::ZIPKIN_TYPE,
+                &config,
+            ))),
+        }),
+        spawn_upstream_span: Some(BoolValue { value: true }),
+        ..Default::default()
+    })
+}
+
+/// Sets the telemetry of every HTTP connection manager of `listener` for `proxy`.
+pub fn decorate(listener: &mut Listener, model: &MeshModel, proxy: &ProxyView<'_>) {
+    let telemetries = applicable(model, proxy);
+    let side = Side::of_listener(&listener.name);
+    let logs = access_logs(&model.mesh, &telemetries, side);
+    let tracing = tracing(model, proxy, &telemetries, side);
+    if logs.is_empty() && tracing.is_none() {
+        return;
+    }
+    for chain in &mut listener.filter_chains {
+        for f in &mut chain.filters {
+            let Some(filter::ConfigType::TypedConfig(any)) = &mut f.config_type else {
+                continue;
+            };
+            if any.type_url != type_url::HTTP_CONNECTION_MANAGER {
+                continue;
+            }
+            let Ok(mut hcm) = HttpConnectionManager::decode(any.value.as_slice()) else {
+                continue;
+            };
+            hcm.access_log = logs.clone();
+            hcm.tracing = tracing.clone();
+            *any = to_any(type_url::HTTP_CONNECTION_MANAGER, &hcm);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn telemetry(json: &str) -> Telemetry {
+        serde_json::from_str(json).expect("telemetry")
+    }
+
+    fn paths(logs: &[AccessLog]) -> Vec<(String, Option<i32>)> {
+        logs.iter()
+            .map(|l| {
+                let Some(access_log::ConfigType::TypedConfig(any)) = &l.config_type else {
+                    panic!("typed config");
+                };
+                let f = FileAccessLog::decode(any.value.as_slice()).expect("file log");
+                let op = l.filter.as_ref().and_then(|f| match &f.filter_specifier {
+                    Some(access_log_filter::FilterSpecifier::StatusCodeFilter(s)) => {
+                        s.comparison.as_ref().map(|c| c.op)
+                    }
+                    _ => None,
+                });
+                (f.path, op)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mesh_config_alone() {
+        let mesh = MeshConfig::parse("accessLogFile: /tmp/a.log").expect("mesh");
+        assert_eq!(
+            paths(&access_logs(&mesh, &[], Side::Client)),
+            [("/tmp/a.log".to_string(), None)]
+        );
+        assert!(access_logs(&MeshConfig::default(), &[], Side::Server).is_empty());
+    }
+
+    #[test]
+    fn more_specific_telemetry_wins() {
+        let mesh = MeshConfig::parse(
+            "extensionProviders: [{name: f, envoyFileAccessLog: {path: /tmp/f.log}}]",
+        )
+        .expect("mesh");
+        let root = telemetry(r#"{"accessLogging": [{"providers": [{"name": "envoy"}]}]}"#);
+        let ns = telemetry(
+            r#"{"accessLogging": [{"providers": [{"name": "f"}], "filter": {"expression": "response.code >= 500"}}]}"#,
+        );
+        let off = telemetry(r#"{"accessLogging": [{"disabled": true}]}"#);
+        let server_only =
+            telemetry(r#"{"accessLogging": [{"match": {"mode": "SERVER"}, "disabled": true}]}"#);
+        assert_eq!(
+            paths(&access_logs(&mesh, &[&root], Side::Client)),
+            [("/dev/stdout".to_string(), None)]
+        );
+        assert_eq!(
+            paths(&access_logs(&mesh, &[&root, &ns], Side::Client)),
+            [(
+                "/tmp/f.log".to_string(),
+                Some(comparison_filter::Op::Ge as i32)
+            )]
+        );
+        assert!(access_logs(&mesh, &[&root, &ns, &off], Side::Server).is_empty());
+        assert_eq!(
+            access_logs(&mesh, &[&root, &server_only], Side::Client).len(),
+            1
+        );
+        assert!(access_logs(&mesh, &[&root, &server_only], Side::Server).is_empty());
+    }
+}

@@ -1,0 +1,84 @@
+//! Writing log lines off the request path: one task per file behind a bounded channel. A full
+//! channel drops the line and counts it (never blocks a request); the task writes through a
+//! buffer and flushes whenever the channel is momentarily empty.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+/// Lines that may wait for one file before new ones are dropped.
+pub const QUEUE_LINES: usize = 16 * 1024;
+
+/// Lines dropped because a file's queue was full (or its writer had failed).
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// The process's log files, like Envoy's access log manager: one writer per path, shared by
+/// every listener that logs there.
+fn writers() -> &'static Mutex<HashMap<PathBuf, mpsc::Sender<String>>> {
+    static WRITERS: OnceLock<Mutex<HashMap<PathBuf, mpsc::Sender<String>>>> = OnceLock::new();
+    WRITERS.get_or_init(Default::default)
+}
+
+/// Lines dropped so far.
+pub fn dropped_total() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
+/// Queues `line` for `path` (the writer task starts on first use; needs a Tokio runtime).
+pub fn write(path: &Arc<str>, line: String) {
+    let sender = {
+        let Ok(mut map) = writers().lock() else {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let key = PathBuf::from(path.as_ref());
+        match map.get(&key) {
+            Some(s) if !s.is_closed() => s.clone(),
+            _ => {
+                let (tx, rx) = mpsc::channel(QUEUE_LINES);
+                tokio::spawn(run(key.clone(), rx));
+                map.insert(key, tx.clone());
+                tx
+            }
+        }
+    };
+    if sender.try_send(line).is_err() {
+        DROPPED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+async fn run(path: PathBuf, mut rx: mpsc::Receiver<String>) {
+    // Append, as Envoy opens its log files: `/dev/stdout` then shares the process's log file.
+    let file = match tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .await
+    {
+        Ok(f) => f,
+        Err(error) => {
+            tracing::warn!(path = %path.display(), %error, "cannot open access log; dropping its lines");
+            rx.close();
+            while rx.recv().await.is_some() {
+                DROPPED.fetch_add(1, Ordering::Relaxed);
+            }
+            return;
+        }
+    };
+    let mut out = tokio::io::BufWriter::new(file);
+    while let Some(line) = rx.recv().await {
+        let mut result = out.write_all(line.as_bytes()).await;
+        while result.is_ok()
+            && let Ok(more) = rx.try_recv()
+        {
+            result = out.write_all(more.as_bytes()).await;
+        }
+        if let Err(error) = result.and(out.flush().await) {
+            tracing::warn!(path = %path.display(), %error, "writing the access log failed");
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! The TCP proxy filter: each downstream connection gets one upstream connection (cluster or
+//! weighted clusters picked per connection, endpoint by the cluster's load balancer, within its
+//! `max_connections`), and bytes are copied both ways until both sides are done. A side that
+//! ends its sending (FIN) is half-closed towards the other while the other direction keeps
+//! flowing; `idle_timeout` without bytes either way closes both. A connection that cannot be
+//! proxied (no cluster, no healthy endpoint, connect failure, overflow) is closed, as Envoy does.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use super::Shared;
+use crate::config::{ClusterTarget, TcpProxy};
+use crate::routing::pick_weighted;
+use crate::upstream::{LbContext, UpstreamError};
+
+/// What one proxied connection did (for logs and the `istio_tcp_*` metrics).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Session {
+    /// The cluster picked (empty when none could be).
+    pub cluster: String,
+    /// Bytes from downstream to upstream.
+    pub sent: u64,
+    /// Bytes from upstream to downstream.
+    pub received: u64,
+    /// Why the connection could not be proxied, as `FLAG cause` (`UF`, `UH`, `UO`, `NC`).
+    pub failure: Option<String>,
+    /// The idle timeout closed the connection.
+    pub idle_closed: bool,
+}
+
+/// Proxies one downstream connection according to `tcp`.
+pub(crate) async fn serve<S>(downstream: S, tcp: &TcpProxy, shared: &Shared) -> Session
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let cluster_name = match &tcp.target {
+        ClusterTarget::Cluster(name) => name.clone(),
+        ClusterTarget::WeightedClusters(cs) => pick_weighted(cs, &mut rand::rng())
+            .map(|c| c.name.clone())
+            .unwrap_or_default(),
+    };
+    let mut session = Session {
+        cluster: cluster_name.clone(),
+        ..Default::default()
+    };
+    let Some(cluster) = shared.clusters.get(&cluster_name) else {
+        session.failure = Some(format!("NC cluster {cluster_name} is not configured"));
+        return session;
+    };
+    let ctx = LbContext {
+        hash: None,
+        exclude: &[],
+        original_dst: None,
+    };
+    let Some(endpoint) = cluster.pick_with(&ctx) else {
+        session.failure = Some(format!("UH no healthy endpoints in cluster {cluster_name}"));
+        return session;
+    };
+    let (upstream, _slot, _active) = match cluster.connect_tunnel(&endpoint).await {
+        Ok(c) => c,
+        Err(e @ UpstreamError::Overflow { .. }) => {
+            session.failure = Some(format!("UO {e}"));
+            return session;
+        }
+        Err(e) => {
+            session.failure = Some(format!("UF {e}"));
+            return session;
+        }
+    };
+    let (sent, received, idle) = pump(downstream, upstream, tcp.idle_timeout).await;
+    session.sent = sent;
+    session.received = received;
+    session.idle_closed = idle;
+    session
+}
+
+/// Copies both ways with half-close until both directions ended or `idle` passed without
+/// bytes either way. Returns (bytes a→b, bytes b→a, whether the idle timeout fired).
+pub(crate) async fn pump<A, B>(a: A, b: B, idle: Option<Duration>) -> (u64, u64, bool)
+where
+    A: AsyncRead + AsyncWrite + Unpin + Send,
+    B: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let start = Instant::now();
+    let last = Arc::new(AtomicU64::new(0));
+    let (ar, aw) = tokio::io::split(a);
+    let (br, bw) = tokio::io::split(b);
+    let ab = AtomicU64::new(0);
+    let ba = AtomicU64::new(0);
+    let copy = async {
+        tokio::join!(
+            copy_half(ar, bw, &ab, &last, start),
+            copy_half(br, aw, &ba, &last, start)
+        )
+    };
+    let idled = match idle {
+        None => {
+            copy.await;
+            false
+        }
+        Some(idle) => {
+            tokio::select! {
+                _ = copy => false,
+                _ = idle_watch(&last, start, idle) => true,
+            }
+        }
+    };
+    (
+        ab.load(Ordering::Relaxed),
+        ba.load(Ordering::Relaxed),
+        idled,
+    )
+}
+
+async fn copy_half<R, W>(mut r: R, mut w: W, count: &AtomicU64, last: &AtomicU64, start: Instant)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if w.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+        count.fetch_add(n as u64, Ordering::Relaxed);
+        last.store(start.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+    // Half-close: the other side sees our peer's FIN, and may keep sending.
+    let _ = w.shutdown().await;
+}
+
+async fn idle_watch(last: &AtomicU64, start: Instant, idle: Duration) {
+    loop {
+        let at = start + Duration::from_millis(last.load(Ordering::Relaxed)) + idle;
+        if Instant::now() >= at {
+            return;
+        }
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn half_close_keeps_the_other_direction_open() {
+        let (client, proxy_down) = tokio::io::duplex(1024);
+        let (proxy_up, server) = tokio::io::duplex(1024);
+        let pumping = tokio::spawn(pump(proxy_down, proxy_up, Some(Duration::from_secs(30))));
+        let (mut cr, mut cw) = tokio::io::split(client);
+        let (mut sr, mut sw) = tokio::io::split(server);
+        cw.write_all(b"request").await.ok();
+        cw.shutdown().await.ok();
+        let mut got = Vec::new();
+        sr.read_to_end(&mut got).await.ok();
+        assert_eq!(got, b"request");
+        // The server answers after the client's FIN: still delivered.
+        sw.write_all(b"late answer").await.ok();
+        sw.shutdown().await.ok();
+        let mut back = Vec::new();
+        cr.read_to_end(&mut back).await.ok();
+        assert_eq!(back, b"late answer");
+        let (sent, received, idle) = pumping.await.unwrap_or_default();
+        assert_eq!((sent, received, idle), (7, 11, false));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_timeout_closes_both_sides() {
+        let (client, proxy_down) = tokio::io::duplex(1024);
+        let (proxy_up, server) = tokio::io::duplex(1024);
+        let pumping = tokio::spawn(pump(proxy_down, proxy_up, Some(Duration::from_secs(5))));
+        let (_cr, mut cw) = tokio::io::split(client);
+        let (mut sr, _sw) = tokio::io::split(server);
+        cw.write_all(b"x").await.ok();
+        let mut one = [0u8; 1];
+        sr.read_exact(&mut one).await.ok();
+        let (_, _, idle) = pumping.await.unwrap_or_default();
+        assert!(idle);
+        let mut rest = Vec::new();
+        assert_eq!(sr.read_to_end(&mut rest).await.ok(), Some(0));
+    }
+}

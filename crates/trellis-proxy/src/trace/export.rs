@@ -1,0 +1,191 @@
+//! Shipping finished spans to a Zipkin collector off the request path: one task per collector
+//! (cluster + path) behind a bounded queue; a full queue drops the span and counts it. Spans are
+//! posted in batches (up to [`BATCH`], or whatever arrived within [`LINGER`]) as Zipkin v2 JSON
+//! through the collector's cluster, like any upstream request.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::upstream::ClusterManager;
+
+/// Spans that may wait for one collector before new ones are dropped.
+pub const QUEUE_SPANS: usize = 4096;
+/// The most spans in one POST.
+pub const BATCH: usize = 128;
+/// How long a batch waits for more spans.
+pub const LINGER: Duration = Duration::from_millis(200);
+/// How long one POST may take.
+const POST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A finished span, in Zipkin v2's JSON shape.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Span {
+    /// Hex trace id (16 or 32 digits).
+    pub trace_id: String,
+    /// Hex span id.
+    pub id: String,
+    /// Hex parent span id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    /// The operation.
+    pub name: String,
+    /// `SERVER` or `CLIENT`.
+    pub kind: &'static str,
+    /// Start, microseconds since the epoch.
+    pub timestamp: u64,
+    /// Microseconds.
+    pub duration: u64,
+    /// Who recorded it.
+    pub local_endpoint: Endpoint,
+    /// Key/value annotations.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A Zipkin endpoint.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Endpoint {
+    /// The service name (Istio: `WORKLOAD.NAMESPACE`).
+    pub service_name: String,
+    /// The IPv4 address, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ipv4: Option<String>,
+}
+
+/// Where spans go.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Collector {
+    /// The cluster the collector is reached through.
+    pub cluster: String,
+    /// The POST path (`/api/v2/spans`).
+    pub path: String,
+    /// The `Host` header (the collector's host name).
+    pub hostname: String,
+}
+
+/// The exporters of one proxy, by collector.
+#[derive(Debug, Default)]
+pub struct Exporters {
+    queues: Mutex<HashMap<Collector, mpsc::Sender<Span>>>,
+    dropped: Arc<AtomicU64>,
+    sent: Arc<AtomicU64>,
+}
+
+impl Exporters {
+    /// Queues `spans` for `collector` (its task starts on first use; needs a Tokio runtime).
+    pub fn export(&self, collector: &Collector, clusters: &Arc<ClusterManager>, spans: Vec<Span>) {
+        let sender = {
+            let mut queues = self
+                .queues
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match queues.get(collector) {
+                Some(s) if !s.is_closed() => s.clone(),
+                _ => {
+                    let (tx, rx) = mpsc::channel(QUEUE_SPANS);
+                    tokio::spawn(run(
+                        collector.clone(),
+                        clusters.clone(),
+                        rx,
+                        self.dropped.clone(),
+                        self.sent.clone(),
+                    ));
+                    queues.insert(collector.clone(), tx.clone());
+                    tx
+                }
+            }
+        };
+        for span in spans {
+            if sender.try_send(span).is_err() {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Spans dropped (queue full or the collector unreachable).
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Spans the collector accepted.
+    pub fn sent_total(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
+async fn run(
+    collector: Collector,
+    clusters: Arc<ClusterManager>,
+    mut rx: mpsc::Receiver<Span>,
+    dropped: Arc<AtomicU64>,
+    sent: Arc<AtomicU64>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        let linger = tokio::time::sleep(LINGER);
+        tokio::pin!(linger);
+        while batch.len() < BATCH {
+            tokio::select! {
+                span = rx.recv() => match span {
+                    Some(s) => batch.push(s),
+                    None => break,
+                },
+                _ = &mut linger => break,
+            }
+        }
+        let n = batch.len() as u64;
+        match tokio::time::timeout(POST_TIMEOUT, post(&collector, &clusters, &batch)).await {
+            Ok(Ok(())) => {
+                sent.fetch_add(n, Ordering::Relaxed);
+            }
+            Ok(Err(error)) => {
+                dropped.fetch_add(n, Ordering::Relaxed);
+                tracing::debug!(cluster = %collector.cluster, %error, spans = n, "span export failed");
+            }
+            Err(_) => {
+                dropped.fetch_add(n, Ordering::Relaxed);
+                tracing::debug!(cluster = %collector.cluster, spans = n, "span export timed out");
+            }
+        }
+    }
+}
+
+async fn post(
+    collector: &Collector,
+    clusters: &ClusterManager,
+    spans: &[Span],
+) -> Result<(), String> {
+    let body = serde_json::to_vec(spans).map_err(|e| e.to_string())?;
+    let cluster = clusters
+        .get(&collector.cluster)
+        .ok_or_else(|| format!("no cluster {}", collector.cluster))?;
+    let endpoint = cluster
+        .pick()
+        .ok_or_else(|| format!("no endpoint in cluster {}", collector.cluster))?;
+    let request = Request::post(collector.path.as_str())
+        .header(http::header::HOST, collector.hostname.as_str())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| e.to_string())?;
+    let response = cluster
+        .send(endpoint, request, &collector.hostname)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    // Drain the answer so the connection can be reused.
+    let _ = response.into_body().collect().await;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(format!("collector answered {status}"))
+    }
+}

@@ -1,0 +1,238 @@
+//! The `trace` expectation: spans the scenario's Zipkin collector (`zipkin:` key) received
+//! during a step. Proxies export asynchronously (Envoy flushes every 5 s by default), so spans
+//! are polled for within a deadline.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+
+use super::expect::Bound;
+use crate::zipkin::Span;
+
+/// How long spans may take to arrive (Envoy's Zipkin flush interval is 5 s).
+const ARRIVE_WITHIN: Duration = Duration::from_secs(20);
+/// How often the collector is asked.
+const POLL: Duration = Duration::from_millis(250);
+
+/// `zipkin:` at the top of a scenario: a Zipkin v2 collector the runner starts on
+/// `127.0.0.1:PORT` (the scenario's config declares it, e.g. as a `ServiceEntry`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZipkinDef {
+    /// Its port on 127.0.0.1 (pick one unlikely to be in use, e.g. 18000-19999).
+    pub port: u16,
+}
+
+/// `trace:` in an `expect`: what the spans received during the step look like.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TraceExpect {
+    /// How many spans arrive (waited for until the lower bound holds).
+    pub spans: Bound,
+    /// How many distinct trace ids (e.g. `{min: 1, max: 1}` for one request).
+    #[serde(default)]
+    pub traces: Option<Bound>,
+    /// Every parent id names a span of the same trace, and each trace has exactly one root.
+    #[serde(default)]
+    pub linked: bool,
+    /// Every span belongs to this trace (hex), e.g. one the request's B3 headers started.
+    #[serde(default)]
+    pub trace_id: Option<String>,
+    /// For `linked`: the caller's span the root continues (a span outside the mesh).
+    #[serde(default)]
+    pub external_parent: Option<String>,
+    /// Spans per kind, e.g. `{SERVER: {min: 4}, CLIENT: {min: 4}}`.
+    #[serde(default)]
+    pub kinds: BTreeMap<String, Bound>,
+    /// Tags every span carries.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// Tags every `SERVER` span carries (Envoy puts the request's tags there only).
+    #[serde(default)]
+    pub server_tags: Vec<String>,
+    /// Tags with a value some span carries (`{"http.method": "GET"}`).
+    #[serde(default)]
+    pub tag_values: BTreeMap<String, String>,
+    /// Local service names (`WORKLOAD.NAMESPACE`) that recorded both a SERVER and a CLIENT span.
+    #[serde(default)]
+    pub services: Vec<String>,
+}
+
+/// All spans the collector holds.
+pub(crate) async fn fetch(collector: SocketAddr) -> anyhow::Result<Vec<Span>> {
+    let url = format!("http://{collector}{}", crate::zipkin::SPANS_PATH);
+    let r = crate::http::get(&url, Duration::from_secs(5)).await?;
+    serde_json::from_slice(&r.body).with_context(|| format!("GET {url}"))
+}
+
+fn problems(spans: &[Span], e: &TraceExpect) -> Vec<String> {
+    let mut out = Vec::new();
+    if !e.spans.holds(spans.len()) {
+        out.push(format!("{} spans, expected {}", spans.len(), e.spans));
+    }
+    let mut by_trace: BTreeMap<&str, Vec<&Span>> = BTreeMap::new();
+    for s in spans {
+        by_trace.entry(s.trace_id.as_str()).or_default().push(s);
+    }
+    if let Some(b) = e.traces
+        && !b.holds(by_trace.len())
+    {
+        out.push(format!("{} traces, expected {b}", by_trace.len()));
+    }
+    if e.linked {
+        for (trace, members) in &by_trace {
+            let ids: BTreeSet<&str> = members.iter().map(|s| s.id.as_str()).collect();
+            let is_root = |s: &&&Span| {
+                s.parent_id.is_none() || s.parent_id.as_deref() == e.external_parent.as_deref()
+            };
+            let roots = members.iter().filter(is_root).count();
+            if roots != 1 {
+                out.push(format!("trace {trace} has {roots} root spans, expected 1"));
+            }
+            for s in members {
+                if let Some(p) = &s.parent_id
+                    && !ids.contains(p.as_str())
+                    && Some(p.as_str()) != e.external_parent.as_deref()
+                {
+                    out.push(format!(
+                        "span {} ({}) of trace {trace} has parent {p}, which is not in the trace",
+                        s.id, s.name
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(t) = &e.trace_id
+        && let Some(s) = spans.iter().find(|s| &s.trace_id != t)
+    {
+        out.push(format!(
+            "span {} ({}) is in trace {}, expected {t}",
+            s.id, s.name, s.trace_id
+        ));
+    }
+    for (kind, bound) in &e.kinds {
+        let n = spans
+            .iter()
+            .filter(|s| s.kind.as_deref() == Some(kind.as_str()))
+            .count();
+        if !bound.holds(n) {
+            out.push(format!("{n} {kind} spans, expected {bound}"));
+        }
+    }
+    for tag in &e.tags {
+        if let Some(s) = spans.iter().find(|s| !s.tags.contains_key(tag)) {
+            out.push(format!(
+                "span {} ({}) has no tag {tag:?}: {:?}",
+                s.id, s.name, s.tags
+            ));
+        }
+    }
+    for tag in &e.server_tags {
+        if let Some(s) = spans
+            .iter()
+            .filter(|s| s.kind.as_deref() == Some("SERVER"))
+            .find(|s| !s.tags.contains_key(tag))
+        {
+            out.push(format!(
+                "SERVER span {} ({}) has no tag {tag:?}: {:?}",
+                s.id, s.name, s.tags
+            ));
+        }
+    }
+    for (tag, value) in &e.tag_values {
+        if !spans.iter().any(|s| s.tags.get(tag) == Some(value)) {
+            out.push(format!("no span has tag {tag}={value:?}"));
+        }
+    }
+    for service in &e.services {
+        let kinds: BTreeSet<&str> = spans
+            .iter()
+            .filter(|s| {
+                s.local_endpoint
+                    .as_ref()
+                    .and_then(|l| l.service_name.as_deref())
+                    == Some(service.as_str())
+            })
+            .filter_map(|s| s.kind.as_deref())
+            .collect();
+        if !(kinds.contains("SERVER") && kinds.contains("CLIENT")) {
+            out.push(format!(
+                "service {service} recorded span kinds {kinds:?}, expected SERVER and CLIENT"
+            ));
+        }
+    }
+    out
+}
+
+/// Waits (within [`ARRIVE_WITHIN`]) for the spans that arrived after the first `before` ones to
+/// satisfy `e`; then lets a last export interval pass so an upper bound is meaningful.
+pub(crate) async fn check(
+    collector: SocketAddr,
+    e: &TraceExpect,
+    before: usize,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + ARRIVE_WITHIN;
+    loop {
+        let all = fetch(collector).await?;
+        let fresh = all.get(before..).unwrap_or_default();
+        let found = problems(fresh, e);
+        if found.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("trace: {}", found.join("; "));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(trace: &str, id: &str, parent: Option<&str>, kind: &str) -> Span {
+        Span {
+            trace_id: trace.into(),
+            id: id.into(),
+            parent_id: parent.map(str::to_string),
+            name: "n".into(),
+            kind: Some(kind.into()),
+            local_endpoint: None,
+            tags: [("node_id".to_string(), "x".to_string())].into(),
+        }
+    }
+
+    #[test]
+    fn linkage() {
+        let e = TraceExpect {
+            spans: Bound {
+                min: Some(3),
+                max: None,
+            },
+            traces: Some(Bound {
+                min: Some(1),
+                max: Some(1),
+            }),
+            linked: true,
+            tags: vec!["node_id".into()],
+            ..Default::default()
+        };
+        let good = [
+            span("t", "a", None, "SERVER"),
+            span("t", "b", Some("a"), "CLIENT"),
+            span("t", "c", Some("b"), "SERVER"),
+        ];
+        assert!(problems(&good, &e).is_empty());
+        let broken = [
+            span("t", "a", None, "SERVER"),
+            span("t", "b", Some("zz"), "CLIENT"),
+            span("u", "c", None, "SERVER"),
+        ];
+        let p = problems(&broken, &e);
+        assert!(p.iter().any(|p| p.contains("2 traces")), "{p:?}");
+        assert!(p.iter().any(|p| p.contains("parent zz")), "{p:?}");
+    }
+}
