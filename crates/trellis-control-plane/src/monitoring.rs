@@ -52,7 +52,8 @@ pub fn router(state: MonitoringState) -> Router {
         .route("/debug/syncz", get(syncz))
         .route("/debug/config", get(config))
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::dashboard::router(state))
 }
 
 async fn ready(State(state): State<MonitoringState>) -> impl IntoResponse {

@@ -27,6 +27,8 @@ enum Command {
     Proxy(cmd::proxy::Args),
     /// Run a stock Envoy as a Trellis data plane (≈ pilot-agent): bootstrap and supervise it.
     Agent(cmd::agent::Args),
+    /// Print the URL of the control plane's dashboard (`--open` opens it in a browser).
+    Dashboard(cmd::dashboard::Args),
     /// Start a demo mesh (Bookinfo-like services with sidecars and traffic) on this machine.
     Demo(cmd::demo::Args),
     /// Install or remove the iptables rules that send a pod's traffic through its proxy.
@@ -53,6 +55,7 @@ fn main() -> std::process::ExitCode {
         Command::Proxy(args) => cmd::proxy::run(args),
         Command::Agent(args) => cmd::agent::run(args),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Dashboard(args) => cmd::dashboard::run(args),
         Command::Validate(args) => cmd::validate::run(args),
         Command::Capture(args) => cmd::capture::run(args),
         Command::Token(args) => cmd::token::run(args),

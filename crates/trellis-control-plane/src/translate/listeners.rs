@@ -86,11 +86,14 @@ fn inbound_listener(model: &MeshModel, proxy: &ProxyView<'_>, port: u32, tcp: bo
             }),
             transport_socket,
             // Opaque TCP ports: the same chains (mutual TLS and/or plaintext), a TCP proxy.
-            filters: vec![if tcp {
-                super::tcp::inbound_filter(port)
+            // TCP ports are authorized by network RBAC filters before the proxy.
+            filters: if tcp {
+                let mut filters = super::authz::network_filters(model, proxy);
+                filters.push(super::tcp::inbound_filter(port));
+                filters
             } else {
-                hcm_filter(inbound_hcm(model, proxy, port))
-            }],
+                vec![hcm_filter(inbound_hcm(model, proxy, port))]
+            },
             ..Default::default()
         }
     };

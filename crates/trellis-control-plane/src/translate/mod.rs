@@ -75,7 +75,12 @@ pub fn generate(model: &MeshModel, node: &NodeIdentity) -> ProxyResources {
         );
     }
     let mut all_listeners = listeners::all(model, &proxy, &inbound);
-    all_listeners.extend(tcp::outbound_listeners(model, &proxy, &outbound_tcp, &inbound));
+    all_listeners.extend(tcp::outbound_listeners(
+        model,
+        &proxy,
+        &outbound_tcp,
+        &inbound,
+    ));
     for mut listener in all_listeners {
         telemetry::decorate(&mut listener, model, &proxy);
         out.insert(

@@ -86,13 +86,15 @@ fn target(
     service: &Service,
     port: &ServicePort,
 ) -> ClusterSpecifier {
-    let default = || ClusterSpecifier::Cluster(outbound_cluster_name(port.number, None, &service.host));
+    let default =
+        || ClusterSpecifier::Cluster(outbound_cluster_name(port.number, None, &service.host));
     let Some(vs) = model.virtual_service_for_proxy(&service.host, proxy) else {
         return default();
     };
-    let route = vs.spec.tcp.iter().find(|r| {
-        r.match_.is_empty() || r.match_.iter().any(|m| applies(m, proxy, port.number))
-    });
+    let route =
+        vs.spec.tcp.iter().find(|r| {
+            r.match_.is_empty() || r.match_.iter().any(|m| applies(m, proxy, port.number))
+        });
     match route {
         Some(r) if !r.route.is_empty() => destinations(&r.route, &vs.namespace, port),
         _ => default(),
@@ -104,14 +106,17 @@ fn applies(m: &L4MatchAttributes, proxy: &ProxyView<'_>, port: u32) -> bool {
         && m.destination_subnets.is_empty()
         && m.source_subnet.is_none()
         && proxy.has_labels(&m.source_labels)
-        && m
-            .source_namespace
+        && m.source_namespace
             .as_deref()
             .is_none_or(|ns| ns == proxy.namespace())
         && (m.gateways.is_empty() || m.gateways.iter().any(|g| g == "mesh"))
 }
 
-fn destinations(route: &[RouteDestination], namespace: &str, port: &ServicePort) -> ClusterSpecifier {
+fn destinations(
+    route: &[RouteDestination],
+    namespace: &str,
+    port: &ServicePort,
+) -> ClusterSpecifier {
     let cluster = |d: &RouteDestination| {
         let host = trellis_api::resolve_host(&d.destination.host, namespace);
         let number = d
@@ -141,6 +146,9 @@ fn destinations(route: &[RouteDestination], namespace: &str, port: &ServicePort)
 fn tcp_filter(t: TcpProxy) -> Filter {
     Filter {
         name: type_url::names::TCP_PROXY.to_string(),
-        config_type: Some(filter::ConfigType::TypedConfig(to_any(type_url::TCP_PROXY, &t))),
+        config_type: Some(filter::ConfigType::TypedConfig(to_any(
+            type_url::TCP_PROXY,
+            &t,
+        ))),
     }
 }

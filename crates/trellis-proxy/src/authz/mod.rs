@@ -141,8 +141,7 @@ fn remote_ip(req: &RequestAttributes<'_>) -> Option<IpAddr> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .next_back();
+        .rfind(|s| !s.is_empty());
     match xff {
         Some(last) => last.parse().ok(),
         None => req.peer.map(|a| a.ip()),

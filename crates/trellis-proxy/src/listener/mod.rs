@@ -298,7 +298,10 @@ async fn accept_connection(
         peer_cert_hash: None,
         sni: None,
     };
-    let tcp_proxy = chain.tcp_proxy.clone().map(|t| (t, chain.network_rbac.clone()));
+    let tcp_proxy = chain
+        .tcp_proxy
+        .clone()
+        .map(|t| (t, chain.network_rbac.clone()));
     let Some(tls) = chain.tls.clone() else {
         serve_chain(stream, ctx, tcp_proxy, stop).await;
         return;

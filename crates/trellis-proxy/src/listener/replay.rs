@@ -150,7 +150,8 @@ impl Body for AttemptBody {
         let Some(inner) = s.inner.as_mut() else {
             return Poll::Ready(Some(Err("request body already failed".into())));
         };
-        match Pin::new(inner).poll_frame(cx) {
+        let polled = Pin::new(&mut *inner).poll_frame(cx);
+        match polled {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
                 s.done = true;
@@ -182,8 +183,8 @@ impl Body for AttemptBody {
                         s.frames.push(recorded);
                         self.cursor = s.frames.len();
                     }
-                    s.wake_all();
                 }
+                s.wake_all();
                 Poll::Ready(Some(Ok(frame)))
             }
         }

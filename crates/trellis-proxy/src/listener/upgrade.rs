@@ -97,7 +97,7 @@ pub(crate) async fn forward(
     };
     let downstream = hyper::upgrade::on(&mut req);
     let (mut parts, _body) = req.into_parts();
-    super::http::prepare_upstream_headers(&mut parts.headers, &r.scheme);
+    super::http::prepare_upstream_headers(&mut parts.headers, r.scheme);
     restore_upgrade_headers(&mut parts.headers, &kind);
     if let Some(e) = entry {
         rewrite::apply_header_mutations(&mut parts.headers, &e.request_headers);

@@ -248,7 +248,11 @@ mod tests {
     #[test]
     fn tokens_verify_with_the_published_jwks() {
         let set: JwkSet = serde_json::from_str(&jwks_json().expect("jwks")).expect("parse");
-        for (key, alg) in [(KeyKind::Rsa, "RS256"), (KeyKind::Rsa, "PS256"), (KeyKind::Ec, "ES256")] {
+        for (key, alg) in [
+            (KeyKind::Rsa, "RS256"),
+            (KeyKind::Rsa, "PS256"),
+            (KeyKind::Ec, "ES256"),
+        ] {
             let req = JwtRequest {
                 key,
                 alg: Some(alg.into()),
@@ -257,7 +261,10 @@ mod tests {
                 ..Default::default()
             };
             let token = req.token().expect("mint");
-            let kid = jsonwebtoken::decode_header(&token).expect("header").kid.expect("kid");
+            let kid = jsonwebtoken::decode_header(&token)
+                .expect("header")
+                .kid
+                .expect("kid");
             let jwk = set.find(&kid).expect("key");
             let mut v = jsonwebtoken::Validation::new(alg.parse().expect("alg"));
             v.set_audience(&["a"]);

@@ -15,9 +15,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use tokio::sync::oneshot;
 
 /// The host name the JWKS server's certificate is for (a ServiceEntry declares it).
@@ -41,7 +39,8 @@ impl JwksServer {
         let (ca_pem, cert_pem, key_pem) = certificates()?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let ca_file = dir.join("jwks-ca.pem");
-        std::fs::write(&ca_file, &ca_pem).with_context(|| format!("writing {}", ca_file.display()))?;
+        std::fs::write(&ca_file, &ca_pem)
+            .with_context(|| format!("writing {}", ca_file.display()))?;
         let tls = tls_config(&cert_pem, &key_pem)?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
         let listener = tokio::net::TcpListener::bind(address)
@@ -71,7 +70,7 @@ impl JwksServer {
                         let body = jwks.clone();
                         let counter = counter.clone();
                         async move {
-                            let response = if req.uri().path() == JWKS_PATH {
+                            if req.uri().path() == JWKS_PATH {
                                 counter.fetch_add(1, Ordering::Relaxed);
                                 Response::builder()
                                     .header("content-type", "application/json")
@@ -80,8 +79,7 @@ impl JwksServer {
                                 Response::builder()
                                     .status(StatusCode::NOT_FOUND)
                                     .body(Full::new(Bytes::new()))
-                            };
-                            response
+                            }
                         }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
@@ -126,9 +124,10 @@ fn certificates() -> anyhow::Result<(String, String, String)> {
     let ca = ca_params.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca_params, ca_key);
     let key = KeyPair::generate()?;
-    let mut params =
-        CertificateParams::new(vec![JWKS_HOST.to_string(), "127.0.0.1".to_string()])?;
-    params.distinguished_name.push(DnType::CommonName, JWKS_HOST);
+    let mut params = CertificateParams::new(vec![JWKS_HOST.to_string(), "127.0.0.1".to_string()])?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, JWKS_HOST);
     let cert = params.signed_by(&key, &issuer)?;
     Ok((ca.pem(), cert.pem(), key.serialize_pem()))
 }

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod capture;
 pub mod control_plane;
+pub mod dashboard;
 pub mod demo;
 pub mod echo;
 pub mod proxy;

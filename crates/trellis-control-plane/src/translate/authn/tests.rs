@@ -99,7 +99,10 @@ fn one_rule_is_provider_or_missing_with_istios_defaults() {
     assert_eq!(p.issuer, "issuer-a");
     assert!(!p.forward, "Istio strips the token by default");
     assert_eq!(p.payload_in_metadata, PAYLOAD_METADATA_KEY);
-    assert!(matches!(&p.jwks_source_specifier, Some(JwksSourceSpecifier::LocalJwks(_))));
+    assert!(matches!(
+        &p.jwks_source_specifier,
+        Some(JwksSourceSpecifier::LocalJwks(_))
+    ));
     assert!(cfg.bypass_cors_preflight);
     let rule = &cfg.rules[0];
     let Some(requirement_rule::RequirementType::Requires(req)) = &rule.requirement_type else {
@@ -112,14 +115,17 @@ fn one_rule_is_provider_or_missing_with_istios_defaults() {
         any.requirements[0].requires_type,
         Some(RequiresType::ProviderName("origins-0".into()))
     );
-    assert_eq!(any.requirements[1].requires_type, Some(RequiresType::AllowMissing(Empty {})));
+    assert_eq!(
+        any.requirements[1].requires_type,
+        Some(RequiresType::AllowMissing(Empty {}))
+    );
 }
 
 #[test]
 fn several_rules_are_sorted_by_issuer_and_combined_as_istiod_does() {
     let rules = format!("{}{}", inline_rule("zeta"), inline_rule("alpha"));
-    let cfg = config_for(&ra("jwt", "default", "", &rules), "127.0.9.10", "default")
-        .expect("filter");
+    let cfg =
+        config_for(&ra("jwt", "default", "", &rules), "127.0.9.10", "default").expect("filter");
     assert_eq!(cfg.providers["origins-0"].issuer, "alpha");
     assert_eq!(cfg.providers["origins-1"].issuer, "zeta");
     let Some(requirement_rule::RequirementType::Requires(req)) = &cfg.rules[0].requirement_type
@@ -131,7 +137,9 @@ fn several_rules_are_sorted_by_issuer_and_combined_as_istiod_does() {
     };
     // origins-0, origins-1, then all of (each provider or missing).
     assert_eq!(any.requirements.len(), 3);
-    assert!(matches!(&any.requirements[2].requires_type, Some(RequiresType::RequiresAll(all)) if all.requirements.len() == 2));
+    assert!(
+        matches!(&any.requirements[2].requires_type, Some(RequiresType::RequiresAll(all)) if all.requirements.len() == 2)
+    );
 }
 
 #[test]
@@ -153,7 +161,11 @@ fn selection_by_namespace_root_namespace_and_selector() {
     assert_eq!(issuers, ["mesh-issuer", "ns-issuer"]);
     let other = config_for(&policies, "127.0.9.11", "other").expect("filter");
     let issuers: Vec<_> = other.providers.values().map(|p| p.issuer.clone()).collect();
-    assert_eq!(issuers, ["mesh-issuer"], "another namespace sees only the mesh-wide one");
+    assert_eq!(
+        issuers,
+        ["mesh-issuer"],
+        "another namespace sees only the mesh-wide one"
+    );
     assert!(config_for("", "127.0.9.10", "default").is_none());
 }
 
@@ -163,8 +175,8 @@ fn rule_fields_map_to_provider_fields() {
         "{}    audiences: [svc]\n    fromHeaders: [{{name: x-jwt, prefix: 'Token '}}]\n    fromParams: [tok]\n    fromCookies: [session]\n    forwardOriginalToken: true\n    outputPayloadToHeader: x-payload\n    outputClaimToHeaders: [{{header: x-sub, claim: sub}}]\n",
         inline_rule("issuer-a")
     );
-    let cfg = config_for(&ra("jwt", "default", "", &rule), "127.0.9.10", "default")
-        .expect("filter");
+    let cfg =
+        config_for(&ra("jwt", "default", "", &rule), "127.0.9.10", "default").expect("filter");
     let p = &cfg.providers["origins-0"];
     assert_eq!(p.audiences, ["svc"]);
     assert_eq!(p.from_headers[0].name, "x-jwt");
@@ -179,9 +191,9 @@ fn rule_fields_map_to_provider_fields() {
 
 #[test]
 fn jwks_uri_uses_the_mesh_cluster_of_its_host_and_port() {
-    let rule = "  - issuer: a\n    jwksUri: https://jwks.example.test:8443/keys.json\n    timeout: 2s\n";
-    let cfg = config_for(&ra("jwt", "default", "", rule), "127.0.9.10", "default")
-        .expect("filter");
+    let rule =
+        "  - issuer: a\n    jwksUri: https://jwks.example.test:8443/keys.json\n    timeout: 2s\n";
+    let cfg = config_for(&ra("jwt", "default", "", rule), "127.0.9.10", "default").expect("filter");
     let Some(JwksSourceSpecifier::RemoteJwks(remote)) =
         &cfg.providers["origins-0"].jwks_source_specifier
     else {
@@ -200,8 +212,7 @@ fn jwks_uri_uses_the_mesh_cluster_of_its_host_and_port() {
     assert!(remote.async_fetch.is_some());
     // A host no service declares: a key set no token matches.
     let rule = "  - issuer: a\n    jwksUri: https://unknown.example.test/keys.json\n";
-    let cfg = config_for(&ra("jwt", "default", "", rule), "127.0.9.10", "default")
-        .expect("filter");
+    let cfg = config_for(&ra("jwt", "default", "", rule), "127.0.9.10", "default").expect("filter");
     let Some(JwksSourceSpecifier::LocalJwks(ds)) =
         &cfg.providers["origins-0"].jwks_source_specifier
     else {
@@ -209,6 +220,8 @@ fn jwks_uri_uses_the_mesh_cluster_of_its_host_and_port() {
     };
     assert_eq!(
         ds.specifier,
-        Some(data_source::Specifier::InlineString(UNREACHABLE_JWKS.into()))
+        Some(data_source::Specifier::InlineString(
+            UNREACHABLE_JWKS.into()
+        ))
     );
 }

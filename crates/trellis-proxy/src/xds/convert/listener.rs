@@ -160,6 +160,12 @@ fn convert_chain(
             ),
         ));
     };
+    if rbac_count > 0 && filter.name != type_url::names::TCP_PROXY {
+        return Err(cx.err(
+            &join(path, "filters"),
+            "envoy.filters.network.rbac is supported only before envoy.filters.network.tcp_proxy",
+        ));
+    }
     let path = join(path, &format!("filters[{rbac_count}]"));
     if filter.name != type_url::names::HTTP_CONNECTION_MANAGER
         && filter.name != type_url::names::TCP_PROXY
@@ -174,12 +180,6 @@ fn convert_chain(
         None => return Err(cx.missing(&join(&path, "typed_config"))),
     };
     let path = join(&path, "typed_config");
-    if rbac_count > 0 && filter.name != type_url::names::TCP_PROXY {
-        return Err(cx.err(
-            &join(path.trim_end_matches(&format!(".filters[{rbac_count}]")), "filters"),
-            "envoy.filters.network.rbac is supported only before envoy.filters.network.tcp_proxy",
-        ));
-    }
     let (hcm, tcp_proxy) = if filter.name == type_url::names::TCP_PROXY {
         let t = decode_any(cx, &path, any, type_url::TCP_PROXY)?;
         let t = super::tcp::convert_tcp_proxy(cx, &path, &t)?;

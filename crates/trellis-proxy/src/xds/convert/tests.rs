@@ -442,13 +442,13 @@ fn upstream_tls_is_converted_and_its_unsupported_fields_are_named() {
         && let Some(tls::common_tls_context::ValidationContextType::ValidationContext(v)) =
             common.validation_context_type.as_mut()
     {
-        v.match_typed_subject_alt_names = vec![san(tls::subject_alt_name_matcher::SanType::Dns)];
+        v.match_typed_subject_alt_names = vec![san(tls::subject_alt_name_matcher::SanType::Email)];
     }
     c.transport_socket = Some(socket(&u));
     assert_eq!(
         cluster_err(&c),
         format!(
-            "Cluster {EDS_NAME}: transport_socket.typed_config.common_tls_context.validation_context.match_typed_subject_alt_names[0].san_type: DNS is not supported"
+            "Cluster {EDS_NAME}: transport_socket.typed_config.common_tls_context.validation_context.match_typed_subject_alt_names[0].san_type: EMAIL is not supported"
         )
     );
 

@@ -158,6 +158,10 @@ async fn interactive(mut mesh: Mesh) -> anyhow::Result<ExitCode> {
     let config_dir = mesh.config_dir().display().to_string();
     println!();
     println!("The mesh is running. Where to look:");
+    println!(
+        "  dashboard           {}",
+        crate::cmd::dashboard::url(mesh.monitoring_address())
+    );
     println!("  call productpage    curl -x http://{client} http://productpage:9080/");
     println!(
         "  proxy sync status   curl {}",
