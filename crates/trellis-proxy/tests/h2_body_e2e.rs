@@ -36,13 +36,16 @@ impl Body for OneFrame {
 /// request in flight on it (the mesh's sporadic `UR ... connection error` on gRPC calls).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2_request_bodies_on_a_retrying_route_keep_the_upstream_connection() {
-    let upstream = serve_http("h2 upstream", |req: http::Request<hyper::body::Incoming>| async move {
-        let body = req.into_body().collect().await.map(|b| b.to_bytes());
-        match body {
-            Ok(b) => text_response(200, String::from_utf8_lossy(&b).into_owned()),
-            Err(e) => text_response(500, format!("body: {e}")),
-        }
-    })
+    let upstream = serve_http(
+        "h2 upstream",
+        |req: http::Request<hyper::body::Incoming>| async move {
+            let body = req.into_body().collect().await.map(|b| b.to_bytes());
+            match body {
+                Ok(b) => text_response(200, String::from_utf8_lossy(&b).into_owned()),
+                Err(e) => text_response(500, format!("body: {e}")),
+            }
+        },
+    )
     .await;
     let mut h = Harness::start().await;
     let nonce = h.push(
@@ -62,13 +65,18 @@ async fn h2_request_bodies_on_a_retrying_route_keep_the_upstream_connection() {
     let nonce = h.push(
         type_url::LISTENER,
         "1",
-        vec![listener("grpc", inline(route_table("grpc", vec![retrying])))],
+        vec![listener(
+            "grpc",
+            inline(route_table("grpc", vec![retrying])),
+        )],
     );
     h.reply_to(type_url::LISTENER, &nonce).await;
     h.wait_ready().await;
     let proxy = h.listener_port("grpc").await;
 
-    let stream = tokio::net::TcpStream::connect(proxy).await.expect("connect");
+    let stream = tokio::net::TcpStream::connect(proxy)
+        .await
+        .expect("connect");
     let (mut sender, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
         hyper_util::rt::TokioIo::new(stream),

@@ -439,7 +439,9 @@ async fn mtls_between_sidecars_sets_xfcc_and_strict_refuses_plaintext() {
         xfcc.ends_with(&format!(";URI={}", spiffe("client"))),
         "{xfcc}"
     );
-    assert_eq!(header_line(&body, "xfp"), "https");
+    // The client sidecar received plain HTTP and said so; the server sidecar keeps what a
+    // (sidecar) client stated, as Envoy does without `use_remote_address`.
+    assert_eq!(header_line(&body, "xfp"), "http");
 
     // (b) STRICT: a plaintext client gets no answer (no filter chain matches).
     assert!(

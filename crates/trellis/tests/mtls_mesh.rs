@@ -42,15 +42,21 @@ async fn strict_mesh(dataplane: Dataplane, n: u8, run_dir: &Path) -> anyhow::Res
     Mesh::start(spec, options).await
 }
 
-/// Runs `openssl s_client` against `addr` with `extra` flags, sending one HTTP request;
-/// returns stdout and stderr together.
-async fn s_client(addr: SocketAddr, extra: &[&Path], flags: &[&str]) -> anyhow::Result<String> {
+/// Runs `openssl s_client` against `addr` trusting `root`, presenting `client` (certificate,
+/// key) if given, and sending one HTTP request; returns stdout and stderr together.
+async fn s_client(
+    addr: SocketAddr,
+    root: &Path,
+    client: Option<&(PathBuf, PathBuf)>,
+) -> anyhow::Result<String> {
     let mut command = tokio::process::Command::new("openssl");
     command
         .args(["s_client", "-connect", &addr.to_string(), "-showcerts"])
-        .args(["-ign_eof", "-servername", "echo.default.svc.cluster.local"]);
-    for (flag, path) in flags.iter().zip(extra) {
-        command.arg(flag).arg(path);
+        .args(["-ign_eof", "-servername", "echo.default.svc.cluster.local"])
+        .arg("-CAfile")
+        .arg(root);
+    if let Some((cert, key)) = client {
+        command.arg("-cert").arg(cert).arg("-key").arg(key);
     }
     let mut child = command
         .stdin(std::process::Stdio::piped())
@@ -113,7 +119,10 @@ fn presented_uris(out: &str) -> Vec<String> {
 
 /// The server aborted the handshake: no response, and openssl reports an alert.
 fn assert_refused(out: &str, what: &str) {
-    assert!(!out.contains("HTTP/1.1 200"), "{what}: served anyway\n{out}");
+    assert!(
+        !out.contains("HTTP/1.1 200"),
+        "{what}: served anyway\n{out}"
+    );
     assert!(
         out.to_lowercase().contains("alert"),
         "{what}: no TLS alert\n{out}"
@@ -130,9 +139,7 @@ async fn strict_port_needs_a_mesh_certificate(dataplane: Dataplane, n: u8) {
     let ca_dir = run_dir.join("ca");
     let root = ca_dir.join("root-cert.pem");
 
-    let out = s_client(inbound, &[&root], &["-CAfile"])
-        .await
-        .expect("openssl");
+    let out = s_client(inbound, &root, None).await.expect("openssl");
     assert_refused(&out, "no client certificate");
     assert_eq!(
         presented_uris(&out),
@@ -141,14 +148,14 @@ async fn strict_port_needs_a_mesh_certificate(dataplane: Dataplane, n: u8) {
     );
 
     let foreign = tmp.path().join("foreign-ca");
-    let (cert, key) = issue(&foreign, "example.org", tmp.path(), "intruder");
-    let out = s_client(inbound, &[&root, &cert, &key], &["-CAfile", "-cert", "-key"])
+    let intruder = issue(&foreign, "example.org", tmp.path(), "intruder");
+    let out = s_client(inbound, &root, Some(&intruder))
         .await
         .expect("openssl");
     assert_refused(&out, "a certificate of another trust domain");
 
-    let (cert, key) = issue(&ca_dir, "cluster.local", tmp.path(), "probe");
-    let out = s_client(inbound, &[&root, &cert, &key], &["-CAfile", "-cert", "-key"])
+    let probe = issue(&ca_dir, "cluster.local", tmp.path(), "probe");
+    let out = s_client(inbound, &root, Some(&probe))
         .await
         .expect("openssl");
     assert!(out.contains("HTTP/1.1 200"), "a mesh certificate\n{out}");

@@ -151,6 +151,14 @@ impl Body for AttemptBody {
             return Poll::Ready(Some(Err("request body already failed".into())));
         };
         let polled = Pin::new(&mut *inner).poll_frame(cx);
+        // The downstream may end with an empty DATA frame carrying END_STREAM: it is then over
+        // as soon as that frame is read, so `is_end_stream` can say so and the frame goes out
+        // upstream with END_STREAM too (an empty DATA frame without it counts against h2's
+        // flood protection, which closes the connection after 100 of them).
+        if matches!(polled, Poll::Ready(Some(Ok(_)))) && inner.is_end_stream() {
+            s.done = true;
+            s.inner = None;
+        }
         match polled {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
@@ -190,6 +198,11 @@ impl Body for AttemptBody {
         }
     }
 
+    fn is_end_stream(&self) -> bool {
+        let s = self.shared.lock();
+        s.attempt == self.attempt && s.done && (s.overflow || self.cursor >= s.frames.len())
+    }
+
     fn size_hint(&self) -> SizeHint {
         SizeHint::default()
     }
@@ -225,5 +238,10 @@ impl Body for MirrorBody {
         }
         s.waiters.push(cx.waker().clone());
         Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let s = self.shared.lock();
+        !s.overflow && !s.failed && s.done && self.cursor >= s.frames.len()
     }
 }

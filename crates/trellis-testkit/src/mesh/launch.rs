@@ -254,9 +254,7 @@ impl Mesh {
                     .arg(ca_dir.join("root-cert.pem").as_os_str())
                     .env("TRELLIS_TOKEN", token);
                 if let Some(ttl) = options.cert_ttl {
-                    spec = spec
-                        .arg("--cert-ttl")
-                        .arg(format!("{}ms", ttl.as_millis()));
+                    spec = spec.arg("--cert-ttl").arg(format!("{}ms", ttl.as_millis()));
                 }
             } else {
                 spec = spec.arg("--xds-address").arg(&xds);

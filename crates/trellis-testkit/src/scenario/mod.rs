@@ -152,15 +152,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::http::Protocol;
 
+pub use access_log::AccessLogExpect;
 pub use expect::{
     Bound, DEFAULT_TOLERANCE, Expect, check_expect, check_outcomes, check_served, check_split,
 };
-pub use access_log::AccessLogExpect;
-pub use trace::{TraceExpect, ZipkinDef};
 pub use parse::check_istio_yaml;
 pub use run::{RunOptions, RunReport, run};
 pub use steps::live_change::judge_live_change;
 pub use steps::restart_control_plane::{RestartWindow, judge_restart};
+pub use trace::{TraceExpect, ZipkinDef};
 
 /// The most requests one step may send.
 pub const MAX_COUNT: usize = 100_000;

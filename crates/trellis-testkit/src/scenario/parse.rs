@@ -206,7 +206,10 @@ fn validate_request(r: &RequestDef, counted: bool) -> anyhow::Result<()> {
     if let Some(w) = &r.websocket
         && (w.messages == 0 || w.messages > 1000)
     {
-        bail!("websocket.messages must be from 1 to 1000, not {}", w.messages);
+        bail!(
+            "websocket.messages must be from 1 to 1000, not {}",
+            w.messages
+        );
     }
     if let Some(g) = &r.grpc
         && (g.messages == 0 || g.messages > crate::grpc::MAX_STREAM_REPLIES)

@@ -222,9 +222,7 @@ async fn run_step(step: &Step, options: &RunOptions, mesh: &mut Mesh) -> anyhow:
             steps::restart_control_plane::run(r, options, mesh).await
         }
         StepKind::Sleep(ms) => steps::sleep::run(ms).await,
-        StepKind::RotateCertificates(r) => {
-            steps::rotate_certificates::run(r, mesh).await
-        }
+        StepKind::RotateCertificates(r) => steps::rotate_certificates::run(r, mesh).await,
     }
 }
 

@@ -21,7 +21,7 @@ pub struct Args {
     /// Where to serve ADS (xDS over gRPC, plaintext).
     #[arg(long, default_value = "127.0.0.1:15010")]
     xds_address: SocketAddr,
-    /// Where to serve /ready, /debug/syncz, /debug/config and /metrics.
+    /// Where to serve /ready, /debug/syncz, /debug/config, /metrics and /dashboard.
     #[arg(long, default_value = "127.0.0.1:15014")]
     monitoring_address: SocketAddr,
     /// Where to serve ADS and the certificate service over TLS (default: the xDS IP, port 15012).

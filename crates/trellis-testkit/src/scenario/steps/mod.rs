@@ -29,12 +29,7 @@ fn plan_for(r: &RequestDef, mesh: &Mesh) -> anyhow::Result<RequestPlan> {
         Via::Sidecar => mesh.client_outbound(),
         Via::Direct => mesh.service_address(&r.authority)?,
     };
-    let mut plan = RequestPlan::new(
-        target,
-        r.authority.clone(),
-        r.path.clone(),
-        r.count,
-    );
+    let mut plan = RequestPlan::new(target, r.authority.clone(), r.path.clone(), r.count);
     plan.method = http::Method::from_bytes(r.method.as_bytes())
         .map_err(|_| anyhow!("bad method {:?}", r.method))?;
     plan.concurrency = r.concurrency;

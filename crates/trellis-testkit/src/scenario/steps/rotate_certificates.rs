@@ -16,7 +16,10 @@ use crate::scenario::expect::{check_expect, check_outcomes};
 const POLL: Duration = Duration::from_millis(250);
 
 /// Runs the step; the window ends as soon as every sidecar has rotated often enough.
-pub(in crate::scenario) async fn run(r: &RotateCertificates, mesh: &Mesh) -> anyhow::Result<String> {
+pub(in crate::scenario) async fn run(
+    r: &RotateCertificates,
+    mesh: &Mesh,
+) -> anyhow::Result<String> {
     // A rotation happens at ~80 % of the lifetime: allow two lifetimes per rotation, plus slack.
     let ttl = mesh.cert_ttl().unwrap_or(Duration::from_secs(24 * 3600));
     let deadline = Instant::now() + ttl * 2 * r.rotations + Duration::from_secs(20);
@@ -113,7 +116,8 @@ impl Rotations {
                 self.last_count = n;
             }
             Dataplane::Envoy => {
-                let url = format!("http://{admin}/stats?filter=%5Esds%5C.default%5C.version_text%24");
+                let url =
+                    format!("http://{admin}/stats?filter=%5Esds%5C.default%5C.version_text%24");
                 let text = read(&url).await?;
                 if let Some(v) = text
                     .lines()
