@@ -474,7 +474,10 @@ mod tests {
             }
             let spec = s.mesh_spec(Ipv4Addr::new(127, 100, 1, 0), Dataplane::Trellis);
             docs.push(("mesh.yaml".into(), trellis_testkit::mesh::mesh_yaml(&spec)?));
+            // The test issuer's templates, as the runner expands them.
+            let ca = [("JWT_CA_CERT", "/run/jwks-server/ca.pem".to_string())];
             for (origin, text) in docs {
+                let text = trellis_testkit::jwt::expand(&text, &ca)?;
                 let out =
                     trellis_api::parse_documents(Path::new(&format!("{}:{origin}", s.name)), &text);
                 if out.resources.is_empty() {

@@ -507,8 +507,8 @@ steps:
             e.contains("workloads[0].service") && e.contains("ech0"),
             "{e}"
         );
-        let e = err(&GOOD.replace("protocol: HTTP}", "protocol: TCP}"));
-        assert!(e.contains("TCP"), "{e}");
+        let e = err(&GOOD.replace("protocol: HTTP}", "protocol: UDP}"));
+        assert!(e.contains("UDP"), "{e}");
         let e = err(&GOOD.replace(
             "  - remove: {file: vs.yaml}\n",
             "  - remove: {file: vs.yaml}\n    apply: {file: a.yaml, content: x}\n",
