@@ -2,27 +2,17 @@
 # Installs what Trellis's tests and demo need and a fresh machine lacks. Idempotent.
 set -euo pipefail
 
-# iptables and iproute2: transparent-capture tests in network namespaces; openssl: CA tests.
-missing=()
-for tool in iptables ip openssl; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing Debian packages for: ${missing[*]}"
+# Debian packages, by the command that shows each is there (one apt pass for all missing):
+# iptables and iproute2 for transparent-capture tests in network namespaces, openssl for the
+# CA and mTLS probes, prometheus for the metrics end-to-end test, chromium for the dashboard test.
+packages=()
+for pair in iptables:iptables ip:iproute2 openssl:openssl prometheus:prometheus chromium:chromium; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || packages+=("${pair#*:}")
+done
+if [ ${#packages[@]} -gt 0 ]; then
+  echo "installing Debian packages: ${packages[*]}"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables iproute2 openssl >/dev/null
-fi
-
-# prometheus: the metrics end-to-end test scrapes the proxies with a real Prometheus.
-if ! command -v prometheus >/dev/null 2>&1; then
-  echo "installing Debian package: prometheus"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
-fi
-
-# chromium: the dashboard end-to-end test renders the page in headless Chromium.
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "installing Debian package: chromium"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
 fi
 
 if ! python3 -c 'import envoy' >/dev/null 2>&1; then

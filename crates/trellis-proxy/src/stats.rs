@@ -170,13 +170,12 @@ impl Stats {
         code: u16,
         flags: Option<&str>,
     ) {
-        let flags = flags.unwrap_or("-").to_string();
         self.requests
             .get_or_create(&RequestLabels {
                 listener: listener.to_string(),
                 cluster: cluster.unwrap_or("-").to_string(),
                 response_code: code,
-                response_flags: flags.clone(),
+                response_flags: flags.unwrap_or("-").to_string(),
             })
             .inc();
     }

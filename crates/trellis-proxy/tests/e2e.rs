@@ -181,16 +181,7 @@ async fn h2c_upstream_and_downstream() {
     .await;
 
     // h2c (prior knowledge) downstream on the same port.
-    let stream = tokio::net::TcpStream::connect(proxy)
-        .await
-        .expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .expect("h2 handshake");
-    tokio::spawn(conn);
+    let mut sender = h2c(proxy).await;
     let req = http::Request::builder()
         .uri("http://echo.h2/h2?y=2")
         .body(Full::new(Bytes::new()))

@@ -74,16 +74,7 @@ async fn h2_request_bodies_on_a_retrying_route_keep_the_upstream_connection() {
     h.wait_ready().await;
     let proxy = h.listener_port("grpc").await;
 
-    let stream = tokio::net::TcpStream::connect(proxy)
-        .await
-        .expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .expect("h2 handshake");
-    tokio::spawn(conn);
+    let mut sender = h2c(proxy).await;
     // Well past h2's limit of 100 empty DATA frames without END_STREAM per connection.
     for i in 0..150 {
         let req = http::Request::post("http://grpc.test/echo.Echo/Unary")

@@ -132,6 +132,22 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Takes who answered and what it saw from the echo app's JSON (an HTTP body, a WebSocket
+    /// hello or a TCP banner): `version`, `protocol`, `instance`, `path` and `headers`.
+    fn set_echo_reply(&mut self, v: &serde_json::Value) {
+        let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        self.version = text("version");
+        self.protocol = text("protocol");
+        self.instance = text("instance");
+        self.echo_path = text("path");
+        if let Some(h) = v.get("headers").and_then(|h| h.as_object()) {
+            self.echo_headers = h
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                .collect();
+        }
+    }
+
     /// Whether a 2xx response (or a `101` WebSocket upgrade) came back.
     pub fn is_success(&self) -> bool {
         matches!(self.status, Some(s) if (200..300).contains(&s) || s == 101)
@@ -294,17 +310,7 @@ impl Worker {
                 let body = &response.body[..response.body.len().min(4096)];
                 outcome.body = String::from_utf8_lossy(body).into_owned();
                 if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&response.body) {
-                    let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-                    outcome.version = text("version");
-                    outcome.protocol = text("protocol");
-                    outcome.instance = text("instance");
-                    outcome.echo_path = text("path");
-                    if let Some(h) = v.get("headers").and_then(|h| h.as_object()) {
-                        outcome.echo_headers = h
-                            .iter()
-                            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                            .collect();
-                    }
+                    outcome.set_echo_reply(&v);
                 }
                 outcome.flag = response
                     .headers
@@ -393,10 +399,7 @@ impl Worker {
                 outcome.messages = usize::from(s.echoed);
                 outcome.body = s.received;
                 if let Some(v) = s.banner {
-                    let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-                    outcome.version = text("version");
-                    outcome.protocol = text("protocol");
-                    outcome.instance = text("instance");
+                    outcome.set_echo_reply(&v);
                 }
             }
             Err(e) => outcome.error = Some(e),
@@ -437,17 +440,7 @@ impl Worker {
                     outcome.reason = outcome.headers.get(REASON_HEADER).cloned();
                 }
                 if let Some(v) = s.hello {
-                    let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-                    outcome.version = text("version");
-                    outcome.protocol = text("protocol");
-                    outcome.instance = text("instance");
-                    outcome.echo_path = text("path");
-                    if let Some(h) = v.get("headers").and_then(|h| h.as_object()) {
-                        outcome.echo_headers = h
-                            .iter()
-                            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                            .collect();
-                    }
+                    outcome.set_echo_reply(&v);
                 }
             }
             Ok(Err(e)) => outcome.error = Some(e),
@@ -638,7 +631,7 @@ impl Drop for Traffic {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::echo::{EchoConfig, serve};
+    use crate::echo::testing::{config, start};
 
     fn outcome(status: Option<u16>, version: Option<&str>) -> Outcome {
         Outcome {
@@ -669,21 +662,8 @@ mod tests {
 
     #[tokio::test]
     async fn drives_an_echo_app_with_concurrency() -> anyhow::Result<()> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(
-            listener,
-            EchoConfig {
-                service: "echo".into(),
-                version: "v1".into(),
-                instance: "echo-v1-0".into(),
-                ..Default::default()
-            },
-            async {
-                let _ = rx.await;
-            },
-        ));
+        let echo = start(config("v1")).await?;
+        let addr = echo.addr;
         for protocol in [Protocol::Http1, Protocol::Http2] {
             let mut plan = RequestPlan::new(addr, "echo:9080", "/x", 50);
             plan.concurrency = 4;
@@ -714,7 +694,6 @@ mod tests {
         let outcomes = traffic.stop().await;
         assert!(outcomes.len() >= 20);
         assert!(outcomes.iter().all(Outcome::is_success));
-        let _ = tx.send(());
-        server.await?
+        echo.stop().await
     }
 }

@@ -496,19 +496,21 @@ async fn call_upstream_inner(
     })
 }
 
+/// An in-process echo app on `127.0.0.1:0` for the crate's unit tests (HTTP, gRPC, WebSocket
+/// and TCP clients all test against it).
 #[cfg(test)]
-mod tests {
+pub(crate) mod testing {
     use super::*;
-    use std::time::Instant;
 
-    struct Running {
-        addr: SocketAddr,
+    pub(crate) struct Running {
+        pub(crate) addr: SocketAddr,
         stop: Option<tokio::sync::oneshot::Sender<()>>,
         task: tokio::task::JoinHandle<anyhow::Result<()>>,
     }
 
     impl Running {
-        async fn stop(mut self) -> anyhow::Result<()> {
+        /// Shuts the app down and returns how `serve` ended.
+        pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
             if let Some(s) = self.stop.take() {
                 let _ = s.send(());
             }
@@ -516,7 +518,7 @@ mod tests {
         }
     }
 
-    async fn start(config: EchoConfig) -> anyhow::Result<Running> {
+    pub(crate) async fn start(config: EchoConfig) -> anyhow::Result<Running> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -530,7 +532,8 @@ mod tests {
         })
     }
 
-    fn config(version: &str) -> EchoConfig {
+    /// Service `echo`, this version, instance `echo-VERSION-0`.
+    pub(crate) fn config(version: &str) -> EchoConfig {
         EchoConfig {
             service: "echo".into(),
             version: version.into(),
@@ -538,6 +541,13 @@ mod tests {
             ..Default::default()
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{config, start};
+    use super::*;
+    use std::time::Instant;
 
     async fn request(
         addr: SocketAddr,

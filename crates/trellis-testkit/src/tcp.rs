@@ -139,21 +139,14 @@ mod tests {
 
     #[tokio::test]
     async fn banner_echo_and_half_close() -> anyhow::Result<()> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(crate::echo::serve(
-            listener,
-            EchoConfig {
-                service: "db".into(),
-                version: "v2".into(),
-                instance: "db-v2-0".into(),
-                ..Default::default()
-            },
-            async {
-                let _ = rx.await;
-            },
-        ));
+        let echo = crate::echo::testing::start(EchoConfig {
+            service: "db".into(),
+            version: "v2".into(),
+            instance: "db-v2-0".into(),
+            ..Default::default()
+        })
+        .await?;
+        let addr = echo.addr;
         let s = session(addr, "ping pong", Duration::from_secs(5))
             .await
             .map_err(anyhow::Error::msg)?;
@@ -162,7 +155,6 @@ mod tests {
         // HTTP still works on the same port.
         let r = crate::http::get(&format!("http://{addr}/"), Duration::from_secs(5)).await?;
         assert_eq!(r.status, 200);
-        let _ = tx.send(());
-        server.await?
+        echo.stop().await
     }
 }

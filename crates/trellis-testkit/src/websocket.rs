@@ -231,27 +231,13 @@ pub(crate) fn hello(req: &Request<Incoming>, config: &EchoConfig) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::echo::serve;
+    use crate::echo::testing::{config, start};
 
     #[tokio::test]
     async fn echo_app_greets_and_echoes() -> anyhow::Result<()> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(
-            listener,
-            EchoConfig {
-                service: "echo".into(),
-                version: "v3".into(),
-                instance: "echo-v3-0".into(),
-                ..Default::default()
-            },
-            async {
-                let _ = rx.await;
-            },
-        ));
+        let echo = start(config("v3")).await?;
         let s = session(
-            addr,
+            echo.addr,
             "echo:9080",
             "/chat",
             &[("end-user".into(), "jason".into())],
@@ -265,7 +251,6 @@ mod tests {
         assert_eq!(hello["version"], "v3");
         assert_eq!(hello["path"], "/chat");
         assert_eq!(hello["headers"]["end-user"], "jason");
-        let _ = tx.send(());
-        server.await?
+        echo.stop().await
     }
 }

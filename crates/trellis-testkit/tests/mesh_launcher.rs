@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use trellis_testkit::mesh::{Dataplane, Mesh, MeshOptions, MeshSpec, ServiceSpec, WorkloadSpec};
+use trellis_testkit::mesh::{Dataplane, Mesh, MeshOptions, MeshSpec, echo_mesh};
 
 fn fake_trellis() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -27,26 +27,7 @@ fn base(n: u8) -> Ipv4Addr {
 }
 
 fn spec(base: Ipv4Addr, versions: &[&str]) -> MeshSpec {
-    MeshSpec {
-        base,
-        dataplane: Dataplane::Trellis,
-        services: vec![ServiceSpec {
-            name: "echo".into(),
-            namespace: "default".into(),
-            port: 9080,
-            protocol: "HTTP".into(),
-        }],
-        workloads: versions
-            .iter()
-            .map(|v| WorkloadSpec {
-                service: "echo".into(),
-                version: v.to_string(),
-                instance: 0,
-                calls: vec![],
-            })
-            .collect(),
-        extra_yaml: String::new(),
-    }
+    echo_mesh(base, Dataplane::Trellis, versions)
 }
 
 fn run_dir(name: &str) -> PathBuf {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use trellis_testkit::client::{RequestPlan, Traffic};
-use trellis_testkit::mesh::{Dataplane, Mesh, MeshOptions, MeshSpec, ServiceSpec, WorkloadSpec};
+use trellis_testkit::mesh::{Dataplane, Mesh, MeshOptions, echo_mesh};
 
 /// The test's own loopback /24.
 const BASE: Ipv4Addr = Ipv4Addr::new(127, 69, 1, 0);
@@ -113,23 +113,7 @@ async fn dashboard_shows_the_mesh_in_a_real_browser() -> anyhow::Result<()> {
         return Ok(());
     }
     let dir = tempfile::tempdir()?;
-    let spec = MeshSpec {
-        base: BASE,
-        dataplane: Dataplane::Trellis,
-        services: vec![ServiceSpec {
-            name: "echo".into(),
-            namespace: "default".into(),
-            port: 9080,
-            protocol: "HTTP".into(),
-        }],
-        workloads: vec![WorkloadSpec {
-            service: "echo".into(),
-            version: "v1".into(),
-            instance: 0,
-            calls: vec![],
-        }],
-        extra_yaml: String::new(),
-    };
+    let spec = echo_mesh(BASE, Dataplane::Trellis, &["v1"]);
     let mut options = MeshOptions::new(env!("CARGO_BIN_EXE_trellis"), dir.path().join("mesh"));
     options.startup_timeout = Duration::from_secs(90);
     let mesh = Mesh::start(spec, options).await?;

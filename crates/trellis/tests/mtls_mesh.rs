@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use trellis_ca::{CertificateAuthority, SpiffeId, generate_csr};
-use trellis_testkit::mesh::{Dataplane, Mesh, MeshOptions, MeshSpec, ServiceSpec, WorkloadSpec};
+use trellis_testkit::mesh::{Dataplane, Mesh, MeshOptions, MeshSpec, echo_mesh};
 
 const STRICT: &str = "apiVersion: security.istio.io/v1
 kind: PeerAuthentication
@@ -21,21 +21,8 @@ spec: {mtls: {mode: STRICT}}
 /// A mesh of one `echo` workload under STRICT mTLS, on its own loopback /24.
 async fn strict_mesh(dataplane: Dataplane, n: u8, run_dir: &Path) -> anyhow::Result<Mesh> {
     let spec = MeshSpec {
-        base: Ipv4Addr::new(127, 66, n, 0),
-        dataplane,
-        services: vec![ServiceSpec {
-            name: "echo".into(),
-            namespace: "default".into(),
-            port: 9080,
-            protocol: "HTTP".into(),
-        }],
-        workloads: vec![WorkloadSpec {
-            service: "echo".into(),
-            version: "v1".into(),
-            instance: 0,
-            calls: vec![],
-        }],
         extra_yaml: STRICT.into(),
+        ..echo_mesh(Ipv4Addr::new(127, 66, n, 0), dataplane, &["v1"])
     };
     let mut options = MeshOptions::new(env!("CARGO_BIN_EXE_trellis"), run_dir);
     options.startup_timeout = Duration::from_secs(90);

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use trellis_testkit::client::{RequestPlan, run_outcomes};
-use trellis_testkit::mesh::{Dataplane, Mesh, MeshOptions, MeshSpec, ServiceSpec, WorkloadSpec};
+use trellis_testkit::mesh::{Dataplane, Mesh, MeshOptions, MeshSpec, echo_mesh};
 
 /// The test's own loopback /24.
 const BASE: Ipv4Addr = Ipv4Addr::new(127, 68, 1, 0);
@@ -199,24 +199,8 @@ async fn prometheus_scrapes_istio_metrics_that_match_the_traffic() -> anyhow::Re
     }
     let dir = tempfile::tempdir()?;
     let spec = MeshSpec {
-        base: BASE,
-        dataplane: Dataplane::Trellis,
-        services: vec![ServiceSpec {
-            name: "echo".into(),
-            namespace: "default".into(),
-            port: 9080,
-            protocol: "HTTP".into(),
-        }],
-        workloads: ["v1", "v2"]
-            .iter()
-            .map(|v| WorkloadSpec {
-                service: "echo".into(),
-                version: v.to_string(),
-                instance: 0,
-                calls: vec![],
-            })
-            .collect(),
         extra_yaml: SPLIT.into(),
+        ..echo_mesh(BASE, Dataplane::Trellis, &["v1", "v2"])
     };
     let mut options = MeshOptions::new(env!("CARGO_BIN_EXE_trellis"), dir.path().join("mesh"));
     options.startup_timeout = Duration::from_secs(90);

@@ -22,6 +22,7 @@ use trellis_api::security::MutualTlsMode;
 use trellis_xds::{to_any, type_url};
 
 use super::proto::{ads, duration, socket_address};
+use super::telemetry::{self, HcmTelemetry, Side};
 use super::{InboundPort, OUTBOUND_ROUTE_NAME, inbound_cluster_name, mtls};
 use crate::model::{MeshModel, ProxyView};
 
@@ -35,6 +36,9 @@ const TLS_INSPECTOR_TYPE: &str =
 /// All listeners of a sidecar.
 pub fn all(model: &MeshModel, proxy: &ProxyView<'_>, inbound: &[InboundPort]) -> Vec<Listener> {
     let node = proxy.node;
+    let telemetries = telemetry::applicable(model, proxy);
+    let client = HcmTelemetry::of(model, proxy, &telemetries, Side::Client);
+    let server = HcmTelemetry::of(model, proxy, &telemetries, Side::Server);
     let outbound = Listener {
         name: "virtualOutbound".to_string(),
         address: Some(socket_address(node.ip, OUTBOUND_PORT)),
@@ -48,6 +52,8 @@ pub fn all(model: &MeshModel, proxy: &ProxyView<'_>, inbound: &[InboundPort]) ->
                 })),
                 http_filters: super::routes::http_filters(),
                 upgrade_configs: super::routes::upgrade_configs(),
+                access_log: client.access_log,
+                tracing: client.tracing,
                 ..Default::default()
             })],
             ..Default::default()
@@ -58,7 +64,7 @@ pub fn all(model: &MeshModel, proxy: &ProxyView<'_>, inbound: &[InboundPort]) ->
     listeners.extend(
         inbound
             .iter()
-            .map(|p| inbound_listener(model, proxy, p.port, p.tcp)),
+            .map(|p| inbound_listener(model, proxy, p.port, p.tcp, &server)),
     );
     listeners
 }
@@ -66,11 +72,26 @@ pub fn all(model: &MeshModel, proxy: &ProxyView<'_>, inbound: &[InboundPort]) ->
 /// `inbound|PORT`: everything goes to the app on the same port. Without a workload
 /// certificate, or under `DISABLE`, one plaintext chain; otherwise the TLS inspector and a
 /// mutual TLS chain, plus a plaintext one under `PERMISSIVE`.
-fn inbound_listener(model: &MeshModel, proxy: &ProxyView<'_>, port: u32, tcp: bool) -> Listener {
+fn inbound_listener(
+    model: &MeshModel,
+    proxy: &ProxyView<'_>,
+    port: u32,
+    tcp: bool,
+    telemetry: &HcmTelemetry,
+) -> Listener {
     let mode = if proxy.node.sds {
         mtls::inbound_mode(model, proxy.namespace(), &proxy.labels, port)
     } else {
         MutualTlsMode::Disable
+    };
+    // Opaque TCP ports: the same chains (mutual TLS and/or plaintext), a TCP proxy. TCP ports
+    // are authorized by network RBAC filters before the proxy. Built once, shared by the chains.
+    let filters = if tcp {
+        let mut filters = super::authz::network_filters(model, proxy);
+        filters.push(super::tcp::inbound_filter(port));
+        filters
+    } else {
+        vec![hcm_filter(inbound_hcm(model, proxy, port, telemetry))]
     };
     let chain = |transport: Option<(&str, TransportSocket)>| {
         let (name, transport_protocol, transport_socket) = match transport {
@@ -85,15 +106,7 @@ fn inbound_listener(model: &MeshModel, proxy: &ProxyView<'_>, port: u32, tcp: bo
                 ..Default::default()
             }),
             transport_socket,
-            // Opaque TCP ports: the same chains (mutual TLS and/or plaintext), a TCP proxy.
-            // TCP ports are authorized by network RBAC filters before the proxy.
-            filters: if tcp {
-                let mut filters = super::authz::network_filters(model, proxy);
-                filters.push(super::tcp::inbound_filter(port));
-                filters
-            } else {
-                vec![hcm_filter(inbound_hcm(model, proxy, port))]
-            },
+            filters: filters.clone(),
             ..Default::default()
         }
     };
@@ -129,7 +142,12 @@ fn inbound_listener(model: &MeshModel, proxy: &ProxyView<'_>, port: u32, tcp: bo
 /// from a verified peer certificate (removing any the client sent), as Istio's inbound does.
 /// Authorization (RBAC) filters come before the others; the path is normalized first (see
 /// [`super::authz::path_normalization`]) so policies see the path the app will see.
-fn inbound_hcm(model: &MeshModel, proxy: &ProxyView<'_>, port: u32) -> HttpConnectionManager {
+fn inbound_hcm(
+    model: &MeshModel,
+    proxy: &ProxyView<'_>,
+    port: u32,
+    telemetry: &HcmTelemetry,
+) -> HttpConnectionManager {
     // JWT authentication first (RequestAuthentication), then authorization, as istiod orders them.
     let mut http_filters: Vec<_> = super::authn::jwt_filter(model, proxy).into_iter().collect();
     http_filters.extend(super::authz::http_filters(model, proxy));
@@ -150,6 +168,8 @@ fn inbound_hcm(model: &MeshModel, proxy: &ProxyView<'_>, port: u32) -> HttpConne
             ..Default::default()
         }),
         upgrade_configs: super::routes::upgrade_configs(),
+        access_log: telemetry.access_log.clone(),
+        tracing: telemetry.tracing.clone(),
         ..Default::default()
     }
 }

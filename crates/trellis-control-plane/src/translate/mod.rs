@@ -81,8 +81,7 @@ pub fn generate(model: &MeshModel, node: &NodeIdentity) -> ProxyResources {
         &outbound_tcp,
         &inbound,
     ));
-    for mut listener in all_listeners {
-        telemetry::decorate(&mut listener, model, &proxy);
+    for listener in all_listeners {
         out.insert(
             type_url::LISTENER,
             listener.name.clone(),
@@ -135,5 +134,7 @@ fn inbound_ports(model: &MeshModel, node: &NodeIdentity) -> Vec<InboundPort> {
     ports
 }
 
+#[cfg(test)]
+mod test_support;
 #[cfg(test)]
 mod tests;

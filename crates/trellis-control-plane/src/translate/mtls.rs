@@ -374,17 +374,14 @@ fn string_value(s: &str) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use envoy_types::pb::envoy::config::cluster::v3::Cluster;
     use envoy_types::pb::envoy::config::endpoint::v3::ClusterLoadAssignment;
     use envoy_types::pb::envoy::config::listener::v3::Listener;
-    use prost::Message;
-    use trellis_xds::{NodeIdentity, ProxyType, type_url};
+    use trellis_xds::{NodeIdentity, type_url};
 
     use super::*;
     use crate::translate::generate;
-    use crate::xds::ProxyResources;
+    use crate::translate::test_support::{self, decode, decode_any};
 
     const MESH: &str = r#"
 apiVersion: networking.istio.io/v1
@@ -420,31 +417,20 @@ spec: {address: 127.0.9.12, labels: {app: echo, version: legacy}}
 "#;
 
     fn model(extra: &str) -> MeshModel {
-        let text = format!("{MESH}---\n{extra}");
-        let parsed = trellis_api::parse_documents(Path::new("mesh.yaml"), &text);
-        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
-        MeshModel::build(&parsed.resources).with_trust_domain("example.org")
+        test_support::model(&format!("{MESH}---\n{extra}")).with_trust_domain("example.org")
     }
 
     fn node(ip: &str, version: &str, sds: bool) -> NodeIdentity {
         NodeIdentity {
-            proxy_type: ProxyType::Sidecar,
-            ip: ip.parse().expect("ip"),
             workload: format!("echo-{version}"),
-            namespace: "default".into(),
             service_account: "echo".into(),
             labels: [("app", "echo"), ("version", version)]
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            app_ip: None,
             sds,
+            ..test_support::sidecar(ip, "default")
         }
-    }
-
-    fn decode<M: Message + Default>(out: &ProxyResources, type_url: &str, name: &str) -> M {
-        let any = &out.by_type[type_url][name];
-        M::decode(any.value.as_slice()).expect("decodes")
     }
 
     /// The transport protocols the inbound listener's chains match, and whether it inspects.
@@ -589,7 +575,7 @@ spec:
         else {
             panic!("no TLS socket");
         };
-        let tls = UpstreamTlsContext::decode(any.value.as_slice()).expect("decodes");
+        let tls: UpstreamTlsContext = decode_any(&any);
         assert_eq!(tls.sni, "outbound_.9080_._.echo.default.svc.cluster.local");
         let Some(ValidationContextType::CombinedValidationContext(v)) = tls
             .common_tls_context
@@ -676,7 +662,7 @@ spec:
         else {
             panic!("no TLS socket");
         };
-        let tls = UpstreamTlsContext::decode(any.value.as_slice()).expect("decodes");
+        let tls: UpstreamTlsContext = decode_any(&any);
         assert_eq!(tls.sni, "echo.default.svc.cluster.local");
         let Some(ValidationContextType::ValidationContext(v)) = tls
             .common_tls_context

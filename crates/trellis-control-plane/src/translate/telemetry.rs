@@ -23,7 +23,6 @@ use envoy_types::pb::envoy::config::accesslog::v3::{
 use envoy_types::pb::envoy::config::core::v3::{
     DataSource, RuntimeUInt32, SubstitutionFormatString, data_source, substitution_format_string,
 };
-use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
 use envoy_types::pb::envoy::config::trace::v3::{ZipkinConfig, tracing as trace_proto, zipkin_config};
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing;
 use envoy_types::pb::envoy::r#type::tracing::v3::{CustomTag as ProtoTag, custom_tag};
@@ -32,15 +31,13 @@ use envoy_types::pb::google::protobuf::{BoolValue, UInt32Value};
 use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{
     FileAccessLog, file_access_log,
 };
-use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
 use envoy_types::pb::google::protobuf::{Struct, Value, value};
-use prost::Message;
 use trellis_api::MeshConfig;
 use trellis_api::mesh_config::{
     AccessLogEncoding, DEFAULT_JSON_FORMAT, DEFAULT_TEXT_FORMAT, ENVOY_PROVIDER,
 };
 use trellis_api::telemetry::{CodeComparison, CodeFilter, Telemetry, WorkloadMode};
-use trellis_xds::{telemetry as names, to_any, type_url};
+use trellis_xds::{telemetry as names, to_any};
 
 use crate::model::{MeshModel, Named, ProxyView, ROOT_NAMESPACE};
 
@@ -54,15 +51,6 @@ pub enum Side {
 }
 
 impl Side {
-    /// The side of a listener, by Trellis' listener names.
-    pub fn of_listener(name: &str) -> Side {
-        if name.starts_with("inbound|") {
-            Side::Server
-        } else {
-            Side::Client
-        }
-    }
-
     fn matches(self, mode: Option<WorkloadMode>) -> bool {
         match mode.unwrap_or(WorkloadMode::ClientAndServer) {
             WorkloadMode::ClientAndServer => true,
@@ -395,35 +383,35 @@ pub fn tracing(
     })
 }
 
-/// Sets the telemetry of every HTTP connection manager of `listener` for `proxy`.
-pub fn decorate(listener: &mut Listener, model: &MeshModel, proxy: &ProxyView<'_>) {
-    let telemetries = applicable(model, proxy);
-    let side = Side::of_listener(&listener.name);
-    let logs = access_logs(&model.mesh, &telemetries, side);
-    let tracing = tracing(model, proxy, &telemetries, side);
-    if logs.is_empty() && tracing.is_none() {
-        return;
-    }
-    for chain in &mut listener.filter_chains {
-        for f in &mut chain.filters {
-            let Some(filter::ConfigType::TypedConfig(any)) = &mut f.config_type else {
-                continue;
-            };
-            if any.type_url != type_url::HTTP_CONNECTION_MANAGER {
-                continue;
-            }
-            let Ok(mut hcm) = HttpConnectionManager::decode(any.value.as_slice()) else {
-                continue;
-            };
-            hcm.access_log = logs.clone();
-            hcm.tracing = tracing.clone();
-            *any = to_any(type_url::HTTP_CONNECTION_MANAGER, &hcm);
+/// What the HTTP connection managers of one side of a proxy log and trace.
+#[derive(Debug, Clone, Default)]
+pub struct HcmTelemetry {
+    /// The HCM's `access_log`.
+    pub access_log: Vec<AccessLog>,
+    /// The HCM's `tracing`.
+    pub tracing: Option<Tracing>,
+}
+
+impl HcmTelemetry {
+    /// The settings of `side` of `proxy`, from the Telemetry resources that apply to it
+    /// ([`applicable`]) and the mesh config.
+    pub fn of(
+        model: &MeshModel,
+        proxy: &ProxyView<'_>,
+        telemetries: &[&Telemetry],
+        side: Side,
+    ) -> Self {
+        HcmTelemetry {
+            access_log: access_logs(&model.mesh, telemetries, side),
+            tracing: tracing(model, proxy, telemetries, side),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use prost::Message;
+
     use super::*;
 
     fn telemetry(json: &str) -> Telemetry {

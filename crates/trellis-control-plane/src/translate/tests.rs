@@ -1,7 +1,5 @@
 //! Translation tests: Istio YAML in, decoded Envoy resources out.
 
-use std::path::Path;
-
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, lb_endpoint::HostIdentifier,
@@ -10,10 +8,10 @@ use envoy_types::pb::envoy::config::listener::v3::Listener;
 use envoy_types::pb::envoy::config::route::v3::{
     RouteConfiguration, route, route_action::ClusterSpecifier,
 };
-use prost::Message;
-use trellis_xds::{NodeIdentity, ProxyType, type_url};
+use trellis_xds::{NodeIdentity, type_url};
 
 use super::generate;
+use super::test_support::{self, decode, decode_any};
 use crate::model::MeshModel;
 use crate::xds::ProxyResources;
 
@@ -72,36 +70,15 @@ spec:
 "#;
 
 fn model() -> MeshModel {
-    let parsed = trellis_api::parse_documents(Path::new("mesh.yaml"), MESH);
-    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
-    MeshModel::build(&parsed.resources)
+    test_support::model(MESH)
 }
 
 fn node(ip: &str, workload: &str) -> NodeIdentity {
     NodeIdentity {
-        proxy_type: ProxyType::Sidecar,
-        ip: ip.parse().expect("ip"),
         workload: workload.into(),
-        namespace: "default".into(),
-        service_account: "default".into(),
-        labels: Default::default(),
         app_ip: Some("127.0.9.110".parse().expect("ip")),
-        sds: false,
+        ..test_support::sidecar(ip, "default")
     }
-}
-
-fn decode<M: Message + Default>(out: &ProxyResources, type_url: &str, name: &str) -> M {
-    let any = out
-        .by_type
-        .get(type_url)
-        .and_then(|m| m.get(name))
-        .unwrap_or_else(|| panic!("no {type_url} named {name}"));
-    decode_any(any)
-}
-
-/// Decodes a typed config (`Any`) as `M`.
-fn decode_any<M: Message + Default>(any: &envoy_types::pb::google::protobuf::Any) -> M {
-    M::decode(any.value.as_slice()).expect("decodes")
 }
 
 /// What a client sidecar (127.0.9.2) in `default` gets.
@@ -297,10 +274,7 @@ spec: {address: 127.0.9.2, labels: {app: client, role: tester}, locality: us-eas
 "#;
 
 fn model_with(extra: &str) -> MeshModel {
-    let text = format!("{BASE}---\n{extra}");
-    let parsed = trellis_api::parse_documents(Path::new("mesh.yaml"), &text);
-    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
-    MeshModel::build(&parsed.resources)
+    test_support::model(&format!("{BASE}---\n{extra}"))
 }
 
 fn echo_routes(model: &MeshModel) -> Vec<Route> {
@@ -552,7 +526,7 @@ spec:
   http:
   - delegate: {name: loop}
 "#;
-    let parsed = trellis_api::parse_documents(Path::new("x.yaml"), text);
+    let parsed = trellis_api::parse_documents(std::path::Path::new("x.yaml"), text);
     let errors = crate::model::delegation_errors(&parsed.resources);
     assert_eq!(errors.len(), 1);
     assert!(errors[0].2.contains("delegates to itself"), "{errors:?}");

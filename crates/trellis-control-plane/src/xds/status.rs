@@ -60,7 +60,6 @@ pub struct SyncRegistry {
 struct Inner {
     proxies: Mutex<BTreeMap<u64, ProxyStatus>>,
     nacks_total: AtomicU64,
-    pushes_total: AtomicU64,
     metrics: super::metrics::XdsMetrics,
 }
 
@@ -85,11 +84,6 @@ impl SyncRegistry {
         self.inner.nacks_total.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts one push (one DiscoveryResponse).
-    pub fn count_push(&self) {
-        self.inner.pushes_total.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// Pushes, NACKs and convergence per type, for `/metrics`.
     pub fn metrics(&self) -> &super::metrics::XdsMetrics {
         &self.inner.metrics
@@ -98,11 +92,6 @@ impl SyncRegistry {
     /// NACKs received since start.
     pub fn nacks_total(&self) -> u64 {
         self.inner.nacks_total.load(Ordering::Relaxed)
-    }
-
-    /// Responses sent since start.
-    pub fn pushes_total(&self) -> u64 {
-        self.inner.pushes_total.load(Ordering::Relaxed)
     }
 
     /// A report for `/debug/syncz`, proxies sorted by id.

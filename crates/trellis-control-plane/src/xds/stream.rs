@@ -218,7 +218,6 @@ impl AdsStream {
             self.registry.metrics().push_error(type_url);
             return Err(StreamError::Closed);
         }
-        self.registry.count_push();
         self.registry.metrics().push(type_url);
         if let Some(state) = self.types.get_mut(type_url) {
             state.sent_names = names;

@@ -203,17 +203,9 @@ pub fn begin<B>(
     if logs.is_empty() {
         return None;
     }
-    let authority = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            req.headers()
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
+    let authority = crate::listener::request_authority(req)
+        .unwrap_or_default()
+        .to_string();
     let protocol = match req.version() {
         http::Version::HTTP_10 => "HTTP/1.0",
         http::Version::HTTP_2 => "HTTP/2",
@@ -268,13 +260,7 @@ pub fn attach(
         return response;
     };
     let status = response.status().as_u16();
-    let logs: Vec<AccessLogConfig> = pending
-        .logs
-        .iter()
-        .filter(|l| l.filter.is_none_or(|f| f.admits(status)))
-        .cloned()
-        .collect();
-    if logs.is_empty() {
+    if !pending.logs.iter().any(|l| admits(l, status)) {
         return response;
     }
     let r = &mut pending.record;
@@ -292,9 +278,14 @@ pub fn attach(
     let body = LoggedBody {
         inner: body,
         record: Some(Box::new(pending.record)),
-        logs,
+        logs: pending.logs,
     };
     Response::from_parts(parts, body.boxed())
+}
+
+/// Whether `log` writes a line for a response with `status`.
+fn admits(log: &AccessLogConfig, status: u16) -> bool {
+    log.filter.is_none_or(|f| f.admits(status))
 }
 
 /// `%RESPONSE_CODE_DETAILS%` as Envoy names them: `via_upstream` for upstream responses, else
@@ -335,7 +326,8 @@ fn details(headers: &HeaderMap, flags: &[&'static str], upstream: bool) -> Strin
 struct LoggedBody {
     inner: ProxyBody,
     record: Option<Box<Record>>,
-    logs: Vec<AccessLogConfig>,
+    /// Every logger of the connection manager: those whose filter admits the status write.
+    logs: Arc<[AccessLogConfig]>,
 }
 
 impl LoggedBody {
@@ -344,7 +336,7 @@ impl LoggedBody {
             return;
         };
         record.duration_ms = u64::try_from(record.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        for log in &self.logs {
+        for log in self.logs.iter().filter(|l| admits(l, record.status)) {
             writer::write(&log.path, record.line(log));
         }
     }

@@ -266,17 +266,7 @@ pub fn rejection<B>(
 ) -> http::Response<crate::listener::ProxyBody> {
     use http_body_util::BodyExt;
     let text = status.to_string();
-    let authority = req
-        .uri()
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            req.headers()
-                .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        })
-        .unwrap_or_default();
+    let authority = crate::listener::request_authority(req).unwrap_or_default();
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let scheme = req
         .headers()

@@ -13,6 +13,7 @@ mod tests;
 
 pub use stats::{RbacLabels, RbacStats};
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 
 use http::HeaderMap;
@@ -150,21 +151,26 @@ fn remote_ip(req: &RequestAttributes<'_>) -> Option<IpAddr> {
 
 /// A header's value as Envoy's matchers see it: pseudo-headers from the request line, others
 /// with every value joined by `,`; `None` when absent.
-fn header_value(name: &str, req: &RequestAttributes<'_>) -> Option<String> {
+fn header_value<'a>(name: &str, req: &RequestAttributes<'a>) -> Option<Cow<'a, str>> {
     match name {
-        ":authority" | "host" => Some(req.authority.to_string()),
-        ":method" => Some(req.method.to_string()),
-        ":path" => Some(req.path_and_query.to_string()),
-        _ => {
-            let values: Vec<&str> = req
-                .headers
-                .get_all(name)
-                .iter()
-                .map(|v| v.to_str().unwrap_or(""))
-                .collect();
-            (!values.is_empty()).then(|| values.join(","))
-        }
+        ":authority" | "host" => return Some(Cow::Borrowed(req.authority)),
+        ":method" => return Some(Cow::Borrowed(req.method)),
+        ":path" => return Some(Cow::Borrowed(req.path_and_query)),
+        _ => {}
     }
+    let mut values = req
+        .headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().unwrap_or(""));
+    let first = values.next()?;
+    let mut joined: Option<String> = None;
+    for v in values {
+        let s = joined.get_or_insert_with(|| first.to_string());
+        s.push(',');
+        s.push_str(v);
+    }
+    Some(joined.map_or(Cow::Borrowed(first), Cow::Owned))
 }
 
 fn header(h: &RbacHeaderMatcher, req: &RequestAttributes<'_>) -> bool {

@@ -21,7 +21,7 @@ use super::http::{
 };
 use super::replay::{REPLAY_LIMIT, ReplayBody};
 use crate::config::{
-    ClusterTarget, HeaderMutations, MirrorPolicy, Route, RouteAction, VirtualHost,
+    ClusterTarget, HeaderMutations, MirrorPolicy, Route, RouteAction, VirtualHost, WeightedCluster,
 };
 use crate::routing::retry::{self, AttemptResult};
 use crate::routing::{pick_weighted, rewrite};
@@ -56,6 +56,18 @@ pub(crate) struct Routed<'a> {
 /// The header ORIGINAL_DST clusters with `use_http_header` take the destination from.
 pub const ORIGINAL_DST_HEADER: &str = "x-envoy-original-dst-host";
 
+/// The cluster a request goes to and, for a weighted choice, the entry picked (its header
+/// changes apply); `""` when a weighted choice has no clusters.
+pub(super) fn pick_target(target: &ClusterTarget) -> (&str, Option<&WeightedCluster>) {
+    match target {
+        ClusterTarget::Cluster(name) => (name.as_str(), None),
+        ClusterTarget::WeightedClusters(cs) => match pick_weighted(cs, &mut rand::rng()) {
+            Some(c) => (c.name.as_str(), Some(c)),
+            None => ("", None),
+        },
+    }
+}
+
 enum Failure {
     Overflow(UpstreamError),
     Connect(UpstreamError),
@@ -81,13 +93,7 @@ pub(crate) async fn forward(
         original_dst: connection_dst,
         scheme,
     } = r;
-    let (cluster_name, entry) = match &action.target {
-        ClusterTarget::Cluster(name) => (name.as_str(), None),
-        ClusterTarget::WeightedClusters(cs) => match pick_weighted(cs, &mut rand::rng()) {
-            Some(c) => (c.name.as_str(), Some(c)),
-            None => ("", None),
-        },
-    };
+    let (cluster_name, entry) = pick_target(&action.target);
     let cluster_label = Some(cluster_name.to_string());
     let fail = |flags: &[&'static str], status, cause: &str| {
         let (resp, mut outcome) = local_reply_flags(status, flags, cause);

@@ -11,7 +11,9 @@ use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 
 use super::{ListenerRuntime, Shared, cors, forward};
-use crate::config::{AbortKind, Action, ForwardClientCert, RouteSource, TransportProtocol};
+use crate::config::{
+    AbortKind, Action, FilterChain, ForwardClientCert, RouteSource, TransportProtocol,
+};
 use crate::routing::{RequestView, RouteError, fault, rewrite};
 
 /// The header on every response the proxy generates itself: `<FLAG> <cause>`.
@@ -127,9 +129,21 @@ pub(crate) async fn handle(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Res
         },
         &mut req,
     );
-    let access_log = start_access_log(&ctx, &runtime, &req);
-    let trace = start_trace(&ctx, &runtime, &mut req);
-    let (response, outcome) = route_and_forward(&ctx, &runtime, req).await;
+    let chain = runtime.config.chain_for(ctx.transport);
+    let scheme = chain.map_or("http", |(_, chain)| scheme_of(&ctx, chain));
+    let access_log = chain.and_then(|(_, chain)| start_access_log(&ctx, chain, scheme, &req));
+    let trace = chain.and_then(|(_, chain)| {
+        let config = chain.hcm.tracing.as_ref()?;
+        Some(ctx.shared.tracer.start(config, &mut req, ctx.peer, scheme))
+    });
+    let (response, outcome) = match chain {
+        Some((index, chain)) => route_and_forward(&ctx, &runtime, index, chain, scheme, req).await,
+        None => local_reply_flags(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &["NR"],
+            &format!("listener {listener} no longer has a filter chain for this connection"),
+        ),
+    };
     let flags = (!outcome.flags.is_empty()).then(|| outcome.flags.join(","));
     ctx.shared.stats.record_request(
         listener,
@@ -164,40 +178,41 @@ pub(crate) async fn handle(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Res
     )
 }
 
-/// Starts the spans of a request when its filter chain traces.
-fn start_trace(
-    ctx: &ConnCtx,
-    runtime: &ListenerRuntime,
-    req: &mut Request<Incoming>,
-) -> Option<crate::trace::ActiveTrace> {
-    let (_, chain) = runtime.config.chain_for(ctx.transport)?;
-    let config = chain.hcm.tracing.as_ref()?;
-    let scheme = if ctx.peer_cert_hash.is_some() || chain.tls.is_some() {
+/// The downstream scheme: `https` when the connection is TLS.
+fn scheme_of(ctx: &ConnCtx, chain: &FilterChain) -> &'static str {
+    if ctx.peer_cert_hash.is_some() || chain.tls.is_some() {
         "https"
     } else {
         "http"
-    };
-    Some(ctx.shared.tracer.start(config, req, ctx.peer, scheme))
+    }
+}
+
+/// The request's authority: the URI's (absolute form, HTTP/2), else `Host`; `None` when there
+/// is neither (or `Host` is not text).
+pub(crate) fn request_authority<B>(req: &Request<B>) -> Option<&str> {
+    match req.uri().authority() {
+        Some(a) => Some(a.as_str()),
+        None => req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok()),
+    }
 }
 
 /// Starts the access log record of a request when its filter chain logs.
 fn start_access_log(
     ctx: &ConnCtx,
-    runtime: &ListenerRuntime,
+    chain: &FilterChain,
+    scheme: &'static str,
     req: &Request<Incoming>,
 ) -> Option<crate::access_log::Pending> {
-    let (_, chain) = runtime.config.chain_for(ctx.transport)?;
     crate::access_log::begin(
         &chain.hcm.access_log,
         crate::access_log::Downstream {
             local: ctx.local,
             remote: ctx.peer,
             peer_uri_san: ctx.peer_identity.as_deref(),
-            scheme: if ctx.peer_cert_hash.is_some() || chain.tls.is_some() {
-                "https"
-            } else {
-                "http"
-            },
+            scheme,
         },
         req,
     )
@@ -206,19 +221,12 @@ fn start_access_log(
 async fn route_and_forward(
     ctx: &ConnCtx,
     runtime: &ListenerRuntime,
+    index: usize,
+    chain: &FilterChain,
+    scheme: &'static str,
     mut req: Request<Incoming>,
 ) -> (Response<ProxyBody>, Outcome) {
     let local = |status, flag: &'static str, cause: &str| local_reply_flags(status, &[flag], cause);
-    let Some((index, chain)) = runtime.config.chain_for(ctx.transport) else {
-        return local(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "NR",
-            &format!(
-                "listener {} no longer has a filter chain for this connection",
-                runtime.config.name
-            ),
-        );
-    };
     set_client_cert_header(ctx, chain.hcm.forward_client_cert, req.headers_mut());
     // The connection manager normalizes `:path` before any filter or routing sees it.
     super::normalize::apply(chain.hcm.path_normalization, &mut req);
@@ -228,11 +236,6 @@ async fn route_and_forward(
     {
         return super::upgrade::refused(kind);
     }
-    let scheme = if ctx.peer_cert_hash.is_some() || chain.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
     let compiled = match (
         &chain.hcm.routes,
         runtime.inline.get(index).cloned().flatten(),
@@ -277,15 +280,7 @@ async fn route_and_forward(
     }
 
     // Absolute-form (HTTP proxy requests) and HTTP/2 carry the authority in the URI.
-    let authority = match req.uri().authority() {
-        Some(a) => a.as_str().to_string(),
-        None => req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("")
-            .to_string(),
-    };
+    let authority = request_authority(&req).unwrap_or("").to_string();
     let path_and_query = req
         .uri()
         .path_and_query()
@@ -327,11 +322,6 @@ async fn route_and_forward(
             return local(StatusCode::NOT_FOUND, "NR", &e.to_string());
         }
     };
-    let route_name = if route.name.is_empty() {
-        format!("in virtual host {}", vhost.name)
-    } else {
-        route.name.clone()
-    };
     let filters = &chain.hcm.http_filters;
     let mut flags: Vec<&'static str> = Vec::new();
 
@@ -346,6 +336,11 @@ async fn route_and_forward(
         }
         if let Some(abort) = injected.abort {
             flags.push("FI");
+            let route_name = if route.name.is_empty() {
+                format!("in virtual host {}", vhost.name)
+            } else {
+                route.name.clone()
+            };
             let (response, mut outcome) = fault_abort(abort, &flags, &route_name);
             // The route's destination is known, as it is to Envoy's stats (the first of a
             // weighted choice: they share the service).

@@ -30,8 +30,8 @@ use crate::routing::{CompiledRoutes, RouteStore};
 use crate::stats::Stats;
 use crate::tls::Secrets;
 use crate::upstream::ClusterManager;
-pub(crate) use http::new_request_id;
 pub use http::{ProxyBody, REASON_HEADER, local_reply};
+pub(crate) use http::{new_request_id, request_authority};
 
 /// Listener errors.
 #[derive(Debug, thiserror::Error)]

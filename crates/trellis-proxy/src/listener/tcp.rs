@@ -13,8 +13,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::Shared;
-use crate::config::{ClusterTarget, TcpProxy};
-use crate::routing::pick_weighted;
+use crate::config::TcpProxy;
+use crate::routing::pick_cluster;
 use crate::upstream::{LbContext, UpstreamError};
 
 /// What one proxied connection did (for logs and the `istio_tcp_*` metrics).
@@ -37,12 +37,7 @@ pub(crate) async fn serve<S>(downstream: S, tcp: &TcpProxy, shared: &Shared) -> 
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let cluster_name = match &tcp.target {
-        ClusterTarget::Cluster(name) => name.clone(),
-        ClusterTarget::WeightedClusters(cs) => pick_weighted(cs, &mut rand::rng())
-            .map(|c| c.name.clone())
-            .unwrap_or_default(),
-    };
+    let cluster_name = pick_cluster(&tcp.target, &mut rand::rng()).to_string();
     let mut session = Session {
         cluster: cluster_name.clone(),
         ..Default::default()

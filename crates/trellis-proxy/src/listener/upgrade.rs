@@ -12,8 +12,7 @@ use hyper_util::rt::TokioIo;
 
 use super::forward::Routed;
 use super::http::{Outcome, ProxyBody, local_reply, local_reply_flags};
-use crate::config::ClusterTarget;
-use crate::routing::{pick_weighted, rewrite};
+use crate::routing::rewrite;
 use crate::upstream::{LbContext, UpstreamError};
 
 /// The upgrade an HTTP/1.1 request asks for (`Connection: upgrade` + `Upgrade: TYPE`), lower
@@ -61,14 +60,8 @@ pub(crate) async fn forward(
     mut req: Request<Incoming>,
     kind: String,
 ) -> (Response<ProxyBody>, Outcome) {
-    let (cluster_name, entry) = match &r.action.target {
-        ClusterTarget::Cluster(name) => (name.as_str(), None),
-        ClusterTarget::WeightedClusters(cs) => match pick_weighted(cs, &mut rand::rng()) {
-            Some(c) => (c.name.as_str(), Some(c)),
-            None => ("", None),
-        },
-    };
-    let mut flags = r.flags.clone();
+    let (cluster_name, entry) = super::forward::pick_target(&r.action.target);
+    let mut flags = r.flags;
     let fail = |flags: &[&'static str], status, cause: &str| {
         let (resp, mut outcome) = local_reply_flags(status, flags, cause);
         outcome.cluster = Some(cluster_name.to_string());

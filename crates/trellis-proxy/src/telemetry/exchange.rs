@@ -211,8 +211,15 @@ impl Telemetry {
 
 /// The host of an `outbound|PORT|SUBSET|HOST` cluster (empty for others).
 pub(crate) fn cluster_host(cluster: &str) -> &str {
-    match cluster.split('|').collect::<Vec<_>>().as_slice() {
-        ["outbound", _, _, host] => host,
+    let mut parts = cluster.split('|');
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some("outbound"), Some(_), Some(_), Some(host), None) => host,
         _ => "",
     }
 }

@@ -167,12 +167,7 @@ impl Tracer {
             Some(c) => inject(headers, trace_id, wide, c, Some(server_id), sampled),
             None => inject(headers, trace_id, wide, server_id, parent_id, sampled),
         }
-        let authority = req
-            .uri()
-            .authority()
-            .map(|a| a.as_str().to_string())
-            .or_else(|| header(req.headers(), "host"))
-            .unwrap_or_default();
+        let authority = crate::listener::request_authority(req).unwrap_or_default();
         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
         let mut url = format!("{scheme}://{authority}{path}");
         if url.len() > config.max_path_tag_length {
@@ -312,12 +307,12 @@ impl Tracer {
             trace_id: trace_id.clone(),
             id: hex(trace.server_id),
             parent_id: trace.parent_id.map(hex),
-            name: trace.name.clone(),
+            name: trace.name,
             kind: "SERVER",
             timestamp,
             duration,
             local_endpoint: self.local.clone(),
-            tags: tags.clone(),
+            tags,
         }];
         if let (Some(client), Some(_)) = (trace.client_id, cluster) {
             spans.push(Span {

@@ -336,6 +336,24 @@ where
 
 // ---------------------------------------------------------------- HTTP helpers
 
+/// An h2c (prior knowledge) connection to `addr`; the connection task runs in the background.
+pub async fn h2c<B>(addr: SocketAddr) -> hyper::client::conn::http2::SendRequest<B>
+where
+    B: hyper::body::Body + Unpin + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    sender
+}
+
 /// Binds a loopback port and answers every connection (HTTP/1.1 and h2c) with `handler`;
 /// returns the bound address. `what` names the server in the bind panic.
 pub async fn serve_http<F, Fut>(what: &str, handler: F) -> SocketAddr

@@ -2,30 +2,9 @@
 
 use std::time::Duration;
 
-use tokio::net::TcpListener;
-
 use super::client::{GrpcCall, call, channel};
 use super::{FAIL_VERSION_METADATA, Method, STATUS_METADATA};
-use crate::echo::{EchoConfig, serve};
-
-async fn start() -> anyhow::Result<(std::net::SocketAddr, tokio::sync::oneshot::Sender<()>)> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(
-        listener,
-        EchoConfig {
-            service: "echo".into(),
-            version: "v1".into(),
-            instance: "echo-v1-0".into(),
-            ..Default::default()
-        },
-        async {
-            let _ = rx.await;
-        },
-    ));
-    Ok((addr, tx))
-}
+use crate::echo::testing::{config, start};
 
 fn meta(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
@@ -36,7 +15,8 @@ fn meta(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn every_method_answers_with_who_and_what() -> anyhow::Result<()> {
-    let (addr, stop) = start().await?;
+    let echo = start(config("v1")).await?;
+    let addr = echo.addr;
     let ch = channel(addr, "echo:9090", Duration::from_secs(5))?;
     let md = meta(&[("end-user", "jason")]);
     for (method, messages, replies) in [
@@ -64,13 +44,13 @@ async fn every_method_answers_with_who_and_what() -> anyhow::Result<()> {
             assert_eq!(r.replies[2].message, "m2");
         }
     }
-    let _ = stop.send(());
-    Ok(())
+    echo.stop().await
 }
 
 #[tokio::test]
 async fn requested_status_ends_the_call_after_the_replies() -> anyhow::Result<()> {
-    let (addr, stop) = start().await?;
+    let echo = start(config("v1")).await?;
+    let addr = echo.addr;
     let ch = channel(addr, "echo:9090", Duration::from_secs(5))?;
     let unavailable = meta(&[(STATUS_METADATA, "14")]);
     let r = call(
@@ -122,13 +102,13 @@ async fn requested_status_ends_the_call_after_the_replies() -> anyhow::Result<()
     )
     .await;
     assert_eq!(r.code, 3, "{}", r.message);
-    let _ = stop.send(());
-    Ok(())
+    echo.stop().await
 }
 
 #[tokio::test]
 async fn unknown_method_is_unimplemented() -> anyhow::Result<()> {
-    let (addr, stop) = start().await?;
+    let echo = start(config("v1")).await?;
+    let addr = echo.addr;
     let mut conn = crate::http::Connection::connect(addr, crate::http::Protocol::Http2).await?;
     let req = http::Request::post("http://echo/trellis.echo.Echo/Nope")
         .header("content-type", "application/grpc")
@@ -139,6 +119,5 @@ async fn unknown_method_is_unimplemented() -> anyhow::Result<()> {
         r.headers.get("grpc-status").map(|v| v.as_bytes()),
         Some(&b"12"[..])
     );
-    let _ = stop.send(());
-    Ok(())
+    echo.stop().await
 }

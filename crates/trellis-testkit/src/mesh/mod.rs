@@ -49,8 +49,8 @@ pub(crate) use config_dir::check_file_name;
 pub use config_dir::write_atomic;
 pub use restart::Restart;
 pub use spec::{
-    Dataplane, EchoMode, MeshOptions, MeshSpec, ServiceSpec, WorkloadSpec, bookinfo, mesh_yaml,
-    mesh_yaml_with, workload_name,
+    Dataplane, EchoMode, MeshOptions, MeshSpec, ServiceSpec, WorkloadSpec, bookinfo, echo_mesh,
+    mesh_yaml, mesh_yaml_with, workload_name,
 };
 pub use syncz::{ConfigReport, Diagnostics, Nack, ProxySync, Syncz, TypeSync, metric_sum};
 

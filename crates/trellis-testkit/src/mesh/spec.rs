@@ -207,6 +207,31 @@ pub fn bookinfo(base: Ipv4Addr, dataplane: Dataplane) -> MeshSpec {
     }
 }
 
+/// The smallest mesh for tests: one HTTP service `echo` on port 9080 in `default`, with one
+/// workload (instance 0, no calls) per version.
+pub fn echo_mesh(base: Ipv4Addr, dataplane: Dataplane, versions: &[&str]) -> MeshSpec {
+    MeshSpec {
+        base,
+        dataplane,
+        services: vec![ServiceSpec {
+            name: "echo".into(),
+            namespace: "default".into(),
+            port: 9080,
+            protocol: "HTTP".into(),
+        }],
+        workloads: versions
+            .iter()
+            .map(|v| WorkloadSpec {
+                service: "echo".into(),
+                version: v.to_string(),
+                instance: 0,
+                calls: vec![],
+            })
+            .collect(),
+        extra_yaml: String::new(),
+    }
+}
+
 /// The workload name of a workload: `SERVICE-VERSION-INSTANCE`.
 pub fn workload_name(w: &WorkloadSpec) -> String {
     format!("{}-{}-{}", w.service, w.version, w.instance)

@@ -88,19 +88,18 @@ pub async fn run(
     mut progress: impl FnMut(&str),
 ) -> RunReport {
     let started = Instant::now();
-    let mut steps = Vec::new();
+    // Before the mesh is up, a failure ends the run without steps.
+    let not_started = |e: anyhow::Error| RunReport {
+        passed: false,
+        detail: format!("{e:#}"),
+        nacks: 0,
+        steps: Vec::new(),
+        elapsed: started.elapsed(),
+    };
     // The collector outlives the mesh's proxies (they may still be exporting).
     let collector = match start_collector(scenario).await {
         Ok(c) => c,
-        Err(e) => {
-            return RunReport {
-                passed: false,
-                detail: format!("{e:#}"),
-                nacks: 0,
-                steps,
-                elapsed: started.elapsed(),
-            };
-        }
+        Err(e) => return not_started(e),
     };
     let mut with_collector = options.clone();
     with_collector.zipkin = collector.as_ref().map(crate::zipkin::Collector::address);
@@ -108,35 +107,20 @@ pub async fn run(
     // The test JWT issuer's JWKS server, and `{{JWT_JWKS}}`/`{{JWT_CA_CERT}}` in the YAML.
     let (_jwks_server, expanded) = match with_jwt_issuer(scenario, options).await {
         Ok(x) => x,
-        Err(e) => {
-            return RunReport {
-                passed: false,
-                detail: format!("{e:#}"),
-                nacks: 0,
-                steps,
-                elapsed: started.elapsed(),
-            };
-        }
+        Err(e) => return not_started(e),
     };
     let scenario = &expanded;
     let mesh_options = scenario.mesh_options(options);
     let spec = scenario.mesh_spec(options.base, options.dataplane);
     let mut mesh = match Mesh::start(spec, mesh_options).await {
         Ok(m) => m,
-        Err(e) => {
-            return RunReport {
-                passed: false,
-                detail: format!("{e:#}"),
-                nacks: 0,
-                steps,
-                elapsed: started.elapsed(),
-            };
-        }
+        Err(e) => return not_started(e),
     };
     progress(&format!(
         "mesh up in {:.1}s",
         started.elapsed().as_secs_f64()
     ));
+    let mut steps = Vec::new();
     let result = run_steps(scenario, options, &mut mesh, &mut steps, &mut progress).await;
     let nacks = mesh.nack_count().await;
     let run_dir = mesh.run_dir().display().to_string();

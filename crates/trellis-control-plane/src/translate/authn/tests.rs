@@ -2,14 +2,12 @@
 //! and requirement shape, and how `jwksUri` resolves to a mesh cluster.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
-
 use envoy_types::pb::envoy::extensions::filters::http::jwt_authn::v3::jwt_provider::JwksSourceSpecifier;
 use prost::Message;
-use trellis_xds::{NodeIdentity, ProxyType};
 
 use super::*;
 use crate::model::MeshModel;
+use crate::translate::test_support::{self, sidecar as node};
 
 const SERVICES: &str = r#"
 apiVersion: networking.istio.io/v1
@@ -45,23 +43,7 @@ spec: {address: 127.0.9.11, labels: {app: other}}
 const JWKS: &str = r#"{"keys":[{"kty":"EC","crv":"P-256","kid":"k","x":"WKn-ZIGevcwGIyyrzFoZNBdaq9_TsqzGl96oc0CWuis","y":"y77t-RvAHRKTsSGdIYUfweuOvwrvDD-Q3Hv5J0fSKbE"}]}"#;
 
 fn model(policies: &str) -> MeshModel {
-    let text = format!("{SERVICES}---\n{policies}");
-    let parsed = trellis_api::parse_documents(Path::new("mesh.yaml"), &text);
-    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
-    MeshModel::build(&parsed.resources)
-}
-
-fn node(ip: &str, namespace: &str) -> NodeIdentity {
-    NodeIdentity {
-        proxy_type: ProxyType::Sidecar,
-        ip: ip.parse().unwrap(),
-        workload: "w".into(),
-        namespace: namespace.into(),
-        service_account: "default".into(),
-        labels: Default::default(),
-        app_ip: None,
-        sds: false,
-    }
+    test_support::model(&format!("{SERVICES}---\n{policies}"))
 }
 
 fn config_for(policies: &str, ip: &str, ns: &str) -> Option<JwtAuthentication> {

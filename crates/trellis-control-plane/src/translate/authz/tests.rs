@@ -2,8 +2,6 @@
 //! generated matchers (in istiod's shape).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
-
 use envoy_types::pb::envoy::config::rbac::v3::{
     Permission, Principal, Rbac, permission, principal, rbac::Action,
 };
@@ -11,10 +9,10 @@ use envoy_types::pb::envoy::config::route::v3::header_matcher::HeaderMatchSpecif
 use envoy_types::pb::envoy::extensions::filters::http::rbac::v3::Rbac as HttpRbac;
 use envoy_types::pb::envoy::r#type::matcher::v3::{string_matcher::MatchPattern, value_matcher};
 use prost::Message;
-use trellis_xds::{NodeIdentity, ProxyType};
 
 use super::*;
 use crate::model::MeshModel;
+use crate::translate::test_support::{self, sidecar as node};
 
 const SERVICES: &str = r#"
 apiVersion: networking.istio.io/v1
@@ -38,23 +36,7 @@ spec: {address: 127.0.9.11, labels: {app: other}}
 "#;
 
 fn model(policies: &str) -> MeshModel {
-    let text = format!("{SERVICES}---\n{policies}");
-    let parsed = trellis_api::parse_documents(Path::new("mesh.yaml"), &text);
-    assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
-    MeshModel::build(&parsed.resources)
-}
-
-fn node(ip: &str, namespace: &str) -> NodeIdentity {
-    NodeIdentity {
-        proxy_type: ProxyType::Sidecar,
-        ip: ip.parse().unwrap(),
-        workload: "w".into(),
-        namespace: namespace.into(),
-        service_account: "default".into(),
-        labels: Default::default(),
-        app_ip: None,
-        sds: false,
-    }
+    test_support::model(&format!("{SERVICES}---\n{policies}"))
 }
 
 /// The RBAC configs of the echo workload (127.0.9.10), in filter order.

@@ -226,35 +226,19 @@ fn header(
     path: &str,
     h: &route::HeaderMatcher,
 ) -> Result<config::RbacHeaderMatcher, ConvertError> {
-    reject_unsupported!(cx, path, h, route::HeaderMatcher { name, invert_match, header_match_specifier }
-        unsupported { treat_missing_header_as_empty });
-    if h.name.is_empty() {
-        return Err(cx.missing(&join(path, "name")));
-    }
-    use route::header_matcher::HeaderMatchSpecifier as H;
-    let kind = match &h.header_match_specifier {
-        Some(H::StringMatch(sm)) => config::HeaderValueMatch::String(super::route::string_matcher(
-            cx,
-            &join(path, "string_match"),
-            sm,
-        )?),
-        Some(H::PresentMatch(p)) => config::HeaderValueMatch::Present(*p),
-        Some(H::ExactMatch(_)) => return Err(cx.unsupported_field(&join(path, "exact_match"))),
-        Some(H::SafeRegexMatch(_)) => {
-            return Err(cx.unsupported_field(&join(path, "safe_regex_match")));
-        }
-        Some(H::RangeMatch(_)) => return Err(cx.unsupported_field(&join(path, "range_match"))),
-        Some(H::PrefixMatch(_)) => return Err(cx.unsupported_field(&join(path, "prefix_match"))),
-        Some(H::SuffixMatch(_)) => return Err(cx.unsupported_field(&join(path, "suffix_match"))),
-        Some(H::ContainsMatch(_)) => {
-            return Err(cx.unsupported_field(&join(path, "contains_match")));
-        }
-        None => return Err(cx.missing(&join(path, "string_match"))),
-    };
+    let (name, kind, invert_match) = super::route::header_matcher_parts(
+        cx,
+        path,
+        h,
+        |spath, sm| {
+            super::route::string_matcher(cx, spath, sm).map(config::HeaderValueMatch::String)
+        },
+        config::HeaderValueMatch::Present,
+    )?;
     Ok(config::RbacHeaderMatcher {
-        name: h.name.to_ascii_lowercase(),
+        name,
         kind,
-        invert_match: h.invert_match,
+        invert_match,
     })
 }
 

@@ -195,6 +195,30 @@ fn convert_header(
     path: &str,
     h: &proto::HeaderMatcher,
 ) -> Result<config::HeaderMatcher, ConvertError> {
+    let (name, kind, invert_match) = header_matcher_parts(
+        cx,
+        path,
+        h,
+        |spath, sm| string_match(cx, spath, sm),
+        config::HeaderMatchKind::Present,
+    )?;
+    Ok(config::HeaderMatcher {
+        name,
+        kind,
+        invert_match,
+    })
+}
+
+/// A `HeaderMatcher`'s name (lowercased), condition and `invert_match` (route and RBAC
+/// matchers alike): the condition is `string_match` (converted by `string`, given its path) or
+/// `present_match` (by `present`); the other specifiers are rejected.
+pub(super) fn header_matcher_parts<K>(
+    cx: &Cx,
+    path: &str,
+    h: &proto::HeaderMatcher,
+    string: impl FnOnce(&str, &matcher::StringMatcher) -> Result<K, ConvertError>,
+    present: impl FnOnce(bool) -> K,
+) -> Result<(String, K, bool), ConvertError> {
     reject_unsupported!(cx, path, h, proto::HeaderMatcher { name, invert_match, header_match_specifier }
         unsupported { treat_missing_header_as_empty });
     if h.name.is_empty() {
@@ -202,8 +226,8 @@ fn convert_header(
     }
     use proto::header_matcher::HeaderMatchSpecifier as H;
     let kind = match &h.header_match_specifier {
-        Some(H::StringMatch(sm)) => string_match(cx, &join(path, "string_match"), sm)?,
-        Some(H::PresentMatch(p)) => config::HeaderMatchKind::Present(*p),
+        Some(H::StringMatch(sm)) => string(&join(path, "string_match"), sm)?,
+        Some(H::PresentMatch(p)) => present(*p),
         Some(H::ExactMatch(_)) => return Err(cx.unsupported_field(&join(path, "exact_match"))),
         Some(H::SafeRegexMatch(_)) => {
             return Err(cx.unsupported_field(&join(path, "safe_regex_match")));
@@ -216,11 +240,7 @@ fn convert_header(
         }
         None => return Err(cx.missing(&join(path, "string_match"))),
     };
-    Ok(config::HeaderMatcher {
-        name: h.name.to_ascii_lowercase(),
-        kind,
-        invert_match: h.invert_match,
-    })
+    Ok((h.name.to_ascii_lowercase(), kind, h.invert_match))
 }
 
 fn string_match(
