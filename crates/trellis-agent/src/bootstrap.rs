@@ -10,6 +10,9 @@ const XDS_CLUSTER: &str = "xds-grpc";
 /// The name of the static cluster that reaches the agent's SDS server.
 pub const SDS_CLUSTER: &str = "sds-grpc";
 
+/// Istio's bootstrap regex for the `cluster_name` stats tag (mesh hosts keep their domain).
+const CLUSTER_NAME_TAG: &str = r"^cluster\.((.+?(\..+?\.svc\.cluster\.local)?)\.)";
+
 /// The bootstrap JSON for `config`.
 pub fn bootstrap(config: &AgentConfig) -> serde_json::Value {
     let node = &config.node;
@@ -68,6 +71,12 @@ pub fn bootstrap(config: &AgentConfig) -> serde_json::Value {
             "metadata": node.metadata_json(),
         },
         "admin": {"address": socket(config.admin_address)},
+        // Istio's cluster-name tag: Envoy's default one stops at the first dot, which splits
+        // `outbound|9080||reviews.default.svc.cluster.local` into a bogus name and metric.
+        "stats_config": {
+            "stats_tags": [{"tag_name": "envoy.cluster_name", "regex": CLUSTER_NAME_TAG}],
+            "allow_default_tag_overrides": true,
+        },
         "dynamic_resources": {
             "ads_config": {
                 "api_type": "GRPC",
@@ -99,6 +108,7 @@ mod tests {
                 labels: [("app".to_string(), "echo".to_string())].into(),
                 app_ip: Some("127.0.10.102".parse().expect("ip")),
                 sds: false,
+                interception: trellis_xds::InterceptionMode::None,
             },
             xds_address: "127.0.10.1:15010".parse().expect("addr"),
             admin_address: "127.0.10.2:15000".parse().expect("addr"),
@@ -106,6 +116,8 @@ mod tests {
             bootstrap_out: None,
             concurrency: 1,
             security: None,
+            health_address: None,
+            drain_duration: std::time::Duration::from_secs(5),
         };
         let b = bootstrap(&config);
         assert_eq!(

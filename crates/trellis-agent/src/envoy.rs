@@ -51,6 +51,14 @@ pub enum AgentError {
         "the CA refused this workload ({0}); check its token (`trellis token create`) and identity flags"
     )]
     CaRefused(String),
+    /// The health port cannot be bound.
+    #[error("cannot serve the health port on {address}: {source}")]
+    Health {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The SDS socket cannot be served.
     #[error("cannot serve SDS on {path}: {source}")]
     Sds {
@@ -100,8 +108,9 @@ pub fn find_envoy(explicit: Option<&Path>) -> Result<PathBuf, AgentError> {
         .ok_or(AgentError::EnvoyNotFound)
 }
 
-/// Writes the bootstrap, starts Envoy, and waits until Envoy exits or `shutdown` resolves (then
-/// Envoy gets SIGTERM). Envoy is killed by the kernel if the agent dies first.
+/// Writes the bootstrap, starts Envoy (serving its readiness on the health port), and waits until
+/// Envoy exits or `shutdown` resolves; then Envoy is drained (see [`crate::lifecycle`]) and gets
+/// SIGTERM. Envoy is killed by the kernel if the agent dies first.
 pub async fn run_envoy(
     config: &AgentConfig,
     shutdown: impl std::future::Future<Output = ()>,
@@ -139,7 +148,7 @@ pub async fn run_envoy(
             "--log-level",
             "warn",
             "--drain-time-s",
-            "1",
+            &crate::lifecycle::ENVOY_DRAIN_TIME.as_secs().to_string(),
             // As istio-agent: on a listener or filter chain change, every old connection is
             // told at once (HTTP/1 `Connection: close`, HTTP/2 GOAWAY) instead of gradually
             // over the drain time, so none is still busy when the drain time ends.
@@ -154,12 +163,27 @@ pub async fn run_envoy(
         path: envoy.clone(),
         source,
     })?;
+    let health = crate::lifecycle::Health::new(config.admin_address);
+    let health_server = match config.health_address {
+        None => None,
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| AgentError::Health { address, source })?;
+            Some(tokio::spawn(crate::lifecycle::serve(
+                listener,
+                health.clone(),
+            )))
+        }
+    };
     let result = tokio::select! {
         status = child.wait() => match status {
             Ok(status) => Err(AgentError::Exited(status)),
             Err(source) => Err(AgentError::Spawn { path: envoy.clone(), source }),
         },
         () = shutdown => {
+            info!(period = ?config.drain_duration, "shutdown requested: draining Envoy");
+            crate::lifecycle::drain(&health, config.drain_duration).await;
             if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
                 let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
             }
@@ -167,6 +191,9 @@ pub async fn run_envoy(
             Ok(())
         }
     };
+    if let Some(server) = health_server {
+        server.abort();
+    }
     let _ = stop_tx.send(true);
     if config.bootstrap_out.is_none() {
         let _ = std::fs::remove_file(&path);

@@ -5,6 +5,7 @@
 mod bootstrap;
 mod envoy;
 pub mod identity;
+pub mod lifecycle;
 pub mod sds;
 
 pub use bootstrap::bootstrap;
@@ -33,6 +34,11 @@ pub struct AgentConfig {
     /// Secure mode: ADS over TLS to the control plane's secure port and a workload
     /// certificate from its CA, served to Envoy over SDS. `None` is plaintext ADS.
     pub security: Option<AgentSecurity>,
+    /// Istio's health port (`IP:15021`, `/healthz/ready`), served by the agent from Envoy's
+    /// state; `None`: not served.
+    pub health_address: Option<SocketAddr>,
+    /// How long a drain on shutdown waits for Envoy's connections before stopping it.
+    pub drain_duration: std::time::Duration,
 }
 
 /// What the agent needs to get and serve a workload certificate.

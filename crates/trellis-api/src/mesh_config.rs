@@ -132,6 +132,8 @@ pub struct ExtensionProvider {
     pub envoy_file_access_log: Option<FileAccessLogProvider>,
     /// External authorization over gRPC (AuthorizationPolicy `CUSTOM`).
     pub envoy_ext_authz_grpc: Option<ExtAuthzGrpcProvider>,
+    /// External authorization over HTTP (AuthorizationPolicy `CUSTOM`).
+    pub envoy_ext_authz_http: Option<ExtAuthzHttpProvider>,
     /// Prometheus metrics (no settings).
     pub prometheus: Option<EmptyProvider>,
 }
@@ -247,7 +249,61 @@ pub struct ExtAuthzGrpcProvider {
     /// Status returned when the service cannot be reached.
     pub status_on_error: Option<String>,
     /// Send the request body too.
-    pub include_request_body_in_check: Option<EmptyProvider>,
+    pub include_request_body_in_check: Option<ExtAuthzRequestBody>,
+}
+
+/// External authorization over HTTP: the request (path under `pathPrefix`, selected headers,
+/// optionally the body) is sent to `service:port`; a `200` allows, anything else denies.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExtAuthzHttpProvider {
+    /// The authorization service's host (required).
+    #[serde(default)]
+    pub service: String,
+    /// Its port (required).
+    #[serde(default)]
+    pub port: u32,
+    /// Per-check timeout (Istio's default: 600 s).
+    pub timeout: Option<Duration>,
+    /// Prepended to the request's path in the check request (must start with `/`).
+    pub path_prefix: Option<String>,
+    /// Allow requests when the service cannot be reached.
+    pub fail_open: Option<bool>,
+    /// Status returned when the service cannot be reached (Envoy's default: 403).
+    pub status_on_error: Option<String>,
+    /// Request headers sent in the check (`*` prefix/suffix wildcards; Envoy always sends
+    /// `Host`, `Method`, `Path`, `Content-Length` and `Authorization`).
+    #[serde(default)]
+    pub include_request_headers_in_check: Vec<String>,
+    /// Headers added to the check request.
+    #[serde(default)]
+    pub include_additional_headers_in_check: BTreeMap<String, String>,
+    /// Send the request body too.
+    pub include_request_body_in_check: Option<ExtAuthzRequestBody>,
+    /// Authorizer response headers added to the request when it is allowed.
+    #[serde(default)]
+    pub headers_to_upstream_on_allow: Vec<String>,
+    /// Authorizer response headers passed to the client when it is denied.
+    #[serde(default)]
+    pub headers_to_downstream_on_deny: Vec<String>,
+    /// Authorizer response headers added to the response when it is allowed.
+    #[serde(default)]
+    pub headers_to_downstream_on_allow: Vec<String>,
+}
+
+/// How much of the request body the authorizer sees.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExtAuthzRequestBody {
+    /// The most bytes buffered for the check.
+    #[serde(default)]
+    pub max_request_bytes: u32,
+    /// Check with the first `maxRequestBytes` instead of answering `413` to a bigger body.
+    #[serde(default)]
+    pub allow_partial_message: bool,
+    /// Send the body as bytes rather than UTF-8 text (not supported).
+    #[serde(default)]
+    pub pack_as_bytes: bool,
 }
 
 /// A mesh config that cannot be used, with the field path.
@@ -344,12 +400,13 @@ impl MeshConfig {
                 p.opentelemetry.is_some(),
                 p.envoy_file_access_log.is_some(),
                 p.envoy_ext_authz_grpc.is_some(),
+                p.envoy_ext_authz_http.is_some(),
                 p.prometheus.is_some(),
             ];
             if kinds.iter().filter(|k| **k).count() != 1 {
                 err(
                     at.clone(),
-                    "exactly one of zipkin, opentelemetry, envoyFileAccessLog, envoyExtAuthzGrpc, prometheus is required".into(),
+                    "exactly one of zipkin, opentelemetry, envoyFileAccessLog, envoyExtAuthzGrpc, envoyExtAuthzHttp, prometheus is required".into(),
                 );
             }
             if let Some(z) = &p.zipkin {
@@ -357,29 +414,67 @@ impl MeshConfig {
             }
             if let Some(o) = &p.opentelemetry {
                 service_port(&mut err, &format!("{at}.opentelemetry"), &o.service, o.port);
-                if o.http.is_some() {
+                if o.http.is_some() && o.grpc.is_some() {
                     err(
                         format!("{at}.opentelemetry.http"),
-                        "unsupported: only OTLP over gRPC is implemented".into(),
+                        "set one of grpc and http, not both".into(),
                     );
                 }
-                if o.grpc
-                    .as_ref()
-                    .is_some_and(|g| !g.initial_metadata.is_empty())
+                if let Some(path) = o.http.as_ref().and_then(|h| h.path.as_deref())
+                    && !path.starts_with('/')
                 {
                     err(
-                        format!("{at}.opentelemetry.grpc.initialMetadata"),
-                        "unsupported".into(),
+                        format!("{at}.opentelemetry.http.path"),
+                        format!("{path:?} must start with '/'"),
                     );
+                }
+                let headers = [
+                    (
+                        "grpc.initialMetadata",
+                        o.grpc.as_ref().map(|g| &g.initial_metadata),
+                    ),
+                    ("http.headers", o.http.as_ref().map(|h| &h.headers)),
+                ];
+                for (field, list) in headers {
+                    for (i, h) in list.into_iter().flatten().enumerate() {
+                        if http::HeaderName::from_bytes(h.name.as_bytes()).is_err()
+                            || http::HeaderValue::from_str(&h.value).is_err()
+                        {
+                            err(
+                                format!("{at}.opentelemetry.{field}[{i}]"),
+                                format!("{:?}: {:?} is not a valid HTTP header", h.name, h.value),
+                            );
+                        }
+                    }
                 }
             }
             if let Some(a) = &p.envoy_ext_authz_grpc {
-                service_port(
+                let at = format!("{at}.envoyExtAuthzGrpc");
+                service_port(&mut err, &at, &a.service, a.port);
+                ext_authz_common(
                     &mut err,
-                    &format!("{at}.envoyExtAuthzGrpc"),
-                    &a.service,
-                    a.port,
+                    &at,
+                    a.status_on_error.as_deref(),
+                    a.include_request_body_in_check.as_ref(),
                 );
+            }
+            if let Some(a) = &p.envoy_ext_authz_http {
+                let at = format!("{at}.envoyExtAuthzHttp");
+                service_port(&mut err, &at, &a.service, a.port);
+                ext_authz_common(
+                    &mut err,
+                    &at,
+                    a.status_on_error.as_deref(),
+                    a.include_request_body_in_check.as_ref(),
+                );
+                if let Some(prefix) = &a.path_prefix
+                    && !prefix.starts_with('/')
+                {
+                    err(
+                        format!("{at}.pathPrefix"),
+                        format!("must begin with `/`, got {prefix:?}"),
+                    );
+                }
             }
             if let Some(f) = &p.envoy_file_access_log {
                 if f.path.is_empty() {
@@ -445,6 +540,30 @@ impl MeshConfig {
     /// Whether tracing is on (Istio's default: true).
     pub fn tracing_enabled(&self) -> bool {
         self.enable_tracing.unwrap_or(true)
+    }
+}
+
+/// What both ext_authz provider kinds check alike: `statusOnError` is an HTTP status code, and
+/// a body is sent as text.
+fn ext_authz_common(
+    err: &mut impl FnMut(String, String),
+    at: &str,
+    status_on_error: Option<&str>,
+    body: Option<&ExtAuthzRequestBody>,
+) {
+    if let Some(s) = status_on_error
+        && !s.parse::<u16>().is_ok_and(|c| (200..=599).contains(&c))
+    {
+        err(
+            format!("{at}.statusOnError"),
+            format!("{s:?} is not an HTTP status code (200..=599)"),
+        );
+    }
+    if body.is_some_and(|b| b.pack_as_bytes) {
+        err(
+            format!("{at}.includeRequestBodyInCheck.packAsBytes"),
+            "unsupported: the body is sent as text".into(),
+        );
     }
 }
 
@@ -519,7 +638,7 @@ rootNamespace: other
 defaultConfig: {tracing: {sampling: 150}}
 extensionProviders:
 - {name: a, zipkin: {service: x, port: 0}}
-- {name: a, opentelemetry: {service: y, port: 4317, http: {path: /v1/traces}}}
+- {name: a, opentelemetry: {service: y, port: 4317, http: {path: v1/traces, headers: [{name: "bad name", value: x}]}}}
 - {name: b}
 defaultProviders: {tracing: [nope]}
 "#,
@@ -533,11 +652,56 @@ defaultProviders: {tracing: [nope]}
                 "rootNamespace",
                 "extensionProviders[0].zipkin.port",
                 "extensionProviders[1].name",
-                "extensionProviders[1].opentelemetry.http",
+                "extensionProviders[1].opentelemetry.http.path",
+                "extensionProviders[1].opentelemetry.http.headers[0]",
                 "extensionProviders[2]",
                 "defaultProviders.tracing[0]",
             ]
         );
-        assert!(e[6].reason.contains("no extension provider named \"nope\""));
+        assert!(e[7].reason.contains("no extension provider named \"nope\""));
+    }
+
+    #[test]
+    fn ext_authz_providers() {
+        let m = MeshConfig::parse(
+            r#"
+extensionProviders:
+- name: http
+  envoyExtAuthzHttp:
+    service: authz.example.test
+    port: 8000
+    pathPrefix: /check
+    includeRequestHeadersInCheck: [x-ext-authz, "x-prefix-*"]
+    headersToUpstreamOnAllow: [x-ext-authz-check-result]
+    headersToDownstreamOnDeny: [x-ext-authz-check-result]
+    includeRequestBodyInCheck: {maxRequestBytes: 1024, allowPartialMessage: true}
+- name: grpc
+  envoyExtAuthzGrpc: {service: authz.example.test, port: 9000, statusOnError: "503"}
+"#,
+        )
+        .expect("valid");
+        let http = m
+            .provider("http")
+            .and_then(|p| p.envoy_ext_authz_http.as_ref());
+        assert_eq!(http.and_then(|h| h.path_prefix.as_deref()), Some("/check"));
+        let e = MeshConfig::parse(
+            r#"
+extensionProviders:
+- name: http
+  envoyExtAuthzHttp: {service: a, port: 1, pathPrefix: check, statusOnError: nope}
+- name: grpc
+  envoyExtAuthzGrpc: {service: a, port: 1, includeRequestBodyInCheck: {packAsBytes: true}}
+"#,
+        )
+        .expect_err("invalid");
+        let paths: Vec<&str> = e.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "extensionProviders[0].envoyExtAuthzHttp.statusOnError",
+                "extensionProviders[0].envoyExtAuthzHttp.pathPrefix",
+                "extensionProviders[1].envoyExtAuthzGrpc.includeRequestBodyInCheck.packAsBytes",
+            ]
+        );
     }
 }

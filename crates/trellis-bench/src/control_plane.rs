@@ -291,6 +291,7 @@ fn node_for(i: usize) -> envoy_types::pb::envoy::config::core::v3::Node {
             .collect(),
         app_ip: None,
         sds: false,
+        interception: trellis_xds::InterceptionMode::None,
     }
     .to_node()
 }

@@ -2,7 +2,8 @@
 //! its proxy, in `iptables-restore` form, and applying or removing them in the current network
 //! namespace. The shape follows Istio's init container, so its documented behaviour holds:
 //! outbound TCP goes to 15001 and inbound TCP to 15006, except the proxy's own traffic (by UID
-//! and GID), the app's loopback traffic, and excluded ports and CIDRs.
+//! and GID), the app's loopback traffic, the proxy's connections to its own app (from
+//! `127.0.0.6`), and excluded ports and CIDRs.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -132,6 +133,15 @@ impl Family {
         }
     }
 
+    /// The source the proxy uses for connections to its own app (Istio's `127.0.0.6`): such
+    /// a connection must not be redirected back to the proxy's inbound port.
+    fn inbound_source(self) -> &'static str {
+        match self {
+            Family::V4 => "127.0.0.6/32",
+            Family::V6 => "::6/128",
+        }
+    }
+
     fn tool(self) -> &'static str {
         match self {
             Family::V4 => "iptables",
@@ -177,6 +187,11 @@ impl CaptureConfig {
         );
 
         let lo = family.loopback();
+        let _ = writeln!(
+            r,
+            "-A TRELLIS_OUTPUT -s {} -o lo -j RETURN",
+            family.inbound_source()
+        );
         let mut owners = vec![format!("--uid-owner {}", self.proxy_uid)];
         if let Some(gid) = self.proxy_gid {
             owners.push(format!("--gid-owner {gid}"));
@@ -308,6 +323,7 @@ mod tests {
             "-A TRELLIS_INBOUND -p tcp --dport 15021 -j RETURN",
             "-A TRELLIS_INBOUND -p tcp -j TRELLIS_IN_REDIRECT",
             "-A TRELLIS_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006",
+            "-A TRELLIS_OUTPUT -s 127.0.0.6/32 -o lo -j RETURN",
             "-A TRELLIS_OUTPUT -m owner --uid-owner 1337 -j RETURN",
             "-A TRELLIS_OUTPUT -m owner --gid-owner 1337 -j RETURN",
             "-A TRELLIS_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN",

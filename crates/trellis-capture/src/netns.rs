@@ -25,6 +25,14 @@ pub enum NetnsError {
         /// Why.
         source: std::io::Error,
     },
+    /// A file of the namespace (e.g. its `/etc/netns/NAME/hosts`) could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The closure run inside the namespace panicked.
     #[error("the task inside network namespace {0} panicked")]
     Panicked(String),

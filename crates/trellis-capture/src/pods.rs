@@ -2,8 +2,14 @@
 //! to a bridge. The bridge lives in a namespace of its own (the "switch"), so a pod network
 //! never touches the host's namespace and everything it made disappears with it — also when a
 //! test fails half way.
+//!
+//! Names resolve inside a pod through its own `/etc/hosts`: [`Pod::write_hosts`] writes
+//! `/etc/netns/NAME/hosts`, which `ip netns exec` bind-mounts over `/etc/hosts` for the
+//! commands it runs (not for threads that [`Netns::run`] moves into the namespace). The
+//! directory is removed with the pod.
 
 use std::net::Ipv4Addr;
+use std::path::PathBuf;
 
 use crate::netns::{Netns, NetnsError, run};
 
@@ -23,6 +29,8 @@ pub struct Pod {
     pub name: String,
     /// The pod's address on the pod network.
     pub ip: Ipv4Addr,
+    /// `/etc/netns/NAME`, once [`Pod::write_hosts`] created it.
+    etc: Option<PathBuf>,
     netns: Netns,
 }
 
@@ -30,6 +38,40 @@ impl Pod {
     /// The pod's network namespace.
     pub fn netns(&self) -> &Netns {
         &self.netns
+    }
+
+    /// Sets the pod's `/etc/hosts` (for commands run with `ip netns exec`): `localhost` plus
+    /// `entries` as `(address, names)`.
+    pub fn write_hosts(
+        &mut self,
+        entries: &[(std::net::IpAddr, Vec<String>)],
+    ) -> Result<(), NetnsError> {
+        let dir = PathBuf::from("/etc/netns").join(self.netns.name());
+        let io = |path: &std::path::Path| {
+            let path = path.display().to_string();
+            move |source| NetnsError::Io { path, source }
+        };
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        self.etc = Some(dir.clone());
+        let mut text = String::from("127.0.0.1 localhost\n::1 localhost\n");
+        for (ip, names) in entries {
+            text.push_str(&format!("{ip} {}\n", names.join(" ")));
+        }
+        let file = dir.join("hosts");
+        std::fs::write(&file, text).map_err(io(&file))
+    }
+}
+
+impl Drop for Pod {
+    fn drop(&mut self) {
+        let Some(dir) = self.etc.take() else {
+            return;
+        };
+        if let Err(error) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(%error, dir = %dir.display(), "could not remove the pod's /etc/netns directory");
+        }
+        // `/etc/netns` itself once empty (fails harmlessly while another namespace uses it).
+        let _ = std::fs::remove_dir("/etc/netns");
     }
 }
 
@@ -80,6 +122,7 @@ impl PodNetwork {
         self.pods.push(Pod {
             name: name.to_string(),
             ip,
+            etc: None,
             netns,
         });
         self.pods
@@ -95,6 +138,11 @@ impl PodNetwork {
     /// Every pod.
     pub fn pods(&self) -> &[Pod] {
         &self.pods
+    }
+
+    /// A pod by name, to change (e.g. [`Pod::write_hosts`]).
+    pub fn pod_mut(&mut self, name: &str) -> Option<&mut Pod> {
+        self.pods.iter_mut().find(|p| p.name == name)
     }
 }
 

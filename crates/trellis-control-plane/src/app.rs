@@ -33,6 +33,9 @@ pub struct ControlPlaneConfig {
     pub secure_xds_address: SocketAddr,
     /// The CA.
     pub security: SecurityConfig,
+    /// Where gateway `credentialName`s are resolved (see
+    /// [`crate::translate::gateway::resolve_credential`]); `None` resolves none.
+    pub credentials_dir: Option<PathBuf>,
 }
 
 /// Runs the control plane until `shutdown` resolves.
@@ -48,7 +51,8 @@ pub async fn run(
     report(&first);
     let config_report = Arc::new(RwLock::new(ConfigReport::default()));
     let trust_domain = config.security.trust_domain.clone();
-    let first_snapshot = publishable(&first, 1, &config_report, &trust_domain);
+    let credentials_dir = config.credentials_dir.clone();
+    let first_snapshot = publishable(&first, 1, &config_report, &trust_domain, &credentials_dir);
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(first_snapshot));
     let registry = SyncRegistry::default();
 
@@ -128,8 +132,13 @@ pub async fn run(
                     if loaded.changed {
                         generation += 1;
                         report(&loaded);
-                        let snapshot =
-                            publishable(&loaded, generation, &config_report, &trust_domain);
+                        let snapshot = publishable(
+                            &loaded,
+                            generation,
+                            &config_report,
+                            &trust_domain,
+                            &credentials_dir,
+                        );
                         info!(
                             generation,
                             resources = loaded.resources.len(),
@@ -188,6 +197,7 @@ fn publishable(
     generation: u64,
     config_report: &Arc<RwLock<ConfigReport>>,
     trust_domain: &str,
+    credentials_dir: &Option<PathBuf>,
 ) -> Snapshot {
     if let Ok(mut r) = config_report.write() {
         *r = ConfigReport {
@@ -206,7 +216,8 @@ fn publishable(
         model: Arc::new(
             MeshModel::build(&loaded.resources)
                 .with_trust_domain(trust_domain)
-                .with_mesh_config(loaded.mesh.clone()),
+                .with_mesh_config(loaded.mesh.clone())
+                .with_credentials_dir(credentials_dir.clone()),
         ),
     }
 }

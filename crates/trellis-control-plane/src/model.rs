@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use std::collections::BTreeMap;
 
-use trellis_api::networking::{DestinationRule, Sidecar, VirtualService, WorkloadEntry};
+use trellis_api::networking::{DestinationRule, Gateway, Sidecar, VirtualService, WorkloadEntry};
 use trellis_api::security::{AuthorizationPolicy, PeerAuthentication, RequestAuthentication};
 use trellis_api::{Resource, Spec};
 use trellis_xds::NodeIdentity;
@@ -70,6 +70,11 @@ pub struct MeshModel {
     pub telemetries: Vec<Named<trellis_api::telemetry::Telemetry>>,
     /// Istio's mesh config (defaults without a `--mesh-config` file).
     pub mesh: Arc<trellis_api::MeshConfig>,
+    /// Gateways, sorted by namespace and name (routers pick theirs by `selector`).
+    pub gateways: Vec<Named<Gateway>>,
+    /// Where gateway `credentialName`s are resolved: `DIR/NAME/` holds `tls.crt`, `tls.key`
+    /// and `ca.crt` (or `cert`, `key`, `cacert`); `None` resolves none.
+    pub credentials_dir: Option<std::path::PathBuf>,
 }
 
 /// The trust domain when none is configured (Istio's).
@@ -110,6 +115,7 @@ impl MeshModel {
         let mut authorization_policies = Vec::new();
         let mut request_authentications = Vec::new();
         let mut telemetries = Vec::new();
+        let mut gateways = Vec::new();
         for resource in resources {
             match &resource.spec {
                 Spec::VirtualService(vs) => virtual_services.push(Named::of(resource, vs.clone())),
@@ -128,6 +134,7 @@ impl MeshModel {
                     request_authentications.push(Named::of(resource, ra.clone()))
                 }
                 Spec::Telemetry(t) => telemetries.push(Named::of(resource, t.clone())),
+                Spec::Gateway(g) => gateways.push(Named::of(resource, g.clone())),
                 _ => {}
             }
         }
@@ -140,6 +147,7 @@ impl MeshModel {
         authorization_policies.sort_by_key(|d| key(&d.name, &d.namespace));
         request_authentications.sort_by_key(|d| key(&d.name, &d.namespace));
         telemetries.sort_by_key(|d| key(&d.name, &d.namespace));
+        gateways.sort_by_key(|d| key(&d.name, &d.namespace));
         MeshModel {
             registry: ServiceRegistry::build(resources),
             virtual_services,
@@ -152,7 +160,15 @@ impl MeshModel {
             trust_domain: DEFAULT_TRUST_DOMAIN.to_string(),
             telemetries,
             mesh: Arc::default(),
+            gateways,
+            credentials_dir: None,
         }
+    }
+
+    /// The same model resolving gateway credentials in `dir` (see [`MeshModel::credentials_dir`]).
+    pub fn with_credentials_dir(mut self, dir: Option<std::path::PathBuf>) -> Self {
+        self.credentials_dir = dir;
+        self
     }
 
     /// The same model under the mesh config `mesh`.

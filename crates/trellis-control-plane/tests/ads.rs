@@ -43,6 +43,7 @@ fn client_node() -> Node {
         labels: Default::default(),
         app_ip: None,
         sds: false,
+        interception: trellis_xds::InterceptionMode::None,
     }
     .to_node()
 }

@@ -1,10 +1,13 @@
-//! Wires the proxy together: stats, clusters, routes, listeners, the admin API and the ADS client.
+//! Wires the proxy together: stats, clusters, routes, listeners, the admin API, the health port,
+//! the ADS client, and the drain on shutdown.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
 use serde::Serialize;
@@ -14,6 +17,9 @@ use trellis_xds::type_url;
 use crate::ProxyConfig;
 use crate::admin::AdminSource;
 use crate::config::{Cluster, Endpoints, Listener, RouteTable};
+use crate::lifecycle::drain::{DrainOutcome, drain_listeners};
+use crate::lifecycle::health::Applied;
+use crate::lifecycle::{Drain, Readiness, ReadinessSource};
 use crate::listener::{ListenerManager, Shared};
 use crate::routing::RouteStore;
 use crate::stats::Stats;
@@ -58,42 +64,156 @@ struct Dataplane {
     listeners: ListenerManager,
     stats: Arc<Stats>,
     dump: Mutex<Dump>,
+    /// Set once the first full config was applied (readiness never goes back to initializing).
+    initialized: AtomicBool,
+    drain: Drain,
+    /// Listener warming: LDS received before the first full config, bound once it is complete.
+    warming: Option<Warming>,
+}
+
+/// Listeners held back until the first full config is complete (Envoy's warming at startup).
+#[derive(Default)]
+struct Warming {
+    /// The newest LDS set not bound yet; taken (under the lock) by whoever binds next.
+    pending: tokio::sync::Mutex<Option<Vec<Listener>>>,
+    /// Wakes the task that binds `pending` once the config is complete.
+    warmed: tokio::sync::Notify,
+    /// Set once listeners were bound after warming: only then is the proxy ready.
+    bound: AtomicBool,
 }
 
 impl Dataplane {
     fn dump(&self) -> std::sync::MutexGuard<'_, Dump> {
         self.dump.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// What the first full config still lacks (`None` once it was complete at some point).
+    fn missing_config(&self) -> Option<String> {
+        if self.initialized.load(Ordering::Acquire) {
+            return None;
+        }
+        let d = self.dump();
+        let missing = Applied {
+            clusters: d.clusters_applied.then_some(d.clusters.as_slice()),
+            endpoints: &d.endpoints,
+            listeners: d.listeners_applied.then_some(d.listeners.as_slice()),
+            routes: &d.route_tables,
+            certificate: self.secure.then(|| self.secrets.workload().is_some()),
+        }
+        .missing();
+        if missing.is_none() && !self.initialized.swap(true, Ordering::AcqRel) {
+            tracing::info!("first full config applied: ready");
+            if let Some(warming) = &self.warming {
+                warming.warmed.notify_one();
+            }
+        }
+        missing
+    }
+}
+
+impl Dataplane {
+    /// Binds (or updates) the listeners and records them.
+    async fn bind_listeners(&self, listeners: Vec<Listener>) -> Result<(), String> {
+        self.listeners
+            .apply(listeners.clone())
+            .await
+            .map_err(|e| e.to_string())?;
+        {
+            let mut d = self.dump();
+            d.listeners = listeners;
+            d.listeners_applied = true;
+        }
+        if let Some(warming) = &self.warming {
+            warming.bound.store(true, Ordering::Release);
+        }
+        self.missing_config();
+        Ok(())
+    }
+
+    /// Binds the listeners held back while warming, once the first config is complete.
+    async fn bind_when_warm(&self) {
+        let Some(warming) = &self.warming else {
+            return;
+        };
+        warming.warmed.notified().await;
+        let mut pending = warming.pending.lock().await;
+        if let Some(listeners) = pending.take()
+            && !self.drain.is_draining()
+            && let Err(error) = self.bind_listeners(listeners).await
+        {
+            tracing::warn!(%error, "warmed listeners could not be bound");
+        }
+    }
+}
+
+impl ReadinessSource for Dataplane {
+    fn readiness(&self) -> Readiness {
+        if self.drain.is_draining() {
+            return Readiness::Draining;
+        }
+        match self.missing_config() {
+            Some(why) => Readiness::Initializing(why),
+            None if self
+                .warming
+                .as_ref()
+                .is_some_and(|w| !w.bound.load(Ordering::Acquire)) =>
+            {
+                Readiness::Initializing("binding the warmed listeners".into())
+            }
+            None => Readiness::Ready,
+        }
+    }
 }
 
 impl ConfigSink for Dataplane {
     fn apply_clusters(&self, clusters: Vec<Cluster>) {
         self.clusters.apply_clusters(&clusters);
-        let mut d = self.dump();
-        d.clusters = clusters;
-        d.clusters_applied = true;
+        {
+            let mut d = self.dump();
+            d.clusters = clusters;
+            d.clusters_applied = true;
+        }
+        self.missing_config();
     }
 
     fn apply_endpoints(&self, endpoints: Vec<Endpoints>) {
         self.clusters.apply_endpoints(&endpoints);
         self.dump().endpoints = endpoints;
+        self.missing_config();
     }
 
     async fn apply_listeners(&self, listeners: Vec<Listener>) -> Result<(), String> {
-        self.listeners
-            .apply(listeners.clone())
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut d = self.dump();
-        d.listeners = listeners;
-        d.listeners_applied = true;
-        Ok(())
+        // A draining proxy opens no listener again.
+        if self.drain.is_draining() {
+            tracing::debug!("draining: listener update not applied");
+            return Ok(());
+        }
+        if let Some(warming) = &self.warming {
+            let mut pending = warming.pending.lock().await;
+            if !self.initialized.load(Ordering::Acquire) {
+                {
+                    let mut d = self.dump();
+                    d.listeners = listeners.clone();
+                    d.listeners_applied = true;
+                }
+                if self.missing_config().is_some() {
+                    tracing::debug!("listeners warming: bound once the first config is complete");
+                    *pending = Some(listeners);
+                    return Ok(());
+                }
+            }
+            // Bound below; an older held-back set must not be bound after it.
+            *pending = None;
+            return self.bind_listeners(listeners).await;
+        }
+        self.bind_listeners(listeners).await
     }
 
     fn apply_routes(&self, tables: Vec<RouteTable>) {
         let shared: Vec<Arc<RouteTable>> = tables.iter().cloned().map(Arc::new).collect();
         self.routes.replace(&shared);
         self.dump().route_tables = tables;
+        self.missing_config();
     }
 
     fn xds_event(&self, event: XdsEvent) {
@@ -131,10 +251,7 @@ impl ConfigSink for Dataplane {
 
 impl AdminSource for Dataplane {
     fn ready(&self) -> bool {
-        let d = self.dump();
-        d.clusters_applied
-            && d.listeners_applied
-            && (!self.secure || self.secrets.workload().is_some())
+        self.readiness().is_ready()
     }
 
     fn config_dump(&self) -> serde_json::Value {
@@ -174,7 +291,10 @@ impl AdminSource for Dataplane {
 #[derive(Debug)]
 pub struct ProxyHandle {
     admin_address: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
+    health_address: Option<SocketAddr>,
+    drain_duration: Duration,
+    /// Tells the proxy to stop, draining for at most the given period.
+    stop: Option<oneshot::Sender<Duration>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -184,11 +304,27 @@ impl ProxyHandle {
         self.admin_address
     }
 
-    /// Stops the proxy: listeners stop accepting (connections finish), the admin API and the
-    /// ADS client stop.
-    pub async fn shutdown(mut self) {
+    /// The address the health port (`/healthz/ready`) is bound to, if served.
+    pub fn health_address(&self) -> Option<SocketAddr> {
+        self.health_address
+    }
+
+    /// Stops the proxy at once: listeners stop accepting and open connections are asked to
+    /// finish, without waiting for them; the admin API and the ADS client stop.
+    pub async fn shutdown(self) {
+        self.stop_within(Duration::ZERO).await;
+    }
+
+    /// Drains, then stops: readiness turns `503`, listeners close, and open connections get
+    /// until the configured drain period to finish (see [`crate::lifecycle::drain`]).
+    pub async fn drain(self) {
+        let period = self.drain_duration;
+        self.stop_within(period).await;
+    }
+
+    async fn stop_within(mut self, period: Duration) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            let _ = stop.send(period);
         }
         let _ = (&mut self.task).await;
     }
@@ -229,6 +365,13 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<ProxyHandle> {
         }),
         stats,
         dump: Mutex::new(Dump::default()),
+        initialized: AtomicBool::new(false),
+        drain: Drain::new(),
+        warming: config.lifecycle.warm_listeners.then(Warming::default),
+    });
+    let warm = tokio::spawn({
+        let dataplane = dataplane.clone();
+        async move { dataplane.bind_when_warm().await }
     });
     let admin_listener = tokio::net::TcpListener::bind(config.admin_address)
         .await
@@ -240,7 +383,7 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<ProxyHandle> {
         .map_or(config.xds_address, |s| s.ca_address);
     tracing::info!(%admin_address, %xds, secure = config.security.is_some(), node = %config.node.node_id(), "proxy starting");
 
-    let (stop, stop_rx) = oneshot::channel::<()>();
+    let (stop, stop_rx) = oneshot::channel::<Duration>();
     let (admin_stop, admin_stop_rx) = oneshot::channel::<()>();
     let admin = tokio::spawn(crate::admin::serve(
         admin_listener,
@@ -249,6 +392,21 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<ProxyHandle> {
             let _ = admin_stop_rx.await;
         },
     ));
+    let (health, health_address) = match config.lifecycle.health_address {
+        None => (None, None),
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("binding the health address {address}"))?;
+            let bound = listener.local_addr().context("health local address")?;
+            let server = tokio::spawn(crate::lifecycle::health::serve(
+                listener,
+                dataplane.clone(),
+                std::future::pending(),
+            ));
+            (Some(server), Some(bound))
+        }
+    };
     let metrics_servers = crate::telemetry::merge::serve_ports(
         &config.metrics,
         config.node.app_ip(),
@@ -280,12 +438,27 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<ProxyHandle> {
     };
     let ads = tokio::spawn(ads_client.run());
     let task = tokio::spawn(async move {
-        let _ = stop_rx.await;
+        // A dropped handle stops at once.
+        let period = stop_rx.await.unwrap_or(Duration::ZERO);
+        dataplane.drain.start();
+        // ADS and the certificate keep running while in-flight requests finish.
+        match drain_listeners(&dataplane.listeners, period).await {
+            DrainOutcome::Completed(took) => {
+                tracing::info!(?took, "drained: every connection finished")
+            }
+            DrainOutcome::TimedOut(open) if period > Duration::ZERO => {
+                tracing::warn!(open, ?period, "drain period over: closing open connections")
+            }
+            DrainOutcome::TimedOut(_) => {}
+        }
         ads.abort();
+        warm.abort();
         if let Some(identity) = identity {
             identity.abort();
         }
-        dataplane.listeners.stop_all().await;
+        if let Some(health) = health {
+            health.abort();
+        }
         for server in metrics_servers {
             server.abort();
         }
@@ -299,18 +472,22 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<ProxyHandle> {
     });
     Ok(ProxyHandle {
         admin_address,
+        health_address,
+        drain_duration: config.lifecycle.drain_duration,
         stop: Some(stop),
         task,
     })
 }
 
-/// Runs the proxy until `shutdown` resolves.
+/// Runs the proxy until `shutdown` resolves, then drains (within the configured period) and
+/// stops.
 pub async fn run(
     config: ProxyConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let handle = start(config).await?;
     shutdown.await;
-    handle.shutdown().await;
+    tracing::info!("shutdown requested: draining");
+    handle.drain().await;
     Ok(())
 }

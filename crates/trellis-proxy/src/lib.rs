@@ -13,7 +13,9 @@ mod app;
 pub mod authn;
 pub mod authz;
 pub mod config;
+pub mod ext_authz;
 pub mod identity;
+pub mod lifecycle;
 pub mod listener;
 pub mod routing;
 pub mod stats;
@@ -45,6 +47,8 @@ pub struct ProxyConfig {
     pub security: Option<ProxySecurity>,
     /// Where Prometheus scrapes the proxy (15090, 15020) and the app's own metrics.
     pub metrics: MetricsConfig,
+    /// Readiness on the health port (15021) and the drain period on shutdown.
+    pub lifecycle: lifecycle::LifecycleConfig,
 }
 
 /// The Prometheus endpoints besides the admin API's `/stats/prometheus`: Istio's proxy port
@@ -114,7 +118,7 @@ impl ProxySecurity {
     }
 }
 
-/// Runs the proxy until `shutdown` resolves.
+/// Runs the proxy until `shutdown` resolves, then drains it (see [`lifecycle::drain`]).
 pub async fn run(
     config: ProxyConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,

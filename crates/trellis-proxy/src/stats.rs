@@ -54,6 +54,8 @@ pub struct Stats {
     pub telemetry: Arc<Telemetry>,
     /// `envoy_http_rbac_allowed_total` / `envoy_http_rbac_denied_total`.
     pub rbac: crate::authz::RbacStats,
+    /// `envoy_http_ext_authz_{ok,denied,error,failure_mode_allowed}_total`.
+    pub ext_authz: crate::ext_authz::ExtAuthzStats,
     /// `trellis_downstream_connections_active`.
     pub downstream_active: Gauge,
     /// `trellis_downstream_connections_total`.
@@ -92,6 +94,8 @@ impl Stats {
         telemetry.metrics.register(&mut registry);
         let rbac = crate::authz::RbacStats::default();
         rbac.register(&mut registry);
+        let ext_authz = crate::ext_authz::ExtAuthzStats::default();
+        ext_authz.register(&mut registry);
         let xds_updates = Family::<XdsLabels, Counter>::default();
         let xds_connected = Gauge::default();
         registry.register(
@@ -152,6 +156,7 @@ impl Stats {
             requests,
             telemetry: Arc::new(telemetry),
             rbac,
+            ext_authz,
             downstream_active,
             downstream_total,
             xds_version,

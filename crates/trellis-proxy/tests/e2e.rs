@@ -262,7 +262,9 @@ async fn eds_and_rds_follow_cds_and_lds() {
     h.reply_to(type_url::LISTENER, &nonce).await;
     let rds_req = h.request_where(type_url::ROUTE, |_| true).await;
     assert_eq!(rds_req.resource_names, ["outbound"]);
-    h.wait_ready().await;
+    // Not ready until the RDS and EDS resources CDS and LDS name have arrived.
+    let (status, _, _) = get(h.admin, "/ready").await.expect("admin /ready");
+    assert_eq!(status, 503);
     let proxy = h.listener_port("virtualOutbound").await;
 
     // Before RDS arrives the listener answers with a reason.
@@ -296,6 +298,7 @@ async fn eds_and_rds_follow_cds_and_lds() {
         vec![to_any(type_url::ENDPOINT, &assignment(name, &[upstream]))],
     );
     h.reply_to(type_url::ENDPOINT, &nonce).await;
+    h.wait_ready().await;
     assert_ok_containing(proxy, &get_request("/via-eds"), "upstream=eds-app").await;
 
     // A dead endpoint: connect failure is UF.

@@ -46,6 +46,11 @@ pub struct RequestPlan {
     pub websocket: Option<usize>,
     /// Open raw TCP sessions instead, to this port on `target`'s IP, sending this payload.
     pub tcp: Option<(u16, String)>,
+    /// Speak TLS to `target` (a gateway's HTTPS server): `https` requests.
+    pub tls: Option<crate::http::ClientTls>,
+    /// Send HTTP/1.1 requests in origin form (`GET /path` + `Host`), as a client talking to
+    /// the server itself rather than to a proxy.
+    pub origin_form: bool,
 }
 
 impl RequestPlan {
@@ -69,11 +74,18 @@ impl RequestPlan {
             grpc: None,
             websocket: None,
             tcp: None,
+            tls: None,
+            origin_form: false,
         }
     }
 
     fn build(&self) -> Result<Request<Full<Bytes>>, String> {
-        let uri = format!("http://{}{}", self.authority, self.path);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let uri = if self.origin_form && self.protocol == Protocol::Http1 {
+            self.path.clone()
+        } else {
+            format!("{scheme}://{}{}", self.authority, self.path)
+        };
         let mut b = Request::builder().method(self.method.clone()).uri(uri);
         if self.protocol == Protocol::Http1 {
             b = b.header(http::header::HOST, self.authority.as_str());
@@ -454,9 +466,13 @@ impl Worker {
         let request = self.plan.build()?;
         if !self.conn.as_ref().is_some_and(Connection::is_open) {
             self.conn = Some(
-                Connection::connect(self.plan.target, self.plan.protocol)
-                    .await
-                    .map_err(|e| format!("{e:#}"))?,
+                Connection::connect_with(
+                    self.plan.target,
+                    self.plan.protocol,
+                    self.plan.tls.as_ref(),
+                )
+                .await
+                .map_err(|e| format!("{e:#}"))?,
             );
         }
         let Some(conn) = self.conn.as_mut() else {

@@ -90,11 +90,42 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     /// Opens a TCP connection to `addr` and performs the handshake for `protocol`.
     pub async fn connect(addr: SocketAddr, protocol: Protocol) -> anyhow::Result<Self> {
+        Self::connect_with(addr, protocol, None).await
+    }
+
+    /// [`Connection::connect`], over TLS when `tls` is given (its server name is the SNI sent
+    /// and the name the server's certificate must have; an IP address sends no SNI).
+    pub async fn connect_with(
+        addr: SocketAddr,
+        protocol: Protocol,
+        tls: Option<&ClientTls>,
+    ) -> anyhow::Result<Self> {
         let stream = TcpStream::connect(addr)
             .await
             .with_context(|| format!("connecting to {addr}"))?;
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(stream);
+        match tls {
+            None => Self::handshake(TokioIo::new(stream), addr, protocol).await,
+            Some(tls) => {
+                let name = rustls::pki_types::ServerName::try_from(tls.server_name.clone())
+                    .with_context(|| format!("server name {:?}", tls.server_name))?;
+                let stream = tokio_rustls::TlsConnector::from(tls.config.clone())
+                    .connect(name, stream)
+                    .await
+                    .with_context(|| format!("TLS handshake with {addr} ({})", tls.server_name))?;
+                Self::handshake(TokioIo::new(stream), addr, protocol).await
+            }
+        }
+    }
+
+    async fn handshake<I>(
+        io: TokioIo<I>,
+        addr: SocketAddr,
+        protocol: Protocol,
+    ) -> anyhow::Result<Self>
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         match protocol {
             Protocol::Http1 => {
                 let (send, conn) = hyper::client::conn::http1::handshake(io)
@@ -149,6 +180,15 @@ impl Connection {
             body,
         })
     }
+}
+
+/// TLS towards a server: the name to send as SNI and verify, and the client config.
+#[derive(Debug, Clone)]
+pub struct ClientTls {
+    /// SNI and the name the server certificate must carry (an IP address: no SNI).
+    pub server_name: String,
+    /// Trust anchors, client certificate and ALPN.
+    pub config: std::sync::Arc<rustls::ClientConfig>,
 }
 
 /// Where a URL points: the socket address to connect to, the authority and the path.

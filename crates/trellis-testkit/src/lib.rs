@@ -8,6 +8,7 @@
 pub mod client;
 pub mod echo;
 pub mod envoy;
+pub mod ext_authz;
 pub mod grpc;
 pub mod http;
 pub mod jwt;

@@ -1,6 +1,10 @@
-//! A Zipkin v2 collector for tests: accepts `POST /api/v2/spans` (a JSON array of spans, as
-//! Envoy's Zipkin tracer and the Trellis proxy send them) and keeps every span, so a test can
-//! check traces end to end. `GET /api/v2/spans` answers every span it holds, as a JSON array.
+//! A trace collector for tests: accepts Zipkin v2 JSON (`POST /api/v2/spans`, as Envoy's
+//! Zipkin tracer and the Trellis proxy send it) and OTLP (`TraceService/Export` over gRPC and
+//! `POST /v1/traces` protobuf over HTTP, as Envoy's OpenTelemetry tracer sends it) on one port,
+//! and keeps every span in Zipkin's shape (OTLP spans are translated: hex ids, kind, the
+//! resource's `service.name` as the local endpoint, string attributes as tags), so a test checks
+//! traces end to end the same way whatever the wire. `GET /api/v2/spans` answers every span it
+//! holds, as a JSON array.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -8,12 +12,15 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Deserialize;
 use tokio::net::TcpListener;
+
+mod otlp;
 
 /// The path spans are posted to.
 pub const SPANS_PATH: &str = "/api/v2/spans";
@@ -128,16 +135,51 @@ impl Collector {
     }
 }
 
+type Body = BoxBody<Bytes, Infallible>;
+
+fn keep(store: &Mutex<Vec<serde_json::Value>>, spans: Vec<serde_json::Value>) {
+    if let Ok(mut s) = store.lock() {
+        s.extend(spans);
+        let excess = s.len().saturating_sub(MAX_SPANS);
+        s.drain(..excess);
+    }
+}
+
 async fn handle(
     req: Request<Incoming>,
     store: Arc<Mutex<Vec<serde_json::Value>>>,
-) -> Result<Response<Full<Bytes>>, Infallible> {
+) -> Result<Response<Body>, Infallible> {
     let answer = |status: StatusCode, body: String| {
-        let mut r = Response::new(Full::new(Bytes::from(body)));
+        let mut r = Response::new(Full::new(Bytes::from(body)).boxed());
         *r.status_mut() = status;
         Ok(r)
     };
-    if req.uri().path() != SPANS_PATH {
+    let path = req.uri().path();
+    if path == otlp::GRPC_PATH || path == otlp::HTTP_PATH {
+        let grpc = path == otlp::GRPC_PATH;
+        let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return answer(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        };
+        let message = if grpc {
+            otlp::unframe(&body)
+        } else {
+            Ok(body.as_ref())
+        };
+        return match message.and_then(otlp::spans) {
+            Ok(spans) => {
+                keep(&store, spans);
+                Ok(if grpc {
+                    otlp::grpc_ok()
+                } else {
+                    otlp::http_ok()
+                })
+            }
+            Err(e) if grpc => Ok(otlp::grpc_error(&e)),
+            Err(e) => answer(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        };
+    }
+    if path != SPANS_PATH {
         return answer(StatusCode::NOT_FOUND, "not found\n".into());
     }
     if req.method() == Method::GET {
@@ -159,11 +201,7 @@ async fn handle(
     });
     match parsed {
         Ok(spans) => {
-            if let Ok(mut s) = store.lock() {
-                s.extend(spans);
-                let excess = s.len().saturating_sub(MAX_SPANS);
-                s.drain(..excess);
-            }
+            keep(&store, spans);
             answer(StatusCode::ACCEPTED, String::new())
         }
         Err(e) => answer(

@@ -6,7 +6,7 @@ pub mod node;
 pub mod telemetry;
 pub mod type_url;
 
-pub use node::{NodeIdentity, NodeParseError, ProxyType};
+pub use node::{InterceptionMode, NodeIdentity, NodeParseError, ProxyType};
 
 /// Packs a prost message as a `google.protobuf.Any` under its Envoy type URL.
 pub fn to_any<M: prost::Message>(

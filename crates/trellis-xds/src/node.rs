@@ -19,7 +19,8 @@ pub mod keys {
     pub const INSTANCE_IPS: &str = "INSTANCE_IPS";
     /// A struct of the workload's labels.
     pub const LABELS: &str = "LABELS";
-    /// How traffic reaches the proxy: `NONE` is explicit mode.
+    /// How traffic reaches the proxy: `NONE` is explicit mode, `REDIRECT` is transparent
+    /// capture by iptables (Istio's values).
     pub const INTERCEPTION_MODE: &str = "INTERCEPTION_MODE";
     /// Explicit mode: the IP the application listens on.
     pub const APP_IP: &str = "TRELLIS_APP_IP";
@@ -48,6 +49,37 @@ impl ProxyType {
     }
 }
 
+/// How an application's traffic reaches its proxy (Istio's `INTERCEPTION_MODE`): the control
+/// plane emits a different listener shape for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InterceptionMode {
+    /// Explicit mode: the app uses the proxy as its `HTTP_PROXY`; inbound listeners own the
+    /// service ports.
+    #[default]
+    None,
+    /// Transparent capture: iptables `REDIRECT`s outbound TCP to 15001 and inbound TCP to 15006.
+    Redirect,
+}
+
+impl InterceptionMode {
+    /// Istio's metadata value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InterceptionMode::None => "NONE",
+            InterceptionMode::Redirect => "REDIRECT",
+        }
+    }
+
+    /// Reads Istio's metadata value; anything but `REDIRECT` (incl. `TPROXY`, which Trellis does
+    /// not implement) is treated as explicit mode.
+    fn parse(value: Option<&str>) -> Self {
+        match value {
+            Some("REDIRECT") => InterceptionMode::Redirect,
+            _ => InterceptionMode::None,
+        }
+    }
+}
+
 /// Who a proxy is: everything the control plane needs to compute its config.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeIdentity {
@@ -67,6 +99,8 @@ pub struct NodeIdentity {
     pub app_ip: Option<IpAddr>,
     /// Whether the proxy has a workload certificate (secure mode): mutual TLS needs it.
     pub sds: bool,
+    /// How traffic reaches the proxy: explicit (default) or captured by iptables.
+    pub interception: InterceptionMode,
 }
 
 /// A node the control plane cannot make sense of.
@@ -108,7 +142,10 @@ impl NodeIdentity {
         put(keys::WORKLOAD_NAME, self.workload.clone());
         put(keys::SERVICE_ACCOUNT, self.service_account.clone());
         put(keys::INSTANCE_IPS, self.ip.to_string());
-        put(keys::INTERCEPTION_MODE, "NONE".to_string());
+        put(
+            keys::INTERCEPTION_MODE,
+            self.interception.as_str().to_string(),
+        );
         if let Some(app_ip) = self.app_ip {
             put(keys::APP_IP, app_ip.to_string());
         }
@@ -146,7 +183,10 @@ impl NodeIdentity {
             self.service_account.clone().into(),
         );
         map.insert(keys::INSTANCE_IPS.into(), self.ip.to_string().into());
-        map.insert(keys::INTERCEPTION_MODE.into(), "NONE".into());
+        map.insert(
+            keys::INTERCEPTION_MODE.into(),
+            self.interception.as_str().into(),
+        );
         if let Some(app_ip) = self.app_ip {
             map.insert(keys::APP_IP.into(), app_ip.to_string().into());
         }
@@ -213,6 +253,7 @@ impl NodeIdentity {
             labels,
             app_ip,
             sds: text(keys::SDS) == Some("true"),
+            interception: InterceptionMode::parse(text(keys::INTERCEPTION_MODE)),
         })
     }
 
@@ -249,6 +290,7 @@ mod tests {
             labels: [("app".to_string(), "reviews".to_string())].into(),
             app_ip: Some("127.0.10.102".parse().expect("ip")),
             sds: true,
+            interception: InterceptionMode::None,
         }
     }
 
@@ -260,6 +302,23 @@ mod tests {
             node.id,
             "sidecar~127.0.10.2~reviews-v1.bookinfo~bookinfo.svc.cluster.local"
         );
+        assert_eq!(NodeIdentity::from_node(&node), Ok(id));
+    }
+
+    #[test]
+    fn captured_nodes_say_redirect() {
+        let id = NodeIdentity {
+            interception: InterceptionMode::Redirect,
+            ..sample()
+        };
+        let node = id.to_node();
+        let mode = node
+            .metadata
+            .as_ref()
+            .and_then(|m| m.fields.get(keys::INTERCEPTION_MODE))
+            .and_then(as_str);
+        assert_eq!(mode, Some("REDIRECT"));
+        assert_eq!(id.metadata_json()[keys::INTERCEPTION_MODE], "REDIRECT");
         assert_eq!(NodeIdentity::from_node(&node), Ok(id));
     }
 

@@ -20,5 +20,10 @@ pub const REQUEST_ID_UUID: &str = "envoy.request_id.uuid";
 /// Its config type.
 pub const REQUEST_ID_UUID_TYPE: &str =
     "type.googleapis.com/envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig";
+/// OTLP/HTTP's trace export path (the OpenTelemetry provider's default `http.path`).
+pub const OTLP_TRACES_PATH: &str = "/v1/traces";
+/// OTLP/gRPC's trace export method (the path of its HTTP/2 request).
+pub const OTLP_TRACES_GRPC_PATH: &str =
+    "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 /// Zipkin's v2 JSON span endpoint (Istio's `collector_endpoint`).
 pub const ZIPKIN_SPANS_PATH: &str = "/api/v2/spans";

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context, bail};
-use trellis_xds::{NodeIdentity, ProxyType};
+use trellis_xds::{InterceptionMode, NodeIdentity, ProxyType};
 
 /// Who the workload is and where its control plane is.
 #[derive(Debug, clap::Args)]
@@ -36,6 +36,24 @@ pub struct WorkloadArgs {
     /// `sidecar` for a workload's proxy, `router` for a gateway.
     #[arg(long = "type", value_enum, default_value = "sidecar")]
     pub proxy_type: ProxyKind,
+    /// How the app's traffic reaches the proxy: `none` (explicit mode: the app uses the proxy as
+    /// its HTTP_PROXY) or `redirect` (transparent capture: `trellis capture apply` in the pod's
+    /// network namespace sends its TCP to 15001/15006; run the proxy as UID 1337). Sent to the
+    /// control plane as Istio's `INTERCEPTION_MODE`.
+    #[arg(long, value_enum, default_value = "none")]
+    pub interception: Interception,
+    /// Shorthand for `--interception redirect`.
+    #[arg(long, conflicts_with = "interception")]
+    pub capture: bool,
+}
+
+/// clap's view of `InterceptionMode`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Interception {
+    /// Explicit mode (no capture).
+    None,
+    /// iptables REDIRECT to 15001 (outbound) and 15006 (inbound).
+    Redirect,
 }
 
 /// Secure mode: how a proxy (or the agent, for Envoy) gets its identity from the CA.
@@ -107,6 +125,10 @@ impl WorkloadArgs {
             labels: self.labels.clone(),
             app_ip: self.app_ip,
             sds: false,
+            interception: match (self.capture, self.interception) {
+                (true, _) | (_, Interception::Redirect) => InterceptionMode::Redirect,
+                (false, Interception::None) => InterceptionMode::None,
+            },
         }
     }
 

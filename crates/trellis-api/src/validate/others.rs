@@ -4,7 +4,9 @@ use super::Findings;
 use super::common::{at_most_one, duration, host, opt_port, percentage, port, required};
 use super::destination_rule;
 use super::workload_entry;
-use crate::networking::{ConnectionPoolSettings, Gateway, Sidecar, WorkloadGroup};
+use crate::networking::{
+    ConnectionPoolSettings, Gateway, ServerTlsMode, ServerTlsSettings, Sidecar, WorkloadGroup,
+};
 use crate::security::PeerAuthentication;
 use crate::telemetry::Telemetry;
 use crate::types::{LabelSelector, PolicyTargetReference};
@@ -31,6 +33,11 @@ pub(crate) fn gateway(gw: &Gateway, p: &str, f: &mut Findings) {
             let name = h.split_once('/').map_or(h.as_str(), |(_, n)| n);
             host(f, &format!("{sp}.hosts[{j}]"), name);
         }
+        let protocol = s
+            .port
+            .as_ref()
+            .map(|p| p.protocol.to_ascii_uppercase())
+            .unwrap_or_default();
         if let Some(tls) = &s.tls {
             let tp = format!("{sp}.tls");
             at_most_one(
@@ -42,7 +49,57 @@ pub(crate) fn gateway(gw: &Gateway, p: &str, f: &mut Findings) {
                     ("tlsCertificates", !tls.tls_certificates.is_empty()),
                 ],
             );
+            server_tls(tls, &protocol, &tp, f);
+        } else if protocol == "HTTPS" || protocol == "TLS" {
+            f.error(
+                format!("{sp}.tls"),
+                format!("a server with protocol {protocol} needs tls settings"),
+            );
         }
+    }
+}
+
+/// Istio's checks of a gateway server's TLS: terminating modes need a certificate (a
+/// credential, or both file paths), `MUTUAL` with files needs CA certificates, and
+/// `ISTIO_MUTUAL` takes its certificate from the workload, not from credentials.
+fn server_tls(tls: &ServerTlsSettings, protocol: &str, p: &str, f: &mut Findings) {
+    let credential = tls.credential_name.is_some()
+        || !tls.credential_names.is_empty()
+        || !tls.tls_certificates.is_empty();
+    let files = tls.server_certificate.is_some() || tls.private_key.is_some();
+    if tls.server_certificate.is_some() != tls.private_key.is_some() {
+        f.error(
+            format!("{p}.privateKey"),
+            "serverCertificate and privateKey go together",
+        );
+    }
+    match tls.mode.unwrap_or(ServerTlsMode::Simple) {
+        ServerTlsMode::Simple | ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual
+            if (protocol == "HTTPS" || protocol == "TLS") && !credential && !files =>
+        {
+            f.error(
+                format!("{p}.credentialName"),
+                format!(
+                    "tls.mode {} needs credentialName, or serverCertificate and privateKey",
+                    tls.mode.unwrap_or(ServerTlsMode::Simple).as_str()
+                ),
+            );
+        }
+        ServerTlsMode::Mutual | ServerTlsMode::OptionalMutual
+            if files && !credential && tls.ca_certificates.is_none() =>
+        {
+            f.error(
+                format!("{p}.caCertificates"),
+                "MUTUAL needs caCertificates to verify client certificates",
+            );
+        }
+        ServerTlsMode::IstioMutual if credential || files => {
+            f.error(
+                format!("{p}.mode"),
+                "ISTIO_MUTUAL uses the gateway's workload certificate; remove credentialName and certificate files",
+            );
+        }
+        _ => {}
     }
 }
 

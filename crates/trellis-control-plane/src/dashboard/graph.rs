@@ -1,6 +1,8 @@
 //! Turns scraped `istio_requests_total` / `istio_request_duration_milliseconds_bucket` samples
 //! (reporter="source") into mesh-graph edges with request rate, error rate and p99, computed
-//! from counter deltas between scrapes, and keeps a short history of them.
+//! from counter deltas between scrapes, and keeps a short history of them. A stock Envoy has no
+//! Istio metrics: its edges come from its outbound clusters' `upstream_rq_xx` and
+//! `upstream_rq_time` stats instead, with the scraped proxy as the caller.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -12,6 +14,22 @@ use super::prom::Sample;
 pub const REQUESTS: &str = "istio_requests_total";
 /// The duration histogram buckets the graph reads.
 pub const DURATION_BUCKETS: &str = "istio_request_duration_milliseconds_bucket";
+
+/// Envoy's per-cluster response counter (by `envoy_response_code_class`).
+pub const ENVOY_REQUESTS: &str = "envoy_cluster_upstream_rq_xx";
+/// Envoy's per-cluster request duration histogram buckets (ms).
+pub const ENVOY_DURATION_BUCKETS: &str = "envoy_cluster_upstream_rq_time_bucket";
+
+/// Whether the graph reads samples of metric `name`.
+pub fn wanted(name: &str) -> bool {
+    [
+        REQUESTS,
+        DURATION_BUCKETS,
+        ENVOY_REQUESTS,
+        ENVOY_DURATION_BUCKETS,
+    ]
+    .contains(&name)
+}
 
 /// An edge of the mesh graph: who called whom.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -74,18 +92,58 @@ fn edge_of(sample: &Sample) -> Option<EdgeKey> {
     })
 }
 
-/// Sums one proxy's samples per edge.
-pub fn edge_totals(samples: &[Sample]) -> BTreeMap<EdgeKey, Counters> {
+/// The edge of an Envoy cluster sample of the proxy `caller`: clusters named
+/// `outbound|PORT|SUBSET|HOST` lead to HOST's short name; `None` for other clusters.
+fn envoy_edge_of(sample: &Sample, caller: &str) -> Option<EdgeKey> {
+    if !sample.value.is_finite() || sample.value < 0.0 {
+        return None;
+    }
+    let mut parts = sample.label("envoy_cluster_name").split('|');
+    let (Some("outbound"), Some(_), Some(_), Some(host), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let destination = named(host.split('.').next().unwrap_or_default())?;
+    Some(EdgeKey {
+        source: named(caller)?.to_string(),
+        destination: destination.to_string(),
+    })
+}
+
+/// Sums one proxy's samples per edge; `caller` names the proxy for Envoy's cluster stats
+/// (Istio's metrics name their source themselves).
+pub fn edge_totals(samples: &[Sample], caller: &str) -> BTreeMap<EdgeKey, Counters> {
     let mut edges: BTreeMap<EdgeKey, Counters> = BTreeMap::new();
+    // A proxy with Istio's metrics is read from them alone (Trellis exports both kinds).
+    let istio = samples.iter().any(|s| s.name == REQUESTS);
     for sample in samples {
-        let Some(key) = edge_of(sample) else { continue };
-        if sample.name == REQUESTS {
+        let envoy = sample.name == ENVOY_REQUESTS || sample.name == ENVOY_DURATION_BUCKETS;
+        if envoy == istio {
+            continue;
+        }
+        let key = if envoy {
+            envoy_edge_of(sample, caller)
+        } else {
+            edge_of(sample)
+        };
+        let Some(key) = key else { continue };
+        if sample.name == REQUESTS || sample.name == ENVOY_REQUESTS {
             let counters = edges.entry(key).or_default();
             counters.requests += sample.value;
-            if sample.label("response_code").starts_with('5') {
+            let five = if envoy {
+                sample.label("envoy_response_code_class") == "5"
+            } else {
+                sample.label("response_code").starts_with('5')
+            };
+            if five {
                 counters.errors += sample.value;
             }
-        } else if sample.name == DURATION_BUCKETS {
+        } else if sample.name == DURATION_BUCKETS || sample.name == ENVOY_DURATION_BUCKETS {
             let le = match sample.label("le") {
                 "+Inf" | "Inf" => f64::INFINITY,
                 le => match le.parse::<f64>() {
@@ -350,7 +408,31 @@ mod tests {
     }
 
     fn totals(text: &str) -> BTreeMap<EdgeKey, Counters> {
-        edge_totals(&parse(text, |_| true).samples)
+        edge_totals(&parse(text, |_| true).samples, "client-v1-0")
+    }
+
+    #[test]
+    fn envoy_cluster_stats_make_edges_from_the_scraped_proxy() {
+        let c = "envoy_cluster_name=\"outbound|9080|v1|echo.default.svc.cluster.local\"";
+        let text = format!(
+            "envoy_cluster_upstream_rq_xx{{envoy_response_code_class=\"2\",{c}}} 90\n\
+             envoy_cluster_upstream_rq_xx{{envoy_response_code_class=\"5\",{c}}} 10\n\
+             envoy_cluster_upstream_rq_xx{{envoy_response_code_class=\"2\",envoy_cluster_name=\"inbound|9080||\"}} 7\n\
+             envoy_cluster_upstream_rq_xx{{envoy_response_code_class=\"2\",envoy_cluster_name=\"xds-grpc\"}} 3\n\
+             envoy_cluster_upstream_rq_time_bucket{{{c},le=\"5\"}} 99\n\
+             envoy_cluster_upstream_rq_time_bucket{{{c},le=\"+Inf\"}} 100\n"
+        );
+        let edges = totals(&text);
+        assert_eq!(edges.len(), 1, "{edges:?}");
+        let edge = &edges[&EdgeKey {
+            source: "client-v1-0".into(),
+            destination: "echo".into(),
+        }];
+        assert_eq!((edge.requests, edge.errors), (100.0, 10.0));
+        assert_eq!(edge.buckets.len(), 2);
+        // Istio's metrics win when a proxy has both.
+        let both = format!("{text}{}", body(5, 0, 5, 0));
+        assert_eq!(totals(&both).keys().collect::<Vec<_>>(), [&key()]);
     }
 
     fn key() -> EdgeKey {

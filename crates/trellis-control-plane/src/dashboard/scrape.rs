@@ -30,6 +30,14 @@ pub fn node_ip(id: &str) -> Option<std::net::IpAddr> {
     id.split('~').nth(1)?.parse().ok()
 }
 
+/// The workload of a proxy from its node id (`TYPE~IP~POD.NS~DOMAIN` → `POD`).
+pub fn node_workload(id: &str) -> &str {
+    id.split('~')
+        .nth(2)
+        .and_then(|pod_ns| pod_ns.split('.').next())
+        .unwrap_or_default()
+}
+
 /// What the loop shares with the HTTP handlers.
 #[derive(Debug)]
 pub struct Shared {
@@ -122,10 +130,8 @@ async fn scrape(
         );
         match fetch(client, &url).await {
             Ok(body) => {
-                let parsed = prom::parse(&body, |name| {
-                    name == graph::REQUESTS || name == graph::DURATION_BUCKETS
-                });
-                return Ok(graph::edge_totals(&parsed.samples));
+                let parsed = prom::parse(&body, graph::wanted);
+                return Ok(graph::edge_totals(&parsed.samples, node_workload(id)));
             }
             Err(error) => last_error = format!("{url}: {error}"),
         }
@@ -167,7 +173,16 @@ pub fn start(registry: SyncRegistry, capacity: usize) -> Arc<Shared> {
 
 #[cfg(test)]
 mod tests {
-    use super::node_ip;
+    use super::{node_ip, node_workload};
+
+    #[test]
+    fn workload_from_node_id() {
+        assert_eq!(
+            node_workload("sidecar~127.0.10.2~client-v1-0.default~default.svc.cluster.local"),
+            "client-v1-0"
+        );
+        assert_eq!(node_workload("garbage"), "");
+    }
 
     #[test]
     fn ip_from_node_id() {

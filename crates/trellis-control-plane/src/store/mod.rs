@@ -191,6 +191,13 @@ impl DirStore {
         }
         if let Some(m) = &self.mesh {
             diagnostics.errors.extend(m.errors());
+            // AuthorizationPolicy CUSTOM names a provider of the mesh config.
+            diagnostics
+                .errors
+                .extend(crate::translate::authz::custom::provider_errors(
+                    &resources,
+                    &m.config(),
+                ));
         }
         let warnings: Vec<Warning> = trellis_api::check_references(&resources);
         diagnostics.warnings = warnings.iter().map(ToString::to_string).collect();

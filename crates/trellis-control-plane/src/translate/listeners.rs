@@ -29,8 +29,8 @@ use crate::model::{MeshModel, ProxyView};
 /// Istio's port for captured (here: explicitly proxied) outbound traffic.
 pub const OUTBOUND_PORT: u32 = 15001;
 /// The TLS inspector listener filter (detects TLS and reads SNI/ALPN).
-const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
-const TLS_INSPECTOR_TYPE: &str =
+pub(super) const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
+pub(super) const TLS_INSPECTOR_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector";
 
 /// All listeners of a sidecar.
@@ -71,8 +71,9 @@ pub fn all(model: &MeshModel, proxy: &ProxyView<'_>, inbound: &[InboundPort]) ->
 
 /// `inbound|PORT`: everything goes to the app on the same port. Without a workload
 /// certificate, or under `DISABLE`, one plaintext chain; otherwise the TLS inspector and a
-/// mutual TLS chain, plus a plaintext one under `PERMISSIVE`.
-fn inbound_listener(
+/// mutual TLS chain, plus a plaintext one under `PERMISSIVE`. Captured mode reuses its chains
+/// in `virtualInbound` (see [`super::capture`]).
+pub(super) fn inbound_listener(
     model: &MeshModel,
     proxy: &ProxyView<'_>,
     port: u32,
@@ -174,7 +175,7 @@ fn inbound_hcm(
     }
 }
 
-fn hcm_filter(hcm: HttpConnectionManager) -> Filter {
+pub(super) fn hcm_filter(hcm: HttpConnectionManager) -> Filter {
     Filter {
         name: type_url::names::HTTP_CONNECTION_MANAGER.to_string(),
         config_type: Some(filter::ConfigType::TypedConfig(to_any(

@@ -4,8 +4,10 @@
 
 pub mod authn;
 pub mod authz;
+mod capture;
 mod clusters;
 mod endpoints;
+pub mod gateway;
 mod listeners;
 mod mtls;
 mod peer_metadata;
@@ -36,6 +38,9 @@ pub fn inbound_cluster_name(port: u32) -> String {
 
 /// Everything `node` should receive for the current model.
 pub fn generate(model: &MeshModel, node: &NodeIdentity) -> ProxyResources {
+    if node.proxy_type == trellis_xds::ProxyType::Router {
+        return gateway::generate(model, node);
+    }
     let mut out = ProxyResources::default();
     // Always present, even when empty, so that an empty type can be ACKed.
     for t in [
@@ -67,6 +72,11 @@ pub fn generate(model: &MeshModel, node: &NodeIdentity) -> ProxyResources {
         );
     }
     let inbound = inbound_ports(model, node);
+    if node.interception == trellis_xds::InterceptionMode::Redirect {
+        let captured = capture::generate(model, &proxy, &outbound, &outbound_tcp, &inbound);
+        insert_captured(&mut out, captured);
+        return out;
+    }
     for cluster in clusters::inbound(node, &inbound) {
         out.insert(
             type_url::CLUSTER,
@@ -96,6 +106,27 @@ pub fn generate(model: &MeshModel, node: &NodeIdentity) -> ProxyResources {
         to_any(type_url::ROUTE, &routes),
     );
     out
+}
+
+/// Captured mode's listeners, routes and clusters (see [`capture`]).
+fn insert_captured(out: &mut ProxyResources, captured: capture::Captured) {
+    for c in captured.clusters {
+        out.insert(
+            type_url::CLUSTER,
+            c.name.clone(),
+            to_any(type_url::CLUSTER, &c),
+        );
+    }
+    for l in captured.listeners {
+        out.insert(
+            type_url::LISTENER,
+            l.name.clone(),
+            to_any(type_url::LISTENER, &l),
+        );
+    }
+    for r in captured.routes {
+        out.insert(type_url::ROUTE, r.name.clone(), to_any(type_url::ROUTE, &r));
+    }
 }
 
 /// A port this workload serves, with whether its app speaks HTTP/2.

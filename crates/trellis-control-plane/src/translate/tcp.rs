@@ -30,7 +30,7 @@ use crate::model::{MeshModel, ProxyView};
 use crate::registry::{Service, ServicePort};
 
 /// Ports an outbound TCP listener never takes (the proxy's own: admin, outbound, inbound, ...).
-const RESERVED: std::ops::RangeInclusive<u32> = 15000..=15090;
+pub(super) const RESERVED: std::ops::RangeInclusive<u32> = 15000..=15090;
 
 /// The TCP proxy filter of an inbound opaque port: to the app.
 pub fn inbound_filter(port: u32) -> Filter {
@@ -59,11 +59,7 @@ pub fn outbound_listeners(
                 continue;
             }
             taken.push(port.number);
-            let filter = tcp_filter(TcpProxy {
-                stat_prefix: outbound_cluster_name(port.number, None, &service.host),
-                cluster_specifier: Some(target(model, proxy, service, port)),
-                ..Default::default()
-            });
+            let filter = outbound_filter(model, proxy, service, port);
             listeners.push(Listener {
                 name: format!("{}_{}", proxy.node.ip, port.number),
                 address: Some(socket_address(proxy.node.ip, port.number)),
@@ -76,6 +72,30 @@ pub fn outbound_listeners(
         }
     }
     listeners
+}
+
+/// The outbound TCP proxy filter for `service:port` (explicit mode's listener on the sidecar's
+/// IP, captured mode's `0.0.0.0_PORT`).
+pub(super) fn outbound_filter(
+    model: &MeshModel,
+    proxy: &ProxyView<'_>,
+    service: &Service,
+    port: &ServicePort,
+) -> Filter {
+    tcp_filter(TcpProxy {
+        stat_prefix: outbound_cluster_name(port.number, None, &service.host),
+        cluster_specifier: Some(target(model, proxy, service, port)),
+        ..Default::default()
+    })
+}
+
+/// A TCP proxy to one cluster (captured mode's passthrough and black hole chains).
+pub(super) fn cluster_filter(stat_prefix: &str, cluster: &str) -> Filter {
+    tcp_filter(TcpProxy {
+        stat_prefix: stat_prefix.to_string(),
+        cluster_specifier: Some(ClusterSpecifier::Cluster(cluster.to_string())),
+        ..Default::default()
+    })
 }
 
 /// Where connections to `service:port` go: the first applicable `tcp` route of its

@@ -23,7 +23,14 @@ use envoy_types::pb::envoy::config::accesslog::v3::{
 use envoy_types::pb::envoy::config::core::v3::{
     DataSource, RuntimeUInt32, SubstitutionFormatString, data_source, substitution_format_string,
 };
-use envoy_types::pb::envoy::config::trace::v3::{ZipkinConfig, tracing as trace_proto, zipkin_config};
+use envoy_types::pb::envoy::config::core::v3::{
+    GrpcService, HeaderValue as ProtoHeader, HeaderValueOption, HttpService, HttpUri,
+    grpc_service, http_uri,
+};
+use envoy_types::pb::envoy::config::trace::v3::{
+    OpenTelemetryConfig, ZipkinConfig, tracing as trace_proto, zipkin_config,
+};
+use envoy_types::pb::google::protobuf::Any;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::Tracing;
 use envoy_types::pb::envoy::r#type::tracing::v3::{CustomTag as ProtoTag, custom_tag};
 use envoy_types::pb::envoy::r#type::v3::Percent;
@@ -34,12 +41,17 @@ use envoy_types::pb::envoy::extensions::access_loggers::file::v3::{
 use envoy_types::pb::google::protobuf::{Struct, Value, value};
 use trellis_api::MeshConfig;
 use trellis_api::mesh_config::{
-    AccessLogEncoding, DEFAULT_JSON_FORMAT, DEFAULT_TEXT_FORMAT, ENVOY_PROVIDER,
+    AccessLogEncoding, ExtensionProvider, HeaderValue, DEFAULT_JSON_FORMAT, DEFAULT_TEXT_FORMAT, ENVOY_PROVIDER,
 };
 use trellis_api::telemetry::{CodeComparison, CodeFilter, Telemetry, WorkloadMode};
 use trellis_xds::{telemetry as names, to_any};
 
+use super::proto::duration;
 use crate::model::{MeshModel, Named, ProxyView, ROOT_NAMESPACE};
+
+/// How long one OTLP/HTTP export may take when the provider does not say (Envoy requires
+/// `http_uri.timeout`).
+const OTLP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Which side of the traffic a listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,22 +329,8 @@ pub fn tracing(
             .map(|d| d.tracing.clone())
             .unwrap_or_default()
     });
-    let zipkin = names
-        .first()
-        .and_then(|n| mesh.provider(n))
-        .and_then(|p| p.zipkin.as_ref())?;
-    // The collector must be a known service, else Envoy would reject the unknown cluster.
-    model.registry.service(&zipkin.service)?;
-    let cluster = super::outbound_cluster_name(zipkin.port, None, &zipkin.service);
-    let config = ZipkinConfig {
-        collector_cluster: cluster,
-        collector_endpoint: names::ZIPKIN_SPANS_PATH.to_string(),
-        trace_id_128bit: true,
-        shared_span_context: Some(BoolValue { value: false }),
-        collector_endpoint_version: zipkin_config::CollectorEndpointVersion::HttpJson as i32,
-        collector_hostname: zipkin.service.clone(),
-        ..Default::default()
-    };
+    let (provider, max_tag_length) =
+        provider(model, proxy, names.first().and_then(|n| mesh.provider(n))?)?;
     let literal = |tag: &str, value: String| ProtoTag {
         tag: tag.to_string(),
         r#type: Some(custom_tag::Type::Literal(custom_tag::Literal { value })),
@@ -368,19 +366,100 @@ pub fn tracing(
         }),
         overall_sampling: Some(Percent { value: 100.0 }),
         max_path_tag_length: Some(UInt32Value {
-            value: zipkin.max_tag_length.unwrap_or(256),
+            value: max_tag_length.unwrap_or(256),
         }),
         custom_tags: tags,
-        provider: Some(trace_proto::Http {
-            name: names::ZIPKIN.to_string(),
-            config_type: Some(trace_proto::http::ConfigType::TypedConfig(to_any(
-                names::ZIPKIN_TYPE,
-                &config,
-            ))),
-        }),
+        provider: Some(provider),
         spawn_upstream_span: Some(BoolValue { value: true }),
         ..Default::default()
     })
+}
+
+/// The tracer of a tracing provider (Zipkin or OpenTelemetry) and its longest tag, as istiod
+/// configures them; `None` for other provider kinds or when the collector is not a known
+/// service (Envoy would reject a tracer whose cluster does not exist).
+fn provider(
+    model: &MeshModel,
+    proxy: &ProxyView<'_>,
+    provider: &ExtensionProvider,
+) -> Option<(trace_proto::Http, Option<u32>)> {
+    let typed = |name: &str, config: Any| trace_proto::Http {
+        name: name.to_string(),
+        config_type: Some(trace_proto::http::ConfigType::TypedConfig(config)),
+    };
+    if let Some(zipkin) = &provider.zipkin {
+        model.registry.service(&zipkin.service)?;
+        let config = ZipkinConfig {
+            collector_cluster: super::outbound_cluster_name(zipkin.port, None, &zipkin.service),
+            collector_endpoint: names::ZIPKIN_SPANS_PATH.to_string(),
+            trace_id_128bit: true,
+            shared_span_context: Some(BoolValue { value: false }),
+            collector_endpoint_version: zipkin_config::CollectorEndpointVersion::HttpJson as i32,
+            collector_hostname: zipkin.service.clone(),
+            ..Default::default()
+        };
+        let http = typed(names::ZIPKIN, to_any(names::ZIPKIN_TYPE, &config));
+        return Some((http, zipkin.max_tag_length));
+    }
+    let otel = provider.opentelemetry.as_ref()?;
+    model.registry.service(&otel.service)?;
+    let cluster = super::outbound_cluster_name(otel.port, None, &otel.service);
+    let header = |h: &HeaderValue| ProtoHeader {
+        key: h.name.clone(),
+        value: h.value.clone(),
+        ..Default::default()
+    };
+    let mut config = OpenTelemetryConfig {
+        // The node's service cluster, as Envoy's Zipkin tracer names the local endpoint.
+        service_name: format!("{}.{}", proxy.node.workload, proxy.namespace()),
+        ..Default::default()
+    };
+    match &otel.http {
+        Some(http) => {
+            let path = http.path.as_deref().unwrap_or(names::OTLP_TRACES_PATH);
+            config.http_service = Some(HttpService {
+                http_uri: Some(HttpUri {
+                    uri: format!(
+                        "http://{}:{}/{}",
+                        otel.service,
+                        otel.port,
+                        path.trim_start_matches('/')
+                    ),
+                    timeout: Some(duration(http.timeout.map_or(OTLP_TIMEOUT, |t| t.as_std()))),
+                    http_upstream_type: Some(http_uri::HttpUpstreamType::Cluster(cluster)),
+                }),
+                request_headers_to_add: http
+                    .headers
+                    .iter()
+                    .map(|h| HeaderValueOption {
+                        header: Some(header(h)),
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            });
+        }
+        None => {
+            let grpc = otel.grpc.clone().unwrap_or_default();
+            config.grpc_service = Some(GrpcService {
+                timeout: grpc.timeout.map(|t| duration(t.as_std())),
+                initial_metadata: grpc.initial_metadata.iter().map(header).collect(),
+                target_specifier: Some(grpc_service::TargetSpecifier::EnvoyGrpc(
+                    grpc_service::EnvoyGrpc {
+                        cluster_name: cluster,
+                        authority: otel.service.clone(),
+                        ..Default::default()
+                    },
+                )),
+                ..Default::default()
+            });
+        }
+    }
+    let http = typed(
+        names::OPENTELEMETRY,
+        to_any(names::OPENTELEMETRY_TYPE, &config),
+    );
+    Some((http, otel.max_tag_length))
 }
 
 /// What the HTTP connection managers of one side of a proxy log and trace.
@@ -476,5 +555,103 @@ mod tests {
             1
         );
         assert!(access_logs(&mesh, &[&root, &server_only], Side::Server).is_empty());
+    }
+
+    /// The OpenTelemetry tracer of the sidecar's outbound HCM for `provider` (YAML of one
+    /// `opentelemetry` provider), with a collector ServiceEntry in the registry.
+    fn otel_tracer(provider: &str) -> OpenTelemetryConfig {
+        use envoy_types::pb::envoy::config::listener::v3::{Listener, filter};
+        use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+        use trellis_xds::type_url;
+
+        use crate::translate::test_support::{self, decode, decode_any};
+        let model = test_support::model(
+            r#"
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: otel, namespace: istio-system}
+spec:
+  hosts: [otel.istio-system.svc.cluster.local]
+  ports: [{number: 4317, name: grpc, protocol: GRPC}]
+  resolution: STATIC
+  location: MESH_EXTERNAL
+  endpoints: [{address: 127.0.0.1}]
+"#,
+        )
+        .with_mesh_config(std::sync::Arc::new(
+            MeshConfig::parse(&format!(
+                "enableTracing: true\nextensionProviders: [{{name: otel, opentelemetry: {provider}}}]\ndefaultProviders: {{tracing: [otel]}}"
+            ))
+            .expect("mesh config"),
+        ));
+        let node = test_support::sidecar("127.0.9.2", "default");
+        let out = crate::translate::generate(&model, &node);
+        let listener: Listener = decode(&out, type_url::LISTENER, "virtualOutbound");
+        let Some(filter::ConfigType::TypedConfig(any)) =
+            &listener.filter_chains[0].filters[0].config_type
+        else {
+            panic!("no HCM");
+        };
+        let hcm: HttpConnectionManager = decode_any(any);
+        let provider = hcm.tracing.and_then(|t| t.provider).expect("a tracer");
+        assert_eq!(provider.name, names::OPENTELEMETRY);
+        let Some(trace_proto::http::ConfigType::TypedConfig(any)) = provider.config_type else {
+            panic!("typed config");
+        };
+        assert_eq!(any.type_url, names::OPENTELEMETRY_TYPE);
+        decode_any(&any)
+    }
+
+    #[test]
+    fn opentelemetry_over_grpc_is_an_envoy_grpc_service() {
+        let config = otel_tracer(
+            "{service: otel.istio-system.svc.cluster.local, port: 4317, grpc: {timeout: 3s, initialMetadata: [{name: x-tenant, value: mesh}]}}",
+        );
+        assert_eq!(config.service_name, "w.default");
+        assert!(config.http_service.is_none());
+        let grpc = config.grpc_service.expect("grpc_service");
+        assert_eq!(grpc.timeout.map(|d| d.seconds), Some(3));
+        assert_eq!(grpc.initial_metadata[0].key, "x-tenant");
+        let Some(grpc_service::TargetSpecifier::EnvoyGrpc(e)) = grpc.target_specifier else {
+            panic!("envoy_grpc");
+        };
+        assert_eq!(
+            e.cluster_name,
+            "outbound|4317||otel.istio-system.svc.cluster.local"
+        );
+        assert_eq!(e.authority, "otel.istio-system.svc.cluster.local");
+    }
+
+    #[test]
+    fn opentelemetry_over_http_posts_to_the_path_through_the_cluster() {
+        let config = otel_tracer(
+            "{service: otel.istio-system.svc.cluster.local, port: 4317, http: {path: /custom/traces, headers: [{name: x-tenant, value: mesh}]}}",
+        );
+        assert!(config.grpc_service.is_none());
+        let http = config.http_service.expect("http_service");
+        let uri = http.http_uri.expect("http_uri");
+        assert_eq!(
+            uri.uri,
+            "http://otel.istio-system.svc.cluster.local:4317/custom/traces"
+        );
+        assert_eq!(
+            uri.timeout.map(|d| d.seconds),
+            Some(5),
+            "Envoy needs a timeout"
+        );
+        assert_eq!(
+            uri.http_upstream_type,
+            Some(http_uri::HttpUpstreamType::Cluster(
+                "outbound|4317||otel.istio-system.svc.cluster.local".into()
+            ))
+        );
+        let header = http.request_headers_to_add[0]
+            .header
+            .as_ref()
+            .expect("header");
+        assert_eq!(
+            (header.key.as_str(), header.value.as_str()),
+            ("x-tenant", "mesh")
+        );
     }
 }

@@ -28,6 +28,7 @@ pub fn sidecar(ip: &str, namespace: &str) -> NodeIdentity {
         labels: Default::default(),
         app_ip: None,
         sds: false,
+        interception: trellis_xds::InterceptionMode::None,
     }
 }
 

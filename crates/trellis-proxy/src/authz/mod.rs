@@ -94,6 +94,29 @@ pub fn evaluate(filters: &[std::sync::Arc<Rbac>], req: &RequestAttributes<'_>) -
     Verdict::Allowed
 }
 
+/// The name of `rbac`'s first policy (by name) that matches: what a shadow filter records as
+/// its effective policy.
+pub fn first_match<'r>(rbac: &'r Rbac, req: &RequestAttributes<'_>) -> Option<&'r str> {
+    rbac.policies
+        .iter()
+        .find(|p| {
+            p.permissions.iter().any(|x| permission(x, req))
+                && p.principals.iter().any(|x| principal(x, req))
+        })
+        .map(|p| p.name.as_str())
+}
+
+/// Whether a metadata matcher accepts `found` (the value at its path, if any), `invert`
+/// included: for matchers on metadata other filters than `jwt_authn` set.
+pub fn metadata_value_matches(m: &MetadataMatcher, found: Option<&Value>) -> bool {
+    let result = match (&m.value, found) {
+        (ValueMatcher::Present(present), v) => v.is_some() == *present,
+        (matcher, Some(v)) => value_matches(matcher, v),
+        (_, None) => false,
+    };
+    result != m.invert
+}
+
 fn permission(p: &Permission, req: &RequestAttributes<'_>) -> bool {
     match p {
         Permission::Any => true,

@@ -36,6 +36,9 @@ pub struct Cluster {
     pub transport_socket_matches: Vec<super::TransportSocketMatch>,
     /// `transport_socket`: used by endpoints no match entry applies to.
     pub transport_socket: super::TransportSocket,
+    /// `upstream_bind_config.source_address`: upstream connections are made from this address
+    /// (captured mode's inbound clusters use `127.0.0.6`, which capture leaves alone).
+    pub upstream_bind: Option<std::net::IpAddr>,
 }
 
 impl Cluster {
@@ -70,6 +73,7 @@ impl Cluster {
             connection_pool: ConnectionPoolOptions::default(),
             transport_socket_matches: Vec::new(),
             transport_socket: super::TransportSocket::RawBuffer,
+            upstream_bind: None,
         }
     }
 }

@@ -7,12 +7,16 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
+mod capture;
 mod cluster;
+mod ext_authz;
 mod jwt;
 mod rbac;
 mod route;
 mod tls;
+pub use capture::ListenerCapture;
 pub use cluster::*;
+pub use ext_authz::*;
 pub use jwt::*;
 pub use rbac::*;
 pub use route::*;
@@ -30,6 +34,8 @@ pub struct Listener {
     pub tls_inspector: bool,
     /// The filter chains; a connection uses the first whose match it satisfies.
     pub filter_chains: Vec<FilterChain>,
+    /// Transparent capture: original destination handling and whether the address is bound.
+    pub capture: ListenerCapture,
 }
 
 impl Listener {
@@ -45,9 +51,12 @@ impl Listener {
             name: name.into(),
             address,
             tls_inspector: false,
+            capture: ListenerCapture::default(),
             filter_chains: vec![FilterChain {
                 name: String::new(),
+                destination_port: None,
                 transport_protocol: None,
+                server_names: Vec::new(),
                 tls: None,
                 hcm: HttpConnectionManager {
                     stat_prefix: stat_prefix.into(),
@@ -61,17 +70,95 @@ impl Listener {
                 },
                 tcp_proxy: None,
                 network_rbac: Vec::new(),
+                network_ext_authz: None,
             }],
         }
     }
 
-    /// The chain a connection of `protocol` uses: the one naming that protocol, else the one
-    /// without a transport protocol (Envoy prefers the more specific match).
+    /// The chain a connection of `protocol` without SNI uses (see [`Listener::chain_for_sni`]).
     pub fn chain_for(&self, protocol: TransportProtocol) -> Option<(usize, &FilterChain)> {
-        let chains = || self.filter_chains.iter().enumerate();
-        chains()
+        self.chain_for_sni(protocol, None)
+    }
+
+    /// The chain a connection uses, in Envoy's order of criteria, the most specific match
+    /// winning at each: `server_names` (the exact SNI, else the longest `*.suffix` covering it,
+    /// else the chains without names), then `transport_protocol` (the one naming the
+    /// connection's, else the chains without one).
+    pub fn chain_for_sni(
+        &self,
+        protocol: TransportProtocol,
+        sni: Option<&str>,
+    ) -> Option<(usize, &FilterChain)> {
+        self.chain_for_destination(None, protocol, sni)
+    }
+
+    /// [`Listener::chain_for_sni`] for a connection to local (or original destination) port
+    /// `port`: Envoy's first criterion is `destination_port`, the chains naming the port
+    /// winning over those without one.
+    pub fn chain_for_destination(
+        &self,
+        port: Option<u16>,
+        protocol: TransportProtocol,
+        sni: Option<&str>,
+    ) -> Option<(usize, &FilterChain)> {
+        let port = port.filter(|p| {
+            self.filter_chains
+                .iter()
+                .any(|c| c.destination_port == Some(*p))
+        });
+        let chains = || {
+            self.filter_chains
+                .iter()
+                .enumerate()
+                .filter(move |(_, c)| c.destination_port == port)
+        };
+        let sni = sni.map(str::to_ascii_lowercase);
+        let named = |pick: &dyn Fn(&str) -> bool| -> Vec<(usize, &FilterChain)> {
+            chains()
+                .filter(|(_, c)| c.server_names.iter().any(|n| pick(n)))
+                .collect()
+        };
+        let mut candidates = Vec::new();
+        if let Some(sni) = sni.as_deref() {
+            candidates = named(&|n| n == sni);
+            if candidates.is_empty() {
+                // The longest wildcard suffix that covers the name.
+                let longest = chains()
+                    .flat_map(|(_, c)| c.server_names.iter())
+                    .filter_map(|n| n.strip_prefix('*'))
+                    .filter(|suffix| sni.len() > suffix.len() && sni.ends_with(suffix))
+                    .map(str::len)
+                    .max();
+                if let Some(len) = longest {
+                    candidates = named(&|n| {
+                        n.strip_prefix('*')
+                            .is_some_and(|s| s.len() == len && sni.ends_with(s))
+                    });
+                }
+            }
+        }
+        if candidates.is_empty() {
+            candidates = chains()
+                .filter(|(_, c)| c.server_names.is_empty())
+                .collect();
+        }
+        candidates
+            .iter()
             .find(|(_, c)| c.transport_protocol == Some(protocol))
-            .or_else(|| chains().find(|(_, c)| c.transport_protocol.is_none()))
+            .or_else(|| {
+                candidates
+                    .iter()
+                    .find(|(_, c)| c.transport_protocol.is_none())
+            })
+            .copied()
+    }
+
+    /// Whether some chain is selected by SNI (connections then need their ClientHello read
+    /// before a chain is picked).
+    pub fn matches_server_names(&self) -> bool {
+        self.filter_chains
+            .iter()
+            .any(|c| !c.server_names.is_empty())
     }
 }
 
@@ -80,8 +167,14 @@ impl Listener {
 pub struct FilterChain {
     /// The chain's name (may be empty).
     pub name: String,
+    /// `filter_chain_match.destination_port`: the chain takes only connections to this (local
+    /// or original destination) port; `None` matches any port no chain names.
+    pub destination_port: Option<u16>,
     /// `filter_chain_match.transport_protocol`; `None` matches any connection.
     pub transport_protocol: Option<TransportProtocol>,
+    /// `filter_chain_match.server_names`: the SNI names (exact or `*.suffix`, lower case) the
+    /// chain takes; empty matches any (or no) SNI.
+    pub server_names: Vec<String>,
     /// TLS termination (`transport_socket` `DownstreamTlsContext`).
     pub tls: Option<DownstreamTls>,
     /// The chain's HTTP connection manager (unused, and empty, when `tcp_proxy` is set).
@@ -92,6 +185,9 @@ pub struct FilterChain {
     /// `envoy.filters.network.rbac` before the TCP proxy: where TCP connections are
     /// authorized (a denied connection is closed).
     pub network_rbac: Vec<Arc<Rbac>>,
+    /// `envoy.filters.network.ext_authz` (with its shadow RBAC filters) before the network
+    /// RBAC filters: external authorization of TCP connections.
+    pub network_ext_authz: Option<Arc<NetworkExtAuthz>>,
 }
 
 /// The TCP proxy network filter: one upstream connection per downstream connection.

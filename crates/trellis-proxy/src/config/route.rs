@@ -406,6 +406,12 @@ pub struct HttpFilters {
     /// `envoy.filters.http.rbac`, in chain order (after `jwt_authn`, before `fault`): where
     /// requests are authorized.
     pub rbac: Vec<std::sync::Arc<super::Rbac>>,
+    /// `envoy.filters.http.rbac` filters with only shadow rules (before `ext_authz`): they
+    /// never deny, they record which CUSTOM rule matched.
+    pub shadow_rbac: Vec<std::sync::Arc<super::ShadowRbac>>,
+    /// `envoy.filters.http.ext_authz` (after the shadow RBAC filters, before the enforcing
+    /// ones): external authorization.
+    pub ext_authz: Option<std::sync::Arc<super::ExtAuthz>>,
 }
 
 fn ser_opt_bytes<S: Serializer>(b: &Option<bytes::Bytes>, s: S) -> Result<S::Ok, S::Error> {

@@ -49,6 +49,9 @@ pub(crate) struct Routed<'a> {
     pub(crate) remote: Option<SocketAddr>,
     /// The downstream connection's original destination (ORIGINAL_DST clusters).
     pub(crate) original_dst: Option<SocketAddr>,
+    /// `original_dst` came from a redirected (captured) connection: connecting to it does not
+    /// loop back into this proxy.
+    pub(crate) redirected: bool,
     /// `https` for TLS downstream connections, else `http` (`x-forwarded-proto`).
     pub(crate) scheme: &'static str,
 }
@@ -91,6 +94,7 @@ pub(crate) async fn forward(
         cors,
         remote,
         original_dst: connection_dst,
+        redirected,
         scheme,
     } = r;
     let (cluster_name, entry) = pick_target(&action.target);
@@ -131,7 +135,7 @@ pub(crate) async fn forward(
                 .flatten();
             let target = from_header.or(connection_dst);
             match target {
-                Some(t) if Some(t) != connection_dst => Some(t),
+                Some(t) if redirected || Some(t) != connection_dst => Some(t),
                 Some(t) => {
                     flags.push("UH");
                     return fail(

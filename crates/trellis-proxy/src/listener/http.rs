@@ -33,6 +33,8 @@ pub(crate) struct ConnCtx {
     pub(crate) peer: Option<std::net::SocketAddr>,
     /// The address the connection arrived on (its original destination in explicit mode).
     pub(crate) local: Option<std::net::SocketAddr>,
+    /// `local` is a captured connection's original destination, not this proxy's socket.
+    pub(crate) redirected: bool,
     /// What the TLS inspector saw: picks the filter chain per request.
     pub(crate) transport: TransportProtocol,
     /// The verified peer certificate's URI SAN (mTLS only).
@@ -124,12 +126,16 @@ pub(crate) async fn handle(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Res
     let telemetry = &ctx.shared.stats.telemetry;
     let exchange = telemetry.begin(
         crate::telemetry::Downstream {
-            inbound: listener.starts_with("inbound"),
+            inbound: super::capture::is_inbound(listener),
             peer_identity: ctx.peer_identity.as_deref(),
         },
         &mut req,
     );
-    let chain = runtime.config.chain_for(ctx.transport);
+    let chain = runtime.config.chain_for_destination(
+        ctx.local.map(|a| a.port()),
+        ctx.transport,
+        ctx.sni.as_deref(),
+    );
     let scheme = chain.map_or("http", |(_, chain)| scheme_of(&ctx, chain));
     let access_log = chain.and_then(|(_, chain)| start_access_log(&ctx, chain, scheme, &req));
     let trace = chain.and_then(|(_, chain)| {
@@ -286,6 +292,56 @@ async fn route_and_forward(
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_string();
+    // envoy.filters.http.ext_authz (Istio's CUSTOM), after the shadow RBAC filters that say
+    // which requests it checks and before the enforcing RBAC filters.
+    let mut ext_authz_response_headers = Vec::new();
+    if chain.hcm.http_filters.ext_authz.is_some() {
+        let attributes = crate::authz::RequestAttributes {
+            headers: req.headers(),
+            authority: &authority,
+            method: req.method().as_str(),
+            path_and_query: &path_and_query,
+            local: ctx.local,
+            peer: ctx.peer,
+            peer_identity: ctx.peer_identity.as_deref(),
+            sni: ctx.sni.as_deref(),
+            jwt: req.extensions().get::<crate::authn::VerifiedJwt>(),
+        };
+        let protocol = if req.version() == http::Version::HTTP_2 {
+            "HTTP/2"
+        } else {
+            "HTTP/1.1"
+        };
+        let check = crate::ext_authz::CheckContext {
+            clusters: &ctx.shared.clusters,
+            method: req.method().as_str(),
+            authority: &authority,
+            path_and_query: &path_and_query,
+            scheme,
+            protocol,
+            headers: req.headers(),
+            peer: ctx.peer,
+            local: ctx.local,
+            peer_identity: ctx.peer_identity.as_deref(),
+            sni: ctx.sni.as_deref(),
+        };
+        let result = crate::ext_authz::run(
+            &chain.hcm.http_filters,
+            &ctx.shared.stats.ext_authz,
+            &chain.hcm.stat_prefix,
+            &attributes,
+            &check,
+        )
+        .await;
+        match result {
+            Ok(None) => {}
+            Ok(Some(allowed)) => {
+                crate::ext_authz::apply_to_request(&allowed, req.headers_mut());
+                ext_authz_response_headers = allowed.response;
+            }
+            Err(reply) => return ext_authz_denied(reply),
+        }
+    }
     // envoy.filters.http.rbac: after jwt_authn, before the other filters and the router.
     if !chain.hcm.http_filters.rbac.is_empty() {
         let attributes = crate::authz::RequestAttributes {
@@ -419,12 +475,33 @@ async fn route_and_forward(
         cors: cors_headers,
         remote: ctx.peer,
         original_dst: ctx.local,
+        redirected: ctx.redirected,
         scheme,
     };
-    match upgrade {
+    let (mut response, outcome) = match upgrade {
         Some(kind) => super::upgrade::forward(routed, req, kind).await,
         None => forward::forward(routed, req).await,
+    };
+    for (name, value) in ext_authz_response_headers {
+        response.headers_mut().append(name, value);
     }
+    (response, outcome)
+}
+
+/// The ext_authz filter's answer: the authorizer's status, headers and body (or
+/// `status_on_error`), flagged `UAEX` as in Envoy.
+fn ext_authz_denied(reply: crate::ext_authz::Reply) -> (Response<ProxyBody>, Outcome) {
+    let (mut response, outcome) = local_reply_flags(reply.status, &["UAEX"], &reply.cause);
+    let has_body = !reply.body.is_empty();
+    *response.body_mut() = Full::new(reply.body).map_err(|e| match e {}).boxed();
+    response.headers_mut().remove(header::CONTENT_LENGTH);
+    if !has_body {
+        response.headers_mut().remove(header::CONTENT_TYPE);
+    }
+    for (name, value) in reply.headers {
+        response.headers_mut().append(name, value);
+    }
+    (response, outcome)
 }
 
 /// `forward_client_cert_details`: the header never passes through from downstream; with

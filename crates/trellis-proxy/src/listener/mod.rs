@@ -5,6 +5,7 @@
 //! sees the new config). A removed listener stops accepting and asks its connections to shut down
 //! gracefully: in-flight requests finish, idle connections close.
 
+mod capture;
 mod cors;
 mod forward;
 mod http;
@@ -115,6 +116,10 @@ struct Running {
 pub struct ListenerManager {
     shared: Shared,
     running: Mutex<HashMap<String, Running>>,
+    /// Every accepted connection's task, so a drain can wait for them.
+    connections: crate::lifecycle::drain::Connections,
+    /// Listeners by address, for `use_original_dst` handoff (incl. unbound ones).
+    handoff: capture::Handoff,
 }
 
 impl std::fmt::Debug for ListenerManager {
@@ -129,6 +134,8 @@ impl ListenerManager {
         ListenerManager {
             shared,
             running: Mutex::new(HashMap::new()),
+            connections: crate::lifecycle::drain::Connections::default(),
+            handoff: capture::Handoff::default(),
         }
     }
 
@@ -141,7 +148,7 @@ impl ListenerManager {
             let keep = running
                 .get(&l.name)
                 .is_some_and(|r| r.configured == l.address);
-            if !keep {
+            if !keep && l.capture.bind_to_port {
                 let socket =
                     TcpListener::bind(l.address)
                         .await
@@ -153,8 +160,12 @@ impl ListenerManager {
                 bound.insert(l.name.clone(), socket);
             }
         }
-        let wanted: std::collections::HashSet<&str> =
-            listeners.iter().map(|l| l.name.as_str()).collect();
+        let wanted: std::collections::HashSet<&str> = listeners
+            .iter()
+            .filter(|l| l.capture.bind_to_port)
+            .map(|l| l.name.as_str())
+            .collect();
+        let mut unbound = Vec::new();
         running.retain(|name, r| {
             let keep = wanted.contains(name.as_str()) && !bound.contains_key(name);
             if !keep {
@@ -177,6 +188,8 @@ impl ListenerManager {
                         runtime.clone(),
                         self.shared.clone(),
                         stop_rx,
+                        self.connections.clone(),
+                        self.handoff.clone(),
                     ));
                     running.insert(
                         name,
@@ -188,6 +201,7 @@ impl ListenerManager {
                         },
                     );
                 }
+                None if !l.capture.bind_to_port => unbound.push(l),
                 None => {
                     if let Some(r) = running.get(&l.name)
                         && r.runtime.load().config != l
@@ -197,6 +211,10 @@ impl ListenerManager {
                 }
             }
         }
+        self.handoff.rebuild(
+            running.values().map(|r| (r.configured, r.runtime.clone())),
+            unbound,
+        );
         Ok(())
     }
 
@@ -215,6 +233,11 @@ impl ListenerManager {
         out
     }
 
+    /// The tasks of accepted connections (see [`crate::lifecycle::drain`]).
+    pub fn connections(&self) -> &crate::lifecycle::drain::Connections {
+        &self.connections
+    }
+
     /// Stops every listener (connections finish gracefully).
     pub async fn stop_all(&self) {
         let mut running = self.running.lock().await;
@@ -229,6 +252,8 @@ async fn accept_loop(
     runtime: Arc<ArcSwap<ListenerRuntime>>,
     shared: Shared,
     mut stop: watch::Receiver<bool>,
+    connections: crate::lifecycle::drain::Connections,
+    handoff: capture::Handoff,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -245,10 +270,11 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let name = runtime.load().config.name.clone();
+        let (serving, dst) = capture::dispatch(&stream, &runtime, &handoff);
+        let name = serving.load().config.name.clone();
         let span = tracing::info_span!("conn", listener = %name, %peer);
-        tokio::spawn(
-            accept_connection(stream, peer, runtime.clone(), shared.clone(), stop.clone())
+        connections.spawn(
+            accept_connection(stream, peer, dst, serving, shared.clone(), stop.clone())
                 .instrument(span),
         );
     }
@@ -259,12 +285,13 @@ async fn accept_loop(
 async fn accept_connection(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
+    dst: capture::Destination,
     runtime: Arc<ArcSwap<ListenerRuntime>>,
     shared: Shared,
     stop: watch::Receiver<bool>,
 ) {
     let _counted = shared.stats.downstream_opened();
-    let local = stream.local_addr().ok();
+    let local = dst.local;
     let current = runtime.load_full();
     let transport = if current.config.tls_inspector {
         let mut first = [0u8; 2];
@@ -281,7 +308,23 @@ async fn accept_connection(
     } else {
         TransportProtocol::RawBuffer
     };
-    let Some((_, chain)) = current.config.chain_for(transport) else {
+    // The TLS inspector's SNI, when a chain is picked by server name.
+    let sni = if transport == TransportProtocol::Tls && current.config.matches_server_names() {
+        tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            crate::tls::client_hello::peek_sni(&stream),
+        )
+        .await
+        .ok()
+        .flatten()
+    } else {
+        None
+    };
+    let port = local.map(|a| a.port());
+    let Some((_, chain)) = current
+        .config
+        .chain_for_destination(port, transport, sni.as_deref())
+    else {
         tracing::debug!(
             ?transport,
             "no filter chain matches the connection; closing"
@@ -293,15 +336,19 @@ async fn accept_connection(
         shared: shared.clone(),
         peer: Some(peer),
         local,
+        redirected: dst.redirected,
         transport,
         peer_identity: None,
         peer_cert_hash: None,
-        sni: None,
+        sni: sni.clone(),
     };
-    let tcp_proxy = chain
-        .tcp_proxy
-        .clone()
-        .map(|t| (t, chain.network_rbac.clone()));
+    let tcp_proxy = chain.tcp_proxy.clone().map(|t| {
+        (
+            t,
+            chain.network_rbac.clone(),
+            chain.network_ext_authz.clone(),
+        )
+    });
     let Some(tls) = chain.tls.clone() else {
         serve_chain(stream, ctx, tcp_proxy, stop).await;
         return;
@@ -348,15 +395,51 @@ async fn accept_connection(
 async fn serve_chain<S>(
     stream: S,
     ctx: http::ConnCtx,
-    tcp_proxy: Option<(crate::config::TcpProxy, Vec<Arc<crate::config::Rbac>>)>,
+    tcp_proxy: Option<(
+        crate::config::TcpProxy,
+        Vec<Arc<crate::config::Rbac>>,
+        Option<Arc<crate::config::NetworkExtAuthz>>,
+    )>,
     stop: watch::Receiver<bool>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let Some((tcp_proxy, network_rbac)) = tcp_proxy else {
+    let Some((tcp_proxy, network_rbac, network_ext_authz)) = tcp_proxy else {
         serve_connection(stream, Arc::new(ctx), stop).await;
         return;
     };
+    // envoy.filters.network.ext_authz (Istio's CUSTOM): checked once, before network RBAC.
+    if let Some(n) = &network_ext_authz {
+        let headers = ::http::HeaderMap::new();
+        let attributes = crate::authz::RequestAttributes {
+            headers: &headers,
+            authority: "",
+            method: "",
+            path_and_query: "",
+            local: ctx.local,
+            peer: ctx.peer,
+            peer_identity: ctx.peer_identity.as_deref(),
+            sni: ctx.sni.as_deref(),
+            jwt: None,
+        };
+        let check = crate::ext_authz::CheckContext {
+            clusters: &ctx.shared.clusters,
+            method: "",
+            authority: "",
+            path_and_query: "",
+            scheme: "",
+            protocol: "",
+            headers: &headers,
+            peer: ctx.peer,
+            local: ctx.local,
+            peer_identity: ctx.peer_identity.as_deref(),
+            sni: ctx.sni.as_deref(),
+        };
+        if let Err(cause) = crate::ext_authz::check_connection(n, &attributes, &check).await {
+            tracing::debug!(%cause, "ext_authz closed the TCP connection");
+            return;
+        }
+    }
     // envoy.filters.network.rbac: a denied connection is closed before any byte is proxied.
     if !network_rbac.is_empty() {
         let headers = ::http::HeaderMap::new();
@@ -380,11 +463,11 @@ async fn serve_chain<S>(
     }
     // Hook for the `istio_tcp_*` metrics (connections opened/closed, bytes both ways): the
     // session below reports the cluster and byte counts.
-    let session = tcp::serve(stream, &tcp_proxy, &ctx.shared).await;
+    let session = tcp::serve(stream, &tcp_proxy, &ctx.shared, ctx.local).await;
     let telemetry = &ctx.shared.stats.telemetry;
     let labels = telemetry.tcp_labels(
         crate::telemetry::Downstream {
-            inbound: ctx.listener.load().config.name.starts_with("inbound"),
+            inbound: capture::is_inbound(&ctx.listener.load().config.name),
             peer_identity: ctx.peer_identity.as_deref(),
         },
         &session.cluster,

@@ -32,8 +32,14 @@ pub(crate) struct Session {
     pub idle_closed: bool,
 }
 
-/// Proxies one downstream connection according to `tcp`.
-pub(crate) async fn serve<S>(downstream: S, tcp: &TcpProxy, shared: &Shared) -> Session
+/// Proxies one downstream connection according to `tcp`; `original_dst` is the connection's
+/// (original) destination, where ORIGINAL_DST clusters connect.
+pub(crate) async fn serve<S>(
+    downstream: S,
+    tcp: &TcpProxy,
+    shared: &Shared,
+    original_dst: Option<std::net::SocketAddr>,
+) -> Session
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -49,7 +55,7 @@ where
     let ctx = LbContext {
         hash: None,
         exclude: &[],
-        original_dst: None,
+        original_dst,
     };
     let Some(endpoint) = cluster.pick_with(&ctx) else {
         session.failure = Some(format!("UH no healthy endpoints in cluster {cluster_name}"));

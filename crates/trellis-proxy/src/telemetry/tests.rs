@@ -30,6 +30,7 @@ fn node(workload: &str, ns: &str, labels: &[(&str, &str)]) -> trellis_xds::NodeI
             .collect(),
         app_ip: None,
         sds: false,
+        interception: trellis_xds::InterceptionMode::None,
     }
 }
 

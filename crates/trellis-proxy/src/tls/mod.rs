@@ -3,6 +3,7 @@
 //! `DownstreamTlsContext` and client configs for `UpstreamTlsContext`, rebuilt when a secret
 //! rotates so new handshakes use the new certificate while established connections continue.
 
+pub mod client_hello;
 mod verify;
 
 use std::collections::HashMap;

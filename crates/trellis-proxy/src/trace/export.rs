@@ -1,7 +1,8 @@
-//! Shipping finished spans to a Zipkin collector off the request path: one task per collector
-//! (cluster + path) behind a bounded queue; a full queue drops the span and counts it. Spans are
-//! posted in batches (up to [`BATCH`], or whatever arrived within [`LINGER`]) as Zipkin v2 JSON
-//! through the collector's cluster, like any upstream request.
+//! Shipping finished spans to a collector off the request path: one task per collector
+//! (cluster + path + protocol) behind a bounded queue; a full queue drops the span and counts
+//! it. Spans are sent in batches (up to [`BATCH`], or whatever arrived within [`LINGER`]) through
+//! the collector's cluster, like any upstream request: as Zipkin v2 JSON, or as OTLP
+//! (`ExportTraceServiceRequest`) over gRPC or HTTP (see [`super::otlp`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,8 +23,8 @@ pub const QUEUE_SPANS: usize = 4096;
 pub const BATCH: usize = 128;
 /// How long a batch waits for more spans.
 pub const LINGER: Duration = Duration::from_millis(200);
-/// How long one POST may take.
-const POST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one export may take when the config does not say.
+pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A finished span, in Zipkin v2's JSON shape.
 #[derive(Debug, Clone, Serialize)]
@@ -66,10 +67,27 @@ pub struct Endpoint {
 pub struct Collector {
     /// The cluster the collector is reached through.
     pub cluster: String,
-    /// The POST path (`/api/v2/spans`).
+    /// The POST path (`/api/v2/spans`, `/v1/traces`, or the OTLP gRPC method).
     pub path: String,
-    /// The `Host` header (the collector's host name).
+    /// The `Host` header / `:authority` (the collector's host name).
     pub hostname: String,
+    /// What the spans are sent as.
+    pub protocol: ExportProtocol,
+    /// Extra request headers (OTLP `initial_metadata` / `request_headers_to_add`).
+    pub headers: Vec<(String, String)>,
+    /// How long one export may take.
+    pub timeout: Duration,
+}
+
+/// The wire format of a collector.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub enum ExportProtocol {
+    /// Zipkin v2 JSON over HTTP.
+    ZipkinJson,
+    /// OTLP over gRPC (`TraceService/Export`); the resource's `service.name` is the string.
+    OtlpGrpc(String),
+    /// OTLP over HTTP (protobuf body); the resource's `service.name` is the string.
+    OtlpHttp(String),
 }
 
 /// The exporters of one proxy, by collector.
@@ -143,7 +161,7 @@ async fn run(
             }
         }
         let n = batch.len() as u64;
-        match tokio::time::timeout(POST_TIMEOUT, post(&collector, &clusters, &batch)).await {
+        match tokio::time::timeout(collector.timeout, post(&collector, &clusters, &batch)).await {
             Ok(Ok(())) => {
                 sent.fetch_add(n, Ordering::Relaxed);
             }
@@ -164,28 +182,60 @@ async fn post(
     clusters: &ClusterManager,
     spans: &[Span],
 ) -> Result<(), String> {
-    let body = serde_json::to_vec(spans).map_err(|e| e.to_string())?;
+    let (content_type, body) = match &collector.protocol {
+        ExportProtocol::ZipkinJson => (
+            "application/json",
+            serde_json::to_vec(spans).map_err(|e| e.to_string())?,
+        ),
+        ExportProtocol::OtlpGrpc(service) => {
+            ("application/grpc", super::otlp::grpc_frame(spans, service))
+        }
+        ExportProtocol::OtlpHttp(service) => (
+            "application/x-protobuf",
+            super::otlp::encode(spans, service),
+        ),
+    };
     let cluster = clusters
         .get(&collector.cluster)
         .ok_or_else(|| format!("no cluster {}", collector.cluster))?;
     let endpoint = cluster
         .pick()
         .ok_or_else(|| format!("no endpoint in cluster {}", collector.cluster))?;
-    let request = Request::post(collector.path.as_str())
+    let grpc = matches!(collector.protocol, ExportProtocol::OtlpGrpc(_));
+    let mut request = Request::post(collector.path.as_str())
         .header(http::header::HOST, collector.hostname.as_str())
-        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::CONTENT_TYPE, content_type);
+    if grpc {
+        request = request.header(http::header::TE, "trailers");
+    }
+    for (name, value) in &collector.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let request = request
         .body(Full::new(Bytes::from(body)))
         .map_err(|e| e.to_string())?;
     let response = cluster
         .send(endpoint, request, &collector.hostname)
         .await
         .map_err(|e| e.to_string())?;
-    let status = response.status();
-    // Drain the answer so the connection can be reused.
-    let _ = response.into_body().collect().await;
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(format!("collector answered {status}"))
+    let (parts, body) = response.into_parts();
+    // Read the whole answer: the connection is reused, and gRPC's status is in the trailers.
+    let collected = body.collect().await.map_err(|e| e.to_string())?;
+    if !parts.status.is_success() {
+        return Err(format!("collector answered {}", parts.status));
     }
+    if grpc {
+        let status = collected
+            .trailers()
+            .and_then(|t| t.get("grpc-status"))
+            .or_else(|| parts.headers.get("grpc-status"))
+            .and_then(|v| v.to_str().ok());
+        if status != Some("0") {
+            return Err(format!(
+                "collector answered grpc-status {}",
+                status.unwrap_or("(none)")
+            ));
+        }
+    }
+    Ok(())
 }

@@ -1,11 +1,12 @@
-//! Distributed tracing (the HCM's `tracing` with Envoy's Zipkin tracer): the trace context is
-//! read from the request (B3 or W3C, `context`), a sampling decision is made (a propagated one
-//! wins), and each request gets a `SERVER` span for the downstream side and, with
+//! Distributed tracing (the HCM's `tracing` with Envoy's Zipkin or OpenTelemetry tracer): the
+//! trace context is read from the request (B3 or W3C, `context`), a sampling decision is made (a
+//! propagated one wins), and each request gets a `SERVER` span for the downstream side and, with
 //! `spawn_upstream_span`, a `CLIENT` child for the upstream side, whose context is injected into
-//! the forwarded request. Sampled spans are exported off the request path (`export`).
+//! the forwarded request. Sampled spans are exported off the request path (`export`, `otlp`).
 
 mod context;
 mod export;
+mod otlp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +16,10 @@ use http::{HeaderMap, HeaderValue, Request};
 use serde::Serialize;
 
 pub use context::{Extracted, Parent, extract, inject, trace_id_hex};
-pub use export::{BATCH, Collector, Endpoint, Exporters, LINGER, QUEUE_SPANS, Span};
+pub use export::{
+    BATCH, Collector, EXPORT_TIMEOUT, Endpoint, ExportProtocol, Exporters, LINGER, QUEUE_SPANS,
+    Span,
+};
 
 use crate::upstream::ClusterManager;
 

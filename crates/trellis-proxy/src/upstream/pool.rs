@@ -78,6 +78,8 @@ struct PoolInner {
     protocol: UpstreamProtocol,
     connect_timeout: Duration,
     opts: ConnectionPoolOptions,
+    /// Upstream connections are made from this address (`upstream_bind_config`).
+    source: Option<std::net::IpAddr>,
     counters: Arc<Counters>,
     state: Mutex<PoolState>,
     next_id: AtomicU64,
@@ -131,6 +133,7 @@ impl Pool {
                 protocol: cluster.protocol,
                 connect_timeout: cluster.connect_timeout,
                 opts: cluster.connection_pool,
+                source: cluster.upstream_bind,
                 counters: Arc::new(Counters::default()),
                 state: Mutex::new(PoolState::default()),
                 next_id: AtomicU64::new(1),
@@ -148,6 +151,7 @@ impl Pool {
         self.inner.protocol == cluster.protocol
             && self.inner.connect_timeout == cluster.connect_timeout
             && self.inner.opts == cluster.connection_pool
+            && self.inner.source == cluster.upstream_bind
             && self.inner.transport.0 == cluster.transport_socket_matches
             && self.inner.transport.1 == cluster.transport_socket
     }
@@ -704,6 +708,11 @@ impl PoolInner {
         .map_err(|e| err(Box::new(e)))?;
         if let Some(k) = &self.opts.tcp_keepalive {
             set_keepalive(&socket, k).map_err(|e| err(Box::new(e)))?;
+        }
+        if let Some(ip) = self.source {
+            socket
+                .bind(SocketAddr::new(ip, 0))
+                .map_err(|e| err(format!("bind {ip}: {e}").into()))?;
         }
         let stream = tokio::time::timeout(self.connect_timeout, socket.connect(addr))
             .await

@@ -122,6 +122,7 @@ pub fn node(workload: &str, service_account: &str) -> NodeIdentity {
         labels: Default::default(),
         app_ip: None,
         sds: false,
+        interception: trellis_xds::InterceptionMode::None,
     }
 }
 
@@ -176,6 +177,8 @@ pub struct Harness {
     pub requests: mpsc::UnboundedReceiver<DiscoveryRequest>,
     pub proxy: Option<ProxyHandle>,
     pub admin: SocketAddr,
+    /// The health port (`/healthz/ready`), when the lifecycle config asked for one.
+    pub health: Option<SocketAddr>,
     pub nonce: u32,
 }
 
@@ -187,6 +190,15 @@ impl Harness {
     /// A proxy for `node`; with `secure`, the proxy gets its certificate (of that lifetime)
     /// from the mesh's CA and ADS runs over TLS on the same port.
     pub async fn start_with(node: NodeIdentity, secure: Option<(&TestMesh, Duration)>) -> Harness {
+        Self::start_lifecycle(node, secure, Default::default()).await
+    }
+
+    /// As [`Harness::start_with`], with a health port and drain period.
+    pub async fn start_lifecycle(
+        node: NodeIdentity,
+        secure: Option<(&TestMesh, Duration)>,
+        lifecycle: trellis_proxy::lifecycle::LifecycleConfig,
+    ) -> Harness {
         let (req_tx, requests) = mpsc::unbounded_channel();
         let (push_tx, push_rx) = mpsc::unbounded_channel();
         let ads = TestAds {
@@ -240,6 +252,7 @@ impl Harness {
             admin_address: "127.0.0.1:0".parse().expect("addr"),
             security,
             metrics: Default::default(),
+            lifecycle,
         })
         .await
         .expect("proxy starts");
@@ -247,6 +260,7 @@ impl Harness {
         Harness {
             push_tx,
             requests,
+            health: proxy.health_address(),
             proxy: Some(proxy),
             admin,
             nonce: 0,

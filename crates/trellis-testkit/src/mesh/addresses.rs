@@ -53,6 +53,11 @@ impl AddressPlan {
         self.host(10 + (i.min(MAX_WORKLOADS - 1)) as u8)
     }
 
+    /// `BASE.(200+i)`: gateway `i` (a router proxy).
+    pub fn gateway(&self, i: usize) -> Ipv4Addr {
+        self.host(200 + (i.min(super::gateway::MAX_GATEWAYS - 1)) as u8)
+    }
+
     /// `BASE.(110+i)`: workload `i`'s app.
     pub fn app(&self, i: usize) -> Ipv4Addr {
         self.host(110 + (i.min(MAX_WORKLOADS - 1)) as u8)

@@ -59,6 +59,8 @@ impl Mesh {
             nacks_of_old_control_planes: 0,
             externals: Vec::new(),
             cert_ttl: options.cert_ttl,
+            gateways: options.gateways.clone(),
+            credentials: None,
             spec,
         };
         let result = mesh
@@ -83,6 +85,18 @@ impl Mesh {
         deadline: Instant,
     ) -> anyhow::Result<()> {
         let bin = &options.trellis_bin;
+        if options.gateways.len() > super::MAX_GATEWAYS {
+            bail!("at most {} gateways per mesh", super::MAX_GATEWAYS);
+        }
+        if !options.gateways.is_empty() || !options.credentials.is_empty() {
+            // Next to the config directory: where the control plane resolves credentialNames.
+            let dir = self.run_dir.join(super::CREDENTIALS_DIR);
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)
+                    .with_context(|| format!("clearing {}", dir.display()))?;
+            }
+            self.credentials = Some(super::TestCredentials::create(&dir, &options.credentials)?);
+        }
         let cp = self.plan.control_plane();
         let xds = SocketAddr::new(cp.into(), XDS_PORT).to_string();
         let secure_xds = SocketAddr::new(cp.into(), SECURE_XDS_PORT).to_string();
@@ -226,6 +240,22 @@ impl Mesh {
                 ),
             ));
         }
+        for (i, g) in options.gateways.iter().enumerate() {
+            sidecars.push((
+                ProxyInfo {
+                    workload: g.name.clone(),
+                    ip: self.plan.gateway(i),
+                },
+                None,
+                g.namespace.clone(),
+                g.name.clone(),
+                g.labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ));
+        }
         for (info, app_ip, namespace, service_account, labels) in sidecars {
             let (sub, kind) = match self.spec.dataplane {
                 Dataplane::Trellis => ("proxy", "proxy"),
@@ -245,6 +275,9 @@ impl Mesh {
                 .arg(&labels)
                 .arg("--admin-address")
                 .arg(info.admin().to_string());
+            if options.gateways.iter().any(|g| g.name == info.workload) {
+                spec = spec.arg("--type").arg("router");
+            }
             if options.mtls {
                 let token = mint_token(bin, &ca_dir, &namespace, &service_account).await?;
                 spec = spec

@@ -9,6 +9,7 @@
 //! | `BASE.2` | the client sidecar (`--workload client`, no app): tests send to `BASE.2:15001` |
 //! | `BASE.(10+i)` | workload `i`'s sidecar (admin on `:15000`, inbound on the service port) |
 //! | `BASE.(110+i)` | workload `i`'s echo app, on the service port |
+//! | `BASE.(200+i)` | gateway `i`: a router proxy serving the Gateways that select its labels |
 //!
 //! The services and workloads are written as Istio `ServiceEntry` and `WorkloadEntry` resources
 //! to `mesh.yaml` in the config directory the control plane watches. Every process logs to a file
@@ -27,6 +28,7 @@
 
 mod addresses;
 mod config_dir;
+mod gateway;
 mod launch;
 mod mesh_config;
 mod restart;
@@ -47,6 +49,9 @@ pub use addresses::{
 };
 pub(crate) use config_dir::check_file_name;
 pub use config_dir::write_atomic;
+pub use gateway::{
+    CLIENT_CREDENTIAL, CREDENTIALS_DIR, CredentialSpec, GatewaySpec, MAX_GATEWAYS, TestCredentials,
+};
 pub use restart::Restart;
 pub use spec::{
     Dataplane, EchoMode, MeshOptions, MeshSpec, ServiceSpec, WorkloadSpec, bookinfo, echo_mesh,
@@ -108,6 +113,10 @@ pub struct Mesh {
     externals: Vec<(String, String, SocketAddr)>,
     /// The workload certificate lifetime sidecars ask for (`None`: the default, 24 h).
     cert_ttl: Option<Duration>,
+    /// The gateways (router proxies), in address order.
+    gateways: Vec<GatewaySpec>,
+    /// The gateways' test CA and credentials (when the mesh has gateways or credentials).
+    credentials: Option<TestCredentials>,
 }
 
 impl fmt::Debug for Mesh {

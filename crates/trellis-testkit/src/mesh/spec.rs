@@ -147,6 +147,10 @@ pub struct MeshOptions {
     pub cert_ttl: Option<Duration>,
     /// Istio's mesh config (YAML) for the control plane's `--mesh-config`; `None`: defaults.
     pub mesh_config: Option<String>,
+    /// Gateways: router proxies on `BASE.(200+i)`.
+    pub gateways: Vec<super::GatewaySpec>,
+    /// Server credentials for the gateways, signed by a test CA (see [`super::TestCredentials`]).
+    pub credentials: Vec<super::CredentialSpec>,
 }
 
 impl MeshOptions {
@@ -167,6 +171,8 @@ impl MeshOptions {
             mtls: true,
             cert_ttl: None,
             mesh_config: None,
+            gateways: Vec::new(),
+            credentials: Vec::new(),
         }
     }
 }
@@ -294,6 +300,21 @@ pub fn mesh_yaml_with(spec: &MeshSpec, options: &MeshOptions) -> anyhow::Result<
             "kind": "WorkloadEntry",
             "metadata": {"name": name, "namespace": s.namespace},
             "spec": we,
+        }));
+    }
+    // Gateways are workloads too (as Istio registers gateway pods): a ServiceEntry may select
+    // one by its labels, e.g. to pass TLS through one gateway to another. Without the tlsMode
+    // label: a gateway's ports are not sidecar inbound ports.
+    for (i, g) in options.gateways.iter().enumerate() {
+        docs.push(json!({
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "WorkloadEntry",
+            "metadata": {"name": g.name, "namespace": g.namespace},
+            "spec": {
+                "address": plan.gateway(i).to_string(),
+                "labels": g.labels,
+                "serviceAccount": g.name,
+            },
         }));
     }
     if options.client_locality.is_some() || !options.client_labels.is_empty() {

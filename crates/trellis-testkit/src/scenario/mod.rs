@@ -10,8 +10,11 @@
 //! externals: [{name: ext, port: 18091}]  # echo apps without sidecar on 127.0.0.1 (and [::1])
 //! mesh_config: |                        # Istio's MeshConfig for the control plane (--mesh-config)
 //!   accessLogFile: /dev/stdout
-//! zipkin: {port: 18411}                 # a Zipkin v2 collector on 127.0.0.1:PORT for `trace`
+//! zipkin: {port: 18411}                 # a trace collector (Zipkin JSON, OTLP) on 127.0.0.1:PORT
 //! jwks_server: {port: 18443}            # the test JWT issuer's JWKS over HTTPS on 127.0.0.1
+//! gateways: [{name: ingress, namespace: istio-system, labels: {istio: ingressgateway}}]
+//! credentials: [{name: shop-cert, hosts: [shop.example.com]}]   # signed by the run's test CA
+//! ext_authz_server: {grpc_port: 18500, http_port: 18501}   # the test external authorizer
 //! config: |                             # Istio YAML applied (and synced) before the first step
 //!   apiVersion: networking.istio.io/v1
 //!   kind: VirtualService
@@ -22,6 +25,9 @@
 //!   - request: {authority: "grpcecho:9000", grpc: {method: server_stream, messages: 5},
 //!               headers: {x-echo-grpc-status: "8"}}       # gRPC: headers are metadata
 //!     expect: {grpc_status: 8, messages: 5}            # also grpc_status_counts: {14: {max: 0}}
+//!   - request: {authority: "shop.example.com", via: gateway,
+//!               gateway: {name: ingress, port: 8443, tls: {sni: shop.example.com, client_cert: true}}}
+//!     expect: {status: 200}
 //!   - request: {authority: "echo:9080", path: /chat, websocket: {messages: 20}}
 //!     expect: {status: 101, messages: 20}
 //!   - request: {authority: "db:9400", tcp: {port: 9400, send: "hello"}, count: 1000}
@@ -95,6 +101,15 @@
 //! sidecar and goes in plaintext straight to the first workload of the authority's service (its
 //! sidecar's inbound port): a client from outside the mesh.
 //!
+//! Gateways: `gateways` starts router proxies (`--type router`) on `BASE.(200+i)`, in secure
+//! mode; `credentials` writes a test CA and a server certificate per entry to
+//! `RUN_DIR/credentials/NAME/{tls.crt,tls.key,ca.crt}` (where the control plane resolves
+//! `credentialName`s), plus a client certificate of the same CA. `via: gateway` sends a request
+//! from outside the mesh to `gateway: {name, port}` (the first gateway when `name` is absent) in
+//! origin form; with `tls: {sni, client_cert}` over HTTPS, trusting only the test CA and
+//! verifying the certificate for `sni` (a wrong certificate is a transport error), presenting
+//! the client certificate when `client_cert`.
+//!
 //! Telemetry expectations: `access_log` reads what a sidecar wrote to its output (access logs to
 //! `/dev/stdout`) during the step: `{proxy: client | WORKLOAD, contains: [TEXT...], json: {KEY:
 //! VALUE}, absent: [TEXT...]}`: each `contains` text is in some new line, some new JSON line has
@@ -130,6 +145,15 @@
 //! config and applied files, `{{JWT_JWKS}}` expands to the issuer's JWKS and `{{JWT_CA_CERT}}` to
 //! the CA certificate file of `jwks_server` (serving `https://jwks.trellis.test:PORT/jwks.json`,
 //! also valid for `127.0.0.1`).
+//!
+//! External authorization: `ext_authz_server` starts the test authorizer (`crate::ext_authz`:
+//! gRPC `envoy.service.auth.v3.Authorization` and/or its HTTP variant) on `127.0.0.1` at the
+//! ports given. Its rule is fixed: a request with `x-ext-authz: allow` is allowed (the app sees
+//! `x-ext-authz-check-result: allowed` and `x-ext-authz-check-path`), any other is denied with
+//! `403`, `x-ext-authz-check-result: denied` and the body `denied by the test ext_authz
+//! server`. The scenario declares it with a ServiceEntry (`127.0.0.1`, those ports) and names it
+//! in `mesh_config`'s `extensionProviders`; `{{EXT_AUTHZ_GRPC_PORT}}` and
+//! `{{EXT_AUTHZ_HTTP_PORT}}` expand to the ports in the config, applied files and mesh config.
 //!
 //! Every wait has a deadline: `RunOptions::sync_timeout` for config changes and validation
 //! messages, `RunOptions::reconnect_timeout` for proxies to come back after a restart.
@@ -197,6 +221,9 @@ pub struct Scenario {
     /// Istio's mesh config (`MeshConfig` YAML) the control plane starts with.
     #[serde(default)]
     pub mesh_config: Option<String>,
+    /// Run the test external authorizer (`crate::ext_authz`) on `127.0.0.1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ext_authz_server: Option<ExtAuthzServerDef>,
     /// A Zipkin v2 collector the runner starts on `127.0.0.1:PORT` for `trace` expectations.
     #[serde(default)]
     pub zipkin: Option<ZipkinDef>,
@@ -206,6 +233,12 @@ pub struct Scenario {
     pub cert_ttl_ms: Option<u64>,
     /// What to do, in order.
     pub steps: Vec<Step>,
+    /// Gateways: router proxies on `BASE.(200+i)` with these names, namespaces and labels.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gateways: Vec<crate::mesh::GatewaySpec>,
+    /// Server credentials for gateways (`credentialName`s), signed by the run's test CA.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub credentials: Vec<crate::mesh::CredentialSpec>,
     /// The data planes the scenario applies to (both when absent). Only for what one of them
     /// cannot have, such as Istio's metric names (stock Envoy lacks Istio's stats extension);
     /// the others' runs are reported as skipped, never as passed.
@@ -457,6 +490,36 @@ pub struct RequestDef {
     /// Mint a token with the test issuer and send it (see [`crate::jwt::JwtRequest`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt: Option<crate::jwt::JwtRequest>,
+    /// With `via: gateway`: which gateway, port and TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayRequest>,
+}
+
+/// Where a `via: gateway` request goes: a gateway's port, in plaintext or over TLS.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayRequest {
+    /// The gateway (the scenario's first when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The server port.
+    pub port: u16,
+    /// Speak TLS (HTTPS) instead of plaintext.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<GatewayTls>,
+}
+
+/// The client side of TLS to a gateway: the server certificate must chain to the run's test
+/// CA and carry the SNI name (so a wrongly selected certificate fails the handshake).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayTls {
+    /// The SNI sent (none when absent: the certificate must then be valid for the IP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// Present the run's client certificate (for `MUTUAL` servers).
+    #[serde(default)]
+    pub client_cert: bool,
 }
 
 /// A raw TCP session per request: send `send`, half-close, read the echo app's banner, the echo
@@ -491,6 +554,18 @@ pub struct JwksServerDef {
     pub port: u16,
 }
 
+/// The test external authorizer: which variants run, on which ports of 127.0.0.1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtAuthzServerDef {
+    /// The gRPC `Authorization` service's port.
+    #[serde(default)]
+    pub grpc_port: Option<u16>,
+    /// The HTTP variant's port.
+    #[serde(default)]
+    pub http_port: Option<u16>,
+}
+
 /// Where a scenario's requests enter the mesh.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -500,6 +575,8 @@ pub enum Via {
     Sidecar,
     /// Straight to the destination workload's sidecar, from outside the mesh.
     Direct,
+    /// To a gateway (`gateway: {name, port, tls}`), from outside the mesh.
+    Gateway,
 }
 
 /// A config file to write.

@@ -98,6 +98,7 @@ impl Scenario {
                 bail!("externals[{i}].name {:?} is also a service", x.name);
             }
         }
+        self.validate_gateways()?;
         if let Some(config) = &self.config {
             check_istio_yaml(config).map_err(|e| anyhow!("config: {e:#}"))?;
         }
@@ -106,6 +107,59 @@ impl Scenario {
         }
         for (i, step) in self.steps.iter().enumerate() {
             validate_step(step).map_err(|e| anyhow!("steps[{i}]: {e:#}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Scenario {
+    /// `gateways` and `credentials` are well formed, and every `via: gateway` request names a
+    /// port (and a gateway that exists).
+    fn validate_gateways(&self) -> anyhow::Result<()> {
+        if self.gateways.len() > crate::mesh::MAX_GATEWAYS {
+            bail!(
+                "gateways: at most {} per scenario",
+                crate::mesh::MAX_GATEWAYS
+            );
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, g) in self.gateways.iter().enumerate() {
+            if g.name.is_empty() || !seen.insert(g.name.as_str()) {
+                bail!("gateways[{i}].name {:?} is empty or listed twice", g.name);
+            }
+        }
+        for (i, c) in self.credentials.iter().enumerate() {
+            if c.name.is_empty() || c.name.contains('/') || c.hosts.is_empty() {
+                bail!("credentials[{i}]: needs a name (no `/`) and at least one host");
+            }
+        }
+        let requests = self.steps.iter().filter_map(|s| {
+            s.request
+                .as_ref()
+                .or(s.live_change.as_ref().map(|l| &l.request))
+                .or(s.restart_control_plane.as_ref().map(|r| &r.request))
+                .or(s.rotate_certificates.as_ref().map(|r| &r.request))
+        });
+        for (i, r) in requests.enumerate() {
+            match (r.via, &r.gateway) {
+                (super::Via::Gateway, None) => {
+                    bail!("request {i}: `via: gateway` needs `gateway: {{port: N}}`")
+                }
+                (super::Via::Gateway, Some(g)) => {
+                    if self.gateways.is_empty()
+                        || g.name
+                            .as_ref()
+                            .is_some_and(|n| !self.gateways.iter().any(|x| &x.name == n))
+                    {
+                        bail!("request {i}: gateway {:?} is not one of `gateways`", g.name);
+                    }
+                    if g.port == 0 {
+                        bail!("request {i}: gateway.port must not be 0");
+                    }
+                }
+                (_, Some(_)) => bail!("request {i}: `gateway` needs `via: gateway`"),
+                (_, None) => {}
+            }
         }
         Ok(())
     }
@@ -542,5 +596,29 @@ steps:
         assert!(e.contains("services[0]") && e.contains("extra"), "{e}");
         let e = err("name: [");
         assert!(e.contains("bad.yaml"), "{e}");
+    }
+
+    #[test]
+    fn gateway_requests_need_a_declared_gateway_and_port() {
+        let with_gateway = |request: &str| {
+            GOOD.replace(
+                "workloads: [",
+                "gateways: [{name: ingress, labels: {istio: ingressgateway}}]\nworkloads: [",
+            )
+            .replace("count: 10,", &format!("count: 10, {request}"))
+        };
+        let ok = with_gateway("via: gateway, gateway: {port: 8443, tls: {sni: a.example.com}},");
+        assert_eq!(err(&ok), "(parsed)");
+        let e = err(&with_gateway("via: gateway,"));
+        assert!(e.contains("needs `gateway: {port: N}`"), "{e}");
+        let e = err(&with_gateway(
+            "via: gateway, gateway: {name: egress, port: 80},",
+        ));
+        assert!(
+            e.contains("\"egress\"") && e.contains("not one of `gateways`"),
+            "{e}"
+        );
+        let e = err(&with_gateway("gateway: {port: 80},"));
+        assert!(e.contains("`gateway` needs `via: gateway`"), "{e}");
     }
 }

@@ -109,6 +109,11 @@ pub async fn run(
         Ok(x) => x,
         Err(e) => return not_started(e),
     };
+    // The test external authorizer, and `{{EXT_AUTHZ_*_PORT}}` in the YAML.
+    let (_ext_authz, expanded) = match with_ext_authz(&expanded).await {
+        Ok(x) => x,
+        Err(e) => return not_started(e),
+    };
     let scenario = &expanded;
     let mesh_options = scenario.mesh_options(options);
     let spec = scenario.mesh_spec(options.base, options.dataplane);
@@ -269,6 +274,8 @@ impl Scenario {
                 }
             }
         }
+        mesh_options.gateways = self.gateways.clone();
+        mesh_options.credentials = self.credentials.clone();
         mesh_options.externals = self
             .externals
             .iter()
@@ -282,6 +289,49 @@ impl Scenario {
             .collect();
         mesh_options
     }
+}
+
+/// Starts the scenario's external authorizer (if any) and expands `{{EXT_AUTHZ_GRPC_PORT}}` and
+/// `{{EXT_AUTHZ_HTTP_PORT}}` in its mesh config, config and applied files.
+async fn with_ext_authz(
+    scenario: &Scenario,
+) -> anyhow::Result<(Option<crate::ext_authz::ExtAuthzServer>, Scenario)> {
+    let Some(def) = &scenario.ext_authz_server else {
+        return Ok((None, scenario.clone()));
+    };
+    let server = crate::ext_authz::ExtAuthzServer::start(crate::ext_authz::Ports {
+        grpc: def.grpc_port,
+        http: def.http_port,
+    })
+    .await
+    .context("starting the ext_authz server")?;
+    let ports = [
+        ("{{EXT_AUTHZ_GRPC_PORT}}", def.grpc_port),
+        ("{{EXT_AUTHZ_HTTP_PORT}}", def.http_port),
+    ];
+    let expand = |text: &mut String| {
+        for (name, port) in ports {
+            if let Some(port) = port {
+                *text = text.replace(name, &port.to_string());
+            }
+        }
+    };
+    let mut out = scenario.clone();
+    if let Some(mesh) = &mut out.mesh_config {
+        expand(mesh);
+    }
+    if let Some(config) = &mut out.config {
+        expand(config);
+    }
+    for step in &mut out.steps {
+        if let Some(apply) = &mut step.apply {
+            expand(&mut apply.content);
+        }
+        if let Some(change) = &mut step.live_change {
+            expand(&mut change.apply.content);
+        }
+    }
+    Ok((Some(server), out))
 }
 
 /// Starts the scenario's JWKS server (if any) and expands the test issuer's templates in its

@@ -30,6 +30,8 @@ pub struct Args {
     /// Secure mode: the Unix socket Envoy reads its certificate from (default: a temporary path).
     #[arg(long)]
     sds_socket: Option<PathBuf>,
+    #[command(flatten)]
+    lifecycle: super::proxy::LifecycleArgs,
 }
 
 /// Runs Envoy for the workload until SIGTERM/SIGINT.
@@ -60,6 +62,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bootstrap_out: args.bootstrap_out,
         concurrency: args.concurrency,
         security,
+        health_address: Some(args.lifecycle.health_address(args.workload.ip)),
+        drain_duration: args.lifecycle.drain_duration,
     };
     if args.print_bootstrap {
         println!(

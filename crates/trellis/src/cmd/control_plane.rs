@@ -38,6 +38,11 @@ pub struct Args {
     /// Default lifetime of workload certificates (Istio duration, e.g. 24h, 90m, 30s).
     #[arg(long, default_value = "24h", value_parser = crate::workload::parse_duration)]
     workload_cert_ttl: std::time::Duration,
+    /// Where gateway `credentialName`s are resolved: DIR/NAME/ holds tls.crt, tls.key and
+    /// ca.crt (or cert, key, cacert) as Istio's secrets do. [default: `credentials` next to
+    /// the config directory]
+    #[arg(long, env = "TRELLIS_CREDENTIALS_DIR")]
+    credentials_dir: Option<PathBuf>,
 }
 
 /// Runs the control plane until SIGTERM/SIGINT.
@@ -48,7 +53,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.config_dir.display()
         );
     }
+    let credentials_dir = args.credentials_dir.unwrap_or_else(|| {
+        let dir = std::path::absolute(&args.config_dir).unwrap_or(args.config_dir.clone());
+        dir.parent()
+            .map_or_else(|| PathBuf::from("credentials"), |p| p.join("credentials"))
+    });
     let config = ControlPlaneConfig {
+        credentials_dir: Some(credentials_dir),
         config_dir: args.config_dir,
         mesh_config: args.mesh_config,
         xds_address: args.xds_address,

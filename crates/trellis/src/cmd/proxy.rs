@@ -14,6 +14,32 @@ pub struct Args {
     security: SecurityArgs,
     #[command(flatten)]
     metrics: MetricsArgs,
+    #[command(flatten)]
+    lifecycle: LifecycleArgs,
+}
+
+/// Readiness and shutdown (shared with `trellis agent`, which does the same for Envoy).
+#[derive(Debug, clap::Args)]
+pub(crate) struct LifecycleArgs {
+    /// Istio's health port: `GET /healthz/ready` answers 200 once the first full config (LDS,
+    /// CDS, the EDS and RDS they reference, and the certificate in secure mode) is applied, 503
+    /// before and while draining (default: the workload IP, port 15021).
+    #[arg(long)]
+    pub(crate) health_address: Option<std::net::SocketAddr>,
+    /// On SIGTERM or SIGINT the proxy drains: readiness turns 503, listeners close (new
+    /// connections are refused), idle connections close, HTTP/1.1 responses in flight end with
+    /// `Connection: close`, HTTP/2 connections get GOAWAY; the proxy exits once every connection
+    /// is done or when this period ends (Istio's terminationDrainDuration), e.g. 5s, 500ms.
+    #[arg(long, default_value = "5s", value_parser = crate::workload::parse_duration)]
+    pub(crate) drain_duration: std::time::Duration,
+}
+
+impl LifecycleArgs {
+    /// The health address, defaulting to Istio's port 15021 on the workload IP.
+    pub(crate) fn health_address(&self, ip: std::net::IpAddr) -> std::net::SocketAddr {
+        self.health_address
+            .unwrap_or(std::net::SocketAddr::new(ip, 15021))
+    }
 }
 
 /// Where Prometheus scrapes the proxy and the app.
@@ -64,6 +90,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 m.merged_address = Some(a);
             }
             m
+        },
+        lifecycle: trellis_proxy::lifecycle::LifecycleConfig {
+            health_address: Some(args.lifecycle.health_address(args.workload.ip)),
+            drain_duration: args.lifecycle.drain_duration,
+            warm_listeners: true,
         },
     };
     signals::runtime()?.block_on(trellis_proxy::run(config, signals::shutdown()))?;

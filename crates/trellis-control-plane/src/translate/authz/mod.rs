@@ -5,12 +5,12 @@
 //! their selector matches the workload's labels (none: every workload of the namespace), or,
 //! in universal mode, when a `targetRefs` entry names a `ServiceEntry`/`Service` whose service
 //! has the workload as an endpoint. They become up to three `envoy.filters.http.rbac` filters
-//! in Istio's order: AUDIT (`action: LOG`), DENY, ALLOW. Each rule is the policy
+//! in Istio's order: AUDIT (`action: LOG`), DENY, ALLOW, preceded by the CUSTOM policies'
+//! external authorization filters (`custom.rs`). Each rule is the policy
 //! `ns[NS]-policy[NAME]-rule[i]`; a policy without rules is one that never matches, so an ALLOW
 //! policy without rules denies everything and no ALLOW policy at all allows everything.
-//! CUSTOM (external authorization) is not supported yet: its rules deny, as istiod does when a
-//! CUSTOM policy's provider is unknown (fail closed).
 
+pub mod custom;
 mod encode;
 pub mod rule;
 
@@ -67,23 +67,27 @@ pub fn applicable<'m>(
     out
 }
 
-/// The RBAC HTTP filters for `proxy`'s inbound HTTP connection managers, in Istio's order
-/// (AUDIT, DENY, ALLOW); empty when no policy applies.
+/// The authorization HTTP filters for `proxy`'s inbound HTTP connection managers, in Istio's
+/// order (CUSTOM's shadow RBAC and ext_authz, then RBAC for AUDIT, DENY, ALLOW); empty when no
+/// policy applies.
 pub fn http_filters(model: &MeshModel, proxy: &ProxyView<'_>) -> Vec<HttpFilter> {
     let policies = applicable(model, proxy);
-    plan(&policies, false)
-        .into_iter()
-        .map(|(action, rules)| HttpFilter {
-            name: HTTP_RBAC.to_string(),
-            config_type: Some(http_filter::ConfigType::TypedConfig(encode::wrap(
-                HTTP_RBAC_TYPE,
-                1,
-                &encode::rules_bytes(action as i32, &rules),
-                Vec::new(),
-            ))),
-            ..Default::default()
-        })
-        .collect()
+    let mut filters = custom::http_filters(model, proxy, &policies);
+    filters.extend(
+        plan(&policies, false)
+            .into_iter()
+            .map(|(action, rules)| HttpFilter {
+                name: HTTP_RBAC.to_string(),
+                config_type: Some(http_filter::ConfigType::TypedConfig(encode::wrap(
+                    HTTP_RBAC_TYPE,
+                    1,
+                    &encode::rules_bytes(action as i32, &rules),
+                    Vec::new(),
+                ))),
+                ..Default::default()
+            }),
+    );
+    filters
 }
 
 /// The RBAC network filters for `proxy`'s inbound TCP filter chains (stat prefix `tcp.`, as
@@ -97,25 +101,24 @@ pub fn network_filters(
     use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
     use prost::Message;
     let policies = applicable(model, proxy);
-    plan(&policies, true)
-        .into_iter()
-        .map(|(action, rules)| {
-            let stat_prefix = NetworkRbac {
-                stat_prefix: "tcp.".to_string(),
-                ..Default::default()
-            }
-            .encode_to_vec();
-            Filter {
-                name: NETWORK_RBAC.to_string(),
-                config_type: Some(filter::ConfigType::TypedConfig(encode::wrap(
-                    NETWORK_RBAC_TYPE,
-                    1,
-                    &encode::rules_bytes(action as i32, &rules),
-                    stat_prefix,
-                ))),
-            }
-        })
-        .collect()
+    let mut filters = custom::network_filters(model, proxy, &policies);
+    filters.extend(plan(&policies, true).into_iter().map(|(action, rules)| {
+        let stat_prefix = NetworkRbac {
+            stat_prefix: "tcp.".to_string(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        Filter {
+            name: NETWORK_RBAC.to_string(),
+            config_type: Some(filter::ConfigType::TypedConfig(encode::wrap(
+                NETWORK_RBAC_TYPE,
+                1,
+                &encode::rules_bytes(action as i32, &rules),
+                stat_prefix,
+            ))),
+        }
+    }));
+    filters
 }
 
 /// The RBAC configs (action, policies by name) for the filter chain kind, in filter order.
@@ -133,10 +136,7 @@ fn plan(
     let mut out = Vec::new();
     for (kinds, action) in [
         (&[AuthorizationAction::Audit][..], Action::Log),
-        (
-            &[AuthorizationAction::Custom, AuthorizationAction::Deny][..],
-            Action::Deny,
-        ),
+        (&[AuthorizationAction::Deny][..], Action::Deny),
         (&[AuthorizationAction::Allow][..], Action::Allow),
     ] {
         let selected = of(kinds);

@@ -14,13 +14,15 @@ use trellis_api::networking::{HttpMatchRequest, HttpRoute};
 
 use crate::model::ProxyView;
 
-/// The matches of a rule that apply on this proxy for a service port: `port`, `sourceLabels`,
-/// `sourceNamespace` and `gateways` are decided here, as istiod does when it builds a
-/// sidecar's routes.
-pub fn applicable<'a>(
+/// The matches of a rule that apply on this proxy for a (service or gateway server) port:
+/// `port`, `sourceLabels`, `sourceNamespace` and `gateways` are decided here, as istiod does
+/// when it builds a proxy's routes. `bound` says whether a match's non-empty `gateways` name
+/// this proxy (`mesh` for sidecars, the gateway for routers).
+pub fn applicable_to<'a>(
     matches: &'a [HttpMatchRequest],
     proxy: &ProxyView<'_>,
     port: u32,
+    bound: &dyn Fn(&[String]) -> bool,
 ) -> Vec<&'a HttpMatchRequest> {
     matches
         .iter()
@@ -31,7 +33,7 @@ pub fn applicable<'a>(
                 .as_deref()
                 .is_none_or(|ns| ns == proxy.namespace())
         })
-        .filter(|m| m.gateways.is_empty() || m.gateways.iter().any(|g| g == "mesh"))
+        .filter(|m| m.gateways.is_empty() || bound(&m.gateways))
         .collect()
 }
 

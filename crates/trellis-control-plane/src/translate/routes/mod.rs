@@ -111,6 +111,14 @@ struct Rule {
 /// with the root's (combinations that contradict are dropped), as Istio merges them.
 fn rules_for(model: &MeshModel, proxy: &ProxyView<'_>, service: &Service) -> Option<Vec<Rule>> {
     let vs = model.virtual_service_for_proxy(&service.host, proxy)?;
+    Some(rules_of(model, vs))
+}
+
+/// The HTTP rules of `vs` with delegates expanded in place (see [`rules_for`]).
+fn rules_of(
+    model: &MeshModel,
+    vs: &crate::model::Named<trellis_api::networking::VirtualService>,
+) -> Vec<Rule> {
     let mut rules = Vec::new();
     for http in &vs.spec.http {
         let Some(delegate) = &http.delegate else {
@@ -147,7 +155,7 @@ fn rules_for(model: &MeshModel, proxy: &ProxyView<'_>, service: &Service) -> Opt
             }
         }
     }
-    Some(rules)
+    rules
 }
 
 fn routes_for(
@@ -159,10 +167,35 @@ fn routes_for(
     let Some(rules) = rules_for(model, proxy, service) else {
         return vec![default_route(model, proxy, service, port)];
     };
+    let mesh = |gateways: &[String]| gateways.iter().any(|g| g == "mesh");
+    translate_rules(model, proxy, &rules, port, &mesh)
+}
+
+/// The routes of a VirtualService on a gateway's server `port`: its HTTP rules (delegates
+/// expanded) whose matches apply to the gateway (`bound` says whether a match's `gateways`
+/// name it).
+pub fn gateway_routes(
+    model: &MeshModel,
+    proxy: &ProxyView<'_>,
+    vs: &crate::model::Named<trellis_api::networking::VirtualService>,
+    port: &ServicePort,
+    bound: &dyn Fn(&[String]) -> bool,
+) -> Vec<Route> {
+    translate_rules(model, proxy, &rules_of(model, vs), port, bound)
+}
+
+/// Istio's rules in order → Envoy routes (one per applicable match).
+fn translate_rules(
+    model: &MeshModel,
+    proxy: &ProxyView<'_>,
+    rules: &[Rule],
+    port: &ServicePort,
+    bound: &dyn Fn(&[String]) -> bool,
+) -> Vec<Route> {
     let mut routes = Vec::new();
-    for rule in &rules {
+    for rule in rules {
         let http = &rule.http;
-        let matches = matching::applicable(&http.match_, proxy, port.number);
+        let matches = matching::applicable_to(&http.match_, proxy, port.number, bound);
         if !http.match_.is_empty() && matches.is_empty() {
             continue; // every match is for another port, source or gateway
         }

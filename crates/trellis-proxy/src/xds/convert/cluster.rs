@@ -26,8 +26,8 @@ impl TryFrom<&proto::Cluster> for config::Cluster {
         if c.name.is_empty() {
             return Err(cx.missing("name"));
         }
-        reject_unsupported!(cx, "", c, proto::Cluster { name, eds_cluster_config, connect_timeout, lb_policy, load_assignment, typed_extension_protocol_options, cluster_discovery_type, circuit_breakers, outlier_detection, common_lb_config, lb_config, upstream_connection_options, dns_refresh_rate, dns_lookup_family, respect_dns_ttl, transport_socket_matches, transport_socket }
-            unsupported { transport_socket_matcher, alt_stat_name, stats_matcher, per_connection_buffer_limit_bytes, per_connection_buffer_high_watermark_timeout, health_checks, max_requests_per_connection, upstream_http_protocol_options, common_http_protocol_options, http_protocol_options, http2_protocol_options, dns_jitter, dns_failure_refresh_rate, dns_resolvers, use_tcp_for_dns_lookups, dns_resolution_config, typed_dns_resolver_config, wait_for_warm_on_init, cleanup_interval, upstream_bind_config, lb_subset_config, metadata, protocol_selection, close_connections_on_host_health_failure, ignore_health_on_host_removal, filters, load_balancing_policy, lrs_server, lrs_report_endpoint_metrics, track_timeout_budgets, upstream_config, track_cluster_stats, preconnect_policy, connection_pool_per_downstream_connection, queuing_policies });
+        reject_unsupported!(cx, "", c, proto::Cluster { name, upstream_bind_config, eds_cluster_config, connect_timeout, lb_policy, load_assignment, typed_extension_protocol_options, cluster_discovery_type, circuit_breakers, outlier_detection, common_lb_config, lb_config, upstream_connection_options, dns_refresh_rate, dns_lookup_family, respect_dns_ttl, transport_socket_matches, transport_socket }
+            unsupported { transport_socket_matcher, alt_stat_name, stats_matcher, per_connection_buffer_limit_bytes, per_connection_buffer_high_watermark_timeout, health_checks, max_requests_per_connection, upstream_http_protocol_options, common_http_protocol_options, http_protocol_options, http2_protocol_options, dns_jitter, dns_failure_refresh_rate, dns_resolvers, use_tcp_for_dns_lookups, dns_resolution_config, typed_dns_resolver_config, wait_for_warm_on_init, cleanup_interval, lb_subset_config, metadata, protocol_selection, close_connections_on_host_health_failure, ignore_health_on_host_removal, filters, load_balancing_policy, lrs_server, lrs_report_endpoint_metrics, track_timeout_budgets, upstream_config, track_cluster_stats, preconnect_policy, connection_pool_per_downstream_connection, queuing_policies });
 
         use proto::cluster::{ClusterDiscoveryType as D, DiscoveryType};
         let kind = match &c.cluster_discovery_type {
@@ -142,6 +142,9 @@ impl TryFrom<&proto::Cluster> for config::Cluster {
         );
         out.connect_timeout = connect_timeout;
         out.slow_start = slow_start;
+        if let Some(b) = &c.upstream_bind_config {
+            out.upstream_bind = Some(super::capture::upstream_bind(&cx, b)?);
+        }
         if let Some(ts) = &c.transport_socket {
             out.transport_socket = upstream_socket(&cx, "transport_socket", ts)?;
         }

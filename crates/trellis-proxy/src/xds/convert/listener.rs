@@ -12,7 +12,9 @@ use trellis_xds::type_url;
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::transport_sockets::tls::v3::DownstreamTlsContext;
 
-use super::{ConvertError, Cx, decode_any, filters, join, jwt, rbac, reject_unsupported, tls};
+use super::{
+    ConvertError, Cx, decode_any, ext_authz, filters, join, jwt, rbac, reject_unsupported, tls,
+};
 use crate::config;
 
 /// The TLS inspector listener filter's name.
@@ -29,14 +31,20 @@ impl TryFrom<&proto::Listener> for config::Listener {
         if l.name.is_empty() {
             return Err(cx.missing("name"));
         }
-        reject_unsupported!(cx, "", l, proto::Listener { name, address, filter_chains, listener_filters }
-            unsupported { additional_addresses, stat_prefix, stats_matcher, fcds_config, filter_chain_matcher, use_original_dst, default_filter_chain, per_connection_buffer_limit_bytes, per_connection_buffer_high_watermark_timeout, metadata, deprecated_v1, drain_type, listener_filters_timeout, continue_on_listener_filters_timeout, transparent, freebind, socket_options, tcp_fast_open_queue_length, traffic_direction, udp_listener_config, api_listener, connection_balance_config, reuse_port, enable_reuse_port, access_log, tcp_backlog_size, max_connections_to_accept_per_socket_event, bind_to_port, enable_mptcp, ignore_global_conn_limit, bypass_overload_manager, tcp_keepalive, listener_specifier });
+        reject_unsupported!(cx, "", l, proto::Listener { name, address, filter_chains, listener_filters, use_original_dst, bind_to_port }
+            unsupported { additional_addresses, stat_prefix, stats_matcher, fcds_config, filter_chain_matcher, default_filter_chain, per_connection_buffer_limit_bytes, per_connection_buffer_high_watermark_timeout, metadata, deprecated_v1, drain_type, listener_filters_timeout, continue_on_listener_filters_timeout, transparent, freebind, socket_options, tcp_fast_open_queue_length, traffic_direction, udp_listener_config, api_listener, connection_balance_config, reuse_port, enable_reuse_port, access_log, tcp_backlog_size, max_connections_to_accept_per_socket_event, enable_mptcp, ignore_global_conn_limit, bypass_overload_manager, tcp_keepalive, listener_specifier });
         let address = super::socket_address(&cx, "address", l.address.as_ref())?;
         let mut tls_inspector = false;
+        let mut original_dst_filter = false;
         for (i, f) in l.listener_filters.iter().enumerate() {
             let fpath = format!("listener_filters[{i}]");
             reject_unsupported!(cx, &fpath, f, proto::ListenerFilter { name, config_type }
                 unsupported { filter_disabled });
+            if f.name == super::capture::ORIGINAL_DST {
+                super::capture::original_dst_filter(&cx, &fpath, f)?;
+                original_dst_filter = true;
+                continue;
+            }
             if f.name != TLS_INSPECTOR {
                 return Err(cx.unsupported_value(&join(&fpath, "name"), &f.name));
             }
@@ -66,9 +74,17 @@ impl TryFrom<&proto::Listener> for config::Listener {
                     "\"tls\" needs the envoy.filters.listener.tls_inspector listener filter",
                 ));
             }
-            if let Some(j) = filter_chains.iter().position(|c: &config::FilterChain| {
-                c.transport_protocol == chain.transport_protocol
-            }) {
+            // Envoy's rule: no two chains with the same match (a server name, or none, with
+            // the same transport protocol).
+            let overlaps = |c: &config::FilterChain| {
+                c.destination_port == chain.destination_port
+                    && c.transport_protocol == chain.transport_protocol
+                    && (c.server_names.is_empty() && chain.server_names.is_empty()
+                        || c.server_names
+                            .iter()
+                            .any(|n| chain.server_names.contains(n)))
+            };
+            if let Some(j) = filter_chains.iter().position(overlaps) {
                 return Err(cx.err(
                     &format!("filter_chains[{i}].filter_chain_match"),
                     format_args!("matches the same connections as filter_chains[{j}]"),
@@ -81,6 +97,7 @@ impl TryFrom<&proto::Listener> for config::Listener {
             address,
             tls_inspector,
             filter_chains,
+            capture: super::capture::listener_capture(l, original_dst_filter),
         })
     }
 }
@@ -93,10 +110,14 @@ fn convert_chain(
     reject_unsupported!(cx, path, chain, proto::FilterChain { filters, filter_chain_match, transport_socket, name }
         unsupported { use_proxy_proto, metadata, transport_socket_connect_timeout });
     let mut transport_protocol = None;
+    let mut destination_port = None;
+    let mut server_names = Vec::new();
     if let Some(m) = &chain.filter_chain_match {
         let mpath = join(path, "filter_chain_match");
-        reject_unsupported!(cx, &mpath, m, proto::FilterChainMatch { transport_protocol }
-            unsupported { destination_port, prefix_ranges, address_suffix, suffix_len, direct_source_prefix_ranges, source_type, source_prefix_ranges, source_ports, server_names, application_protocols });
+        reject_unsupported!(cx, &mpath, m, proto::FilterChainMatch { transport_protocol, server_names, destination_port }
+            unsupported { prefix_ranges, address_suffix, suffix_len, direct_source_prefix_ranges, source_type, source_prefix_ranges, source_ports, application_protocols });
+        server_names = convert_server_names(cx, &mpath, &m.server_names)?;
+        destination_port = super::capture::destination_port(cx, &mpath, m)?;
         transport_protocol = match m.transport_protocol.as_str() {
             "" => None,
             "tls" => Some(config::TransportProtocol::Tls),
@@ -132,25 +153,62 @@ fn convert_chain(
             "TLS cannot be terminated on a chain matching transport_protocol \"raw_buffer\"",
         ));
     }
-    // Leading `envoy.filters.network.rbac` filters (before a TCP proxy), then one filter.
+    // Leading `envoy.filters.network.rbac` (shadow ones, then enforcing ones) and at most one
+    // `envoy.filters.network.ext_authz` between them (before a TCP proxy), then one filter.
     let rbac_count = chain
         .filters
         .iter()
-        .take_while(|f| f.name == rbac::NETWORK_RBAC)
+        .take_while(|f| f.name == rbac::NETWORK_RBAC || f.name == ext_authz::NETWORK_EXT_AUTHZ)
         .count();
     let mut network_rbac = Vec::with_capacity(rbac_count);
+    let mut shadow_rbac = Vec::new();
+    let mut network_ext_authz = None;
+    let mut stage = 0; // 0: shadow RBAC, 1: ext_authz, 2: enforcing RBAC
     for (i, f) in chain.filters[..rbac_count].iter().enumerate() {
         let fpath = join(path, &format!("filters[{i}]"));
-        match &f.config_type {
-            Some(proto::filter::ConfigType::TypedConfig(any)) => network_rbac.push(Arc::new(
-                rbac::network_rbac(cx, &join(&fpath, "typed_config"), any)?,
-            )),
+        let any = match &f.config_type {
+            Some(proto::filter::ConfigType::TypedConfig(any)) => any,
             Some(proto::filter::ConfigType::ConfigDiscovery(_)) => {
                 return Err(cx.unsupported_field(&join(&fpath, "config_discovery")));
             }
             None => return Err(cx.missing(&join(&fpath, "typed_config"))),
+        };
+        let tpath = join(&fpath, "typed_config");
+        let order_error = || {
+            cx.err(
+                &join(path, "filters"),
+                "leading filters must be shadow envoy.filters.network.rbac, at most one envoy.filters.network.ext_authz, then enforcing envoy.filters.network.rbac",
+            )
+        };
+        let this = if f.name == ext_authz::NETWORK_EXT_AUTHZ {
+            if network_ext_authz.is_some() {
+                return Err(order_error());
+            }
+            network_ext_authz = Some(ext_authz::network_ext_authz(cx, &tpath, any)?);
+            1
+        } else {
+            match rbac::network_rbac(cx, &tpath, any)? {
+                rbac::HttpRbacFilter::Shadow(s) => {
+                    shadow_rbac.push(Arc::new(s));
+                    0
+                }
+                rbac::HttpRbacFilter::Enforcing(r) => {
+                    network_rbac.push(Arc::new(r));
+                    2
+                }
+            }
+        };
+        if this < stage {
+            return Err(order_error());
         }
+        stage = this;
     }
+    let network_ext_authz = network_ext_authz.map(|ext_authz| {
+        Arc::new(config::NetworkExtAuthz {
+            shadow_rbac,
+            ext_authz,
+        })
+    });
     let [filter] = &chain.filters[rbac_count..] else {
         return Err(cx.err(
             &join(path, "filters"),
@@ -191,12 +249,38 @@ fn convert_chain(
     };
     Ok(config::FilterChain {
         name: chain.name.clone(),
+        destination_port,
         transport_protocol,
+        server_names,
         tls,
         hcm,
         tcp_proxy,
         network_rbac,
+        network_ext_authz,
     })
+}
+
+/// `filter_chain_match.server_names`: exact names or one leading `*.` wildcard, matched
+/// case-insensitively (Envoy's forms; a lone `*` is not a server name).
+fn convert_server_names(
+    cx: &Cx,
+    path: &str,
+    names: &[String],
+) -> Result<Vec<String>, ConvertError> {
+    let mut out = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let wildcard_ok = name.strip_prefix("*.").map_or(!name.contains('*'), |rest| {
+            !rest.is_empty() && !rest.contains('*')
+        });
+        if name.is_empty() || !wildcard_ok {
+            return Err(cx.err(
+                &join(path, &format!("server_names[{i}]")),
+                format_args!("{name:?} is not a server name or *.suffix"),
+            ));
+        }
+        out.push(name.to_ascii_lowercase());
+    }
+    Ok(out)
 }
 
 fn convert_hcm(
@@ -308,41 +392,40 @@ fn forward_client_cert(
     }
 }
 
-/// `http_filters`: an in-order subsequence of `[jwt_authn, rbac, fault, cors, router]` that ends
-/// with the router; `rbac` may repeat (Istio's AUDIT, DENY and ALLOW filters).
+/// `http_filters`: an in-order subsequence of `[jwt_authn, rbac (shadow rules only),
+/// ext_authz, rbac, fault, cors, router]` that ends with the router; both kinds of `rbac` may
+/// repeat (Istio's CUSTOM shadow filter, then its AUDIT, DENY and ALLOW filters).
 fn convert_http_filters(
     cx: &Cx,
     path: &str,
     filters: &[hcm::HttpFilter],
 ) -> Result<config::HttpFilters, ConvertError> {
-    const ORDER: [&str; 5] = [
+    const SHADOW_RBAC: &str = "envoy.filters.http.rbac (shadow_rules only)";
+    const ORDER: [&str; 7] = [
         jwt::JWT_AUTHN,
+        SHADOW_RBAC,
+        ext_authz::HTTP_EXT_AUTHZ,
         rbac::HTTP_RBAC,
         filters::FAULT,
         filters::CORS,
         type_url::names::ROUTER,
     ];
+    let order_error = || {
+        cx.err(
+            &join(path, "http_filters"),
+            format_args!(
+                "filters must be an in-order subset of [{}] ending with {}",
+                ORDER.join(", "),
+                type_url::names::ROUTER
+            ),
+        )
+    };
     let mut out = config::HttpFilters::default();
     let mut next = 0;
     for (i, filter) in filters.iter().enumerate() {
         let fpath = join(path, &format!("http_filters[{i}]"));
         reject_unsupported!(cx, &fpath, filter, hcm::HttpFilter { name, config_type }
             unsupported { is_optional, disabled });
-        let Some(pos) = ORDER.iter().position(|n| *n == filter.name) else {
-            return Err(cx.unsupported_value(&join(&fpath, "name"), &filter.name));
-        };
-        let repeated_rbac = ORDER[pos] == rbac::HTTP_RBAC && next == pos + 1;
-        if (pos < next && !repeated_rbac) || (pos + 1 < ORDER.len() && i + 1 == filters.len()) {
-            return Err(cx.err(
-                &join(path, "http_filters"),
-                format_args!(
-                    "filters must be an in-order subset of [{}] ending with {}",
-                    ORDER.join(", "),
-                    type_url::names::ROUTER
-                ),
-            ));
-        }
-        next = pos + 1;
         let any = match &filter.config_type {
             None => None,
             Some(hcm::http_filter::ConfigType::TypedConfig(any)) => Some(any),
@@ -351,22 +434,45 @@ fn convert_http_filters(
             }
         };
         let tpath = join(&fpath, "typed_config");
-        match ORDER[pos] {
-            jwt::JWT_AUTHN => {
+        // An RBAC filter's place depends on its kind, known once converted.
+        let converted_rbac = if filter.name == rbac::HTTP_RBAC {
+            let any = any.ok_or_else(|| cx.missing(&tpath))?;
+            Some(rbac::http_rbac(cx, &tpath, any)?)
+        } else {
+            None
+        };
+        let pos = match &converted_rbac {
+            Some(rbac::HttpRbacFilter::Shadow(_)) => 1,
+            Some(rbac::HttpRbacFilter::Enforcing(_)) => 3,
+            None => ORDER
+                .iter()
+                .position(|n| *n == filter.name)
+                .filter(|p| *p != 1 && *p != 3)
+                .ok_or_else(|| cx.unsupported_value(&join(&fpath, "name"), &filter.name))?,
+        };
+        let repeated_rbac = (pos == 1 || pos == 3) && next == pos + 1;
+        if (pos < next && !repeated_rbac) || (pos + 1 < ORDER.len() && i + 1 == filters.len()) {
+            return Err(order_error());
+        }
+        next = pos + 1;
+        match (ORDER[pos], converted_rbac) {
+            (_, Some(rbac::HttpRbacFilter::Shadow(s))) => out.shadow_rbac.push(Arc::new(s)),
+            (_, Some(rbac::HttpRbacFilter::Enforcing(r))) => out.rbac.push(Arc::new(r)),
+            (jwt::JWT_AUTHN, None) => {
                 let any = any.ok_or_else(|| cx.missing(&tpath))?;
                 out.jwt_authn = Some(Arc::new(jwt::jwt_authentication(cx, &tpath, any)?));
             }
-            rbac::HTTP_RBAC => {
+            (ext_authz::HTTP_EXT_AUTHZ, None) => {
                 let any = any.ok_or_else(|| cx.missing(&tpath))?;
-                out.rbac.push(Arc::new(rbac::http_rbac(cx, &tpath, any)?));
+                out.ext_authz = Some(Arc::new(ext_authz::http_ext_authz(cx, &tpath, any)?));
             }
-            filters::FAULT => {
+            (filters::FAULT, None) => {
                 if let Some(any) = any {
                     filters::fault_filter(cx, &tpath, any)?;
                 }
                 out.fault = true;
             }
-            filters::CORS => {
+            (filters::CORS, None) => {
                 if let Some(any) = any {
                     filters::cors_filter(cx, &tpath, any)?;
                 }
@@ -382,14 +488,7 @@ fn convert_http_filters(
         }
     }
     if next != ORDER.len() {
-        return Err(cx.err(
-            &join(path, "http_filters"),
-            format_args!(
-                "filters must be an in-order subset of [{}] ending with {}",
-                ORDER.join(", "),
-                type_url::names::ROUTER
-            ),
-        ));
+        return Err(order_error());
     }
     Ok(out)
 }

@@ -7,8 +7,10 @@
 #![allow(deprecated)] // some rejected proto fields are deprecated upstream
 
 pub mod access_log;
+mod capture;
 pub mod cluster;
 pub mod endpoint;
+pub mod ext_authz;
 pub mod filters;
 pub mod jwt;
 pub mod listener;

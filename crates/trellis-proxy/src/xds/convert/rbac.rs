@@ -26,28 +26,58 @@ pub const NETWORK_RBAC: &str = "envoy.filters.network.rbac";
 pub const NETWORK_RBAC_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC";
 
-/// The network filter's config before a TCP proxy: `rules` and `stat_prefix` only.
-pub(crate) fn network_rbac(cx: &Cx, path: &str, any: &Any) -> Result<config::Rbac, ConvertError> {
+/// The network filter's config before a TCP proxy: `rules` and `stat_prefix`, or
+/// `shadow_rules` with `stat_prefix` and `shadow_rules_stat_prefix` (Istio's CUSTOM).
+pub(crate) fn network_rbac(cx: &Cx, path: &str, any: &Any) -> Result<HttpRbacFilter, ConvertError> {
     use envoy_types::pb::envoy::extensions::filters::network::rbac::v3::Rbac as NetworkRbac;
     let f: NetworkRbac = decode_any(cx, path, any, NETWORK_RBAC_TYPE)?;
+    if f.rules.is_none()
+        && let Some(shadow) = &f.shadow_rules
+    {
+        reject_unsupported!(cx, path, &f, NetworkRbac { rules, stat_prefix, shadow_rules, shadow_rules_stat_prefix }
+            unsupported { matcher, shadow_matcher, enforcement_type, delay_deny });
+        return Ok(HttpRbacFilter::Shadow(config::ShadowRbac {
+            rules: rbac(cx, &join(path, "shadow_rules"), shadow)?,
+            stat_prefix: f.shadow_rules_stat_prefix.clone(),
+        }));
+    }
     reject_unsupported!(cx, path, &f, NetworkRbac { rules, stat_prefix }
         unsupported { matcher, shadow_rules, shadow_matcher, shadow_rules_stat_prefix, enforcement_type, delay_deny });
     let rpath = join(path, "rules");
     let rules = f.rules.as_ref().ok_or_else(|| cx.missing(&rpath))?;
-    rbac(cx, &rpath, rules)
+    rbac(cx, &rpath, rules).map(HttpRbacFilter::Enforcing)
 }
 
 /// How deep `and`/`or`/`not` may nest (the control plane emits 4 levels at most).
 const MAX_DEPTH: usize = 16;
 
-/// The filter's config in an HCM chain: `rules` only.
-pub(crate) fn http_rbac(cx: &Cx, path: &str, any: &Any) -> Result<config::Rbac, ConvertError> {
+/// An RBAC filter (HTTP or network): enforcing (`rules`) or shadow-only (`shadow_rules`).
+#[derive(Debug)]
+pub(crate) enum HttpRbacFilter {
+    /// `rules` (and no shadow rules).
+    Enforcing(config::Rbac),
+    /// `shadow_rules` with `shadow_rules_stat_prefix` (and no `rules`): Istio's CUSTOM filter.
+    Shadow(config::ShadowRbac),
+}
+
+/// The filter's config in an HCM chain: `rules`, or `shadow_rules` (+ its stat prefix) alone.
+pub(crate) fn http_rbac(cx: &Cx, path: &str, any: &Any) -> Result<HttpRbacFilter, ConvertError> {
     let f: HttpRbac = decode_any(cx, path, any, HTTP_RBAC_TYPE)?;
+    if f.rules.is_none()
+        && let Some(shadow) = &f.shadow_rules
+    {
+        reject_unsupported!(cx, path, &f, HttpRbac { rules, shadow_rules, shadow_rules_stat_prefix }
+            unsupported { rules_stat_prefix, matcher, shadow_matcher, track_per_rule_stats });
+        return Ok(HttpRbacFilter::Shadow(config::ShadowRbac {
+            rules: rbac(cx, &join(path, "shadow_rules"), shadow)?,
+            stat_prefix: f.shadow_rules_stat_prefix.clone(),
+        }));
+    }
     reject_unsupported!(cx, path, &f, HttpRbac { rules }
         unsupported { rules_stat_prefix, matcher, shadow_rules, shadow_matcher, shadow_rules_stat_prefix, track_per_rule_stats });
     let rpath = join(path, "rules");
     let rules = f.rules.as_ref().ok_or_else(|| cx.missing(&rpath))?;
-    rbac(cx, &rpath, rules)
+    rbac(cx, &rpath, rules).map(HttpRbacFilter::Enforcing)
 }
 
 /// `envoy.config.rbac.v3.RBAC`: the action and the policies (sorted by name).
@@ -285,7 +315,7 @@ fn sourced(
     metadata(cx, &mpath, m)
 }
 
-fn metadata(
+pub(crate) fn metadata(
     cx: &Cx,
     path: &str,
     m: &matcher::MetadataMatcher,
@@ -407,7 +437,43 @@ mod tests {
     }
 
     fn convert(any: &Any) -> Result<config::Rbac, String> {
-        http_rbac(&Cx::new("Listener", "inbound|9080"), "f", any).map_err(|e| e.to_string())
+        match http_rbac(&Cx::new("Listener", "inbound|9080"), "f", any) {
+            Ok(HttpRbacFilter::Enforcing(r)) => Ok(r),
+            Ok(HttpRbacFilter::Shadow(_)) => Err("a shadow filter".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    #[test]
+    fn shadow_only_filters_keep_their_stat_prefix() {
+        let rules = proto::Rbac {
+            action: proto::rbac::Action::Deny as i32,
+            policies: [(
+                "istio-ext-authz-ns[default]-policy[x]-rule[0]".to_string(),
+                policy(
+                    permission::Rule::Any(true),
+                    principal::Identifier::Any(true),
+                ),
+            )]
+            .into_iter()
+            .collect(),
+            ..Default::default()
+        };
+        let f = HttpRbac {
+            shadow_rules: Some(rules),
+            shadow_rules_stat_prefix: "istio_ext_authz_".into(),
+            ..Default::default()
+        };
+        let any = Any {
+            type_url: HTTP_RBAC_TYPE.into(),
+            value: f.encode_to_vec(),
+        };
+        let Ok(HttpRbacFilter::Shadow(s)) = http_rbac(&Cx::new("Listener", "l"), "f", &any) else {
+            panic!("a shadow filter expected");
+        };
+        assert_eq!(s.stat_prefix, "istio_ext_authz_");
+        assert_eq!(s.rules.action, config::RbacAction::Deny);
+        assert_eq!(s.rules.policies.len(), 1);
     }
 
     #[test]

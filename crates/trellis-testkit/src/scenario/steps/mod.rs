@@ -28,8 +28,28 @@ fn plan_for(r: &RequestDef, mesh: &Mesh) -> anyhow::Result<RequestPlan> {
     let target = match r.via {
         Via::Sidecar => mesh.client_outbound(),
         Via::Direct => mesh.service_address(&r.authority)?,
+        Via::Gateway => {
+            let g = r
+                .gateway
+                .as_ref()
+                .ok_or_else(|| anyhow!("`via: gateway` needs `gateway: {{port: N}}`"))?;
+            mesh.gateway_address(g.name.as_deref(), g.port)?
+        }
     };
     let mut plan = RequestPlan::new(target, r.authority.clone(), r.path.clone(), r.count);
+    if let (Via::Gateway, Some(g)) = (r.via, &r.gateway) {
+        plan.origin_form = true;
+        if let Some(tls) = &g.tls {
+            let alpn: &[&str] = match r.protocol {
+                crate::http::Protocol::Http1 => &["http/1.1"],
+                crate::http::Protocol::Http2 => &["h2"],
+            };
+            plan.tls = Some(crate::http::ClientTls {
+                server_name: tls.sni.clone().unwrap_or_else(|| target.ip().to_string()),
+                config: mesh.credentials()?.client_config(tls.client_cert, alpn)?,
+            });
+        }
+    }
     plan.method = http::Method::from_bytes(r.method.as_bytes())
         .map_err(|_| anyhow!("bad method {:?}", r.method))?;
     plan.concurrency = r.concurrency;
@@ -181,6 +201,7 @@ mod test_support {
             websocket: None,
             tcp: None,
             jwt: None,
+            gateway: None,
             via: Default::default(),
         }
     }

@@ -1,0 +1,81 @@
+//! Gateways (`router` nodes): Istio `Gateway` servers → listeners on the router's IP, the
+//! VirtualServices bound to them (`gateways:`) → route configurations, and the outbound clusters
+//! and endpoints of every service the router can see, as for a sidecar (so the gateway speaks
+//! auto mTLS to the mesh's sidecars).
+//!
+//! - [`servers`]: which Gateways select the router, their servers by port, bound hosts;
+//! - [`listeners`]: one listener per port, chains by SNI for TLS servers;
+//! - [`routes`]: `http.PORT` / `https.PORT.NAME.GATEWAY.NS` route configurations;
+//! - [`tls`]: downstream TLS contexts and credential files.
+
+mod listeners;
+mod routes;
+mod servers;
+mod tls;
+
+use trellis_xds::{NodeIdentity, to_any, type_url};
+
+use super::telemetry::{self, HcmTelemetry, Side};
+use super::{clusters, endpoints, scope};
+use crate::model::MeshModel;
+use crate::xds::ProxyResources;
+
+pub use tls::{Credential, resolve_credential};
+
+/// Everything the router `node` should receive for the current model.
+pub fn generate(model: &MeshModel, node: &NodeIdentity) -> ProxyResources {
+    let mut out = ProxyResources::default();
+    for t in [
+        type_url::CLUSTER,
+        type_url::LISTENER,
+        type_url::ENDPOINT,
+        type_url::ROUTE,
+    ] {
+        out.by_type.entry(t).or_default();
+    }
+    let proxy = model.proxy_view(node);
+    let http = scope::visible_services(model, &proxy);
+    let tcp = scope::visible_tcp_services(model, &proxy);
+    let mut plan = clusters::plan(model, &proxy, &http);
+    plan.extend(clusters::plan(model, &proxy, &tcp));
+    for c in &plan {
+        let cluster = clusters::outbound(c, &proxy, model);
+        out.insert(
+            type_url::CLUSTER,
+            cluster.name.clone(),
+            to_any(type_url::CLUSTER, &cluster),
+        );
+    }
+    for cla in endpoints::outbound(&plan, &proxy, model) {
+        out.insert(
+            type_url::ENDPOINT,
+            cla.cluster_name.clone(),
+            to_any(type_url::ENDPOINT, &cla),
+        );
+    }
+    let telemetries = telemetry::applicable(model, &proxy);
+    let hcm_telemetry = HcmTelemetry::of(model, &proxy, &telemetries, Side::Client);
+    for (port, group) in servers::by_port(model, &proxy) {
+        let Some((listener, route_configs)) =
+            listeners::port_listener(model, &proxy, port, &group, &hcm_telemetry)
+        else {
+            continue;
+        };
+        out.insert(
+            type_url::LISTENER,
+            listener.name.clone(),
+            to_any(type_url::LISTENER, &listener),
+        );
+        for rc in route_configs {
+            out.insert(
+                type_url::ROUTE,
+                rc.name.clone(),
+                to_any(type_url::ROUTE, &rc),
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;
