@@ -326,12 +326,30 @@ fn apply_effects<B>(config: &JwtAuthentication, req: &mut Request<B>, verified: 
         if !provider.forward {
             extract::remove(req.headers_mut(), &v.found);
         }
+        let mut payload = v.jwt.payload;
+        split_space_delimited(&mut payload, &provider.space_delimited_claims);
         req.extensions_mut().insert(VerifiedJwt {
             provider: v.provider.clone(),
             metadata_key: provider.payload_in_metadata.clone(),
             issuer: v.jwt.iss.clone(),
-            payload: Value::Object(v.jwt.payload),
+            payload: Value::Object(payload),
         });
+    }
+}
+
+/// Replaces each of `claims` that is a string in `payload` with the list of its
+/// space-separated words, as Envoy's `normalize_payload_in_metadata` records it (only the
+/// metadata copy: headers and the forwarded token are untouched).
+fn split_space_delimited(payload: &mut serde_json::Map<String, Value>, claims: &[String]) {
+    for claim in claims {
+        if let Some(Value::String(text)) = payload.get(claim) {
+            let words = text
+                .split(' ')
+                .filter(|w| !w.is_empty())
+                .map(|w| Value::String(w.to_string()))
+                .collect();
+            payload.insert(claim.clone(), Value::Array(words));
+        }
     }
 }
 

@@ -60,6 +60,7 @@ fn provider(key: &Key) -> JwtProvider {
         claim_to_headers: vec![],
         payload_in_metadata: Some("payload".into()),
         clock_skew: Duration::from_secs(60),
+        space_delimited_claims: vec![],
     }
 }
 
@@ -116,6 +117,29 @@ async fn a_valid_token_passes_is_stripped_and_recorded() {
     assert_eq!(v.principal(), "issuer-a/alice");
     assert_eq!(v.metadata_key.as_deref(), Some("payload"));
     assert_eq!(v.payload["nested"]["role"], "admin");
+}
+
+#[tokio::test]
+async fn space_delimited_claims_become_lists_in_the_metadata_only() {
+    let key = ec_key("k1");
+    let mut p = provider(&key);
+    p.space_delimited_claims = vec!["scope".into(), "n".into(), "absent".into()];
+    p.claim_to_headers = vec![crate::config::ClaimToHeader {
+        header_name: "x-scope".into(),
+        claim_name: "scope".into(),
+    }];
+    let config = istio_config(p);
+    let mut claims = claims();
+    claims["scope"] = json!("read  write admin");
+    claims["other"] = json!("a b");
+    let mut req = bearer(&sign(&key, "k1", &claims));
+    run(&config, &mut req).await.expect("valid");
+    let v = req.extensions().get::<VerifiedJwt>().expect("payload");
+    assert_eq!(v.payload["scope"], json!(["read", "write", "admin"]));
+    assert_eq!(v.payload["other"], "a b", "claims not listed stay strings");
+    assert_eq!(v.payload["n"], 7, "non-string claims are left alone");
+    assert!(v.payload.get("absent").is_none());
+    assert_eq!(req.headers()["x-scope"], "read  write admin");
 }
 
 #[tokio::test]

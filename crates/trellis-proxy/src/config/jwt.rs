@@ -69,6 +69,9 @@ pub struct JwtProvider {
     pub payload_in_metadata: Option<String>,
     /// Tolerated clock difference for `exp`/`nbf` (Envoy's default 60 s).
     pub clock_skew: Duration,
+    /// Top-level claims whose string value is recorded in the metadata payload as the list of
+    /// its space-separated words (`normalize_payload_in_metadata.space_delimited_claims`).
+    pub space_delimited_claims: Vec<String>,
 }
 
 impl JwtProvider {

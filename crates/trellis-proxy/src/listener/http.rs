@@ -163,19 +163,22 @@ pub(crate) async fn handle(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Res
         &outcome.flags,
         response,
     ));
-    if let Some(trace) = trace {
-        ctx.shared.tracer.finish(
-            trace,
-            response.status().as_u16(),
-            &outcome.flags,
-            outcome.cluster.as_deref(),
-            response
-                .extensions()
-                .get::<crate::access_log::UpstreamHost>()
-                .map(|h| h.0),
-            &ctx.shared.clusters,
-        );
-    }
+    let response = match trace {
+        Some(trace) => {
+            let end = crate::trace::SpanEnd {
+                status: response.status().as_u16(),
+                flags: outcome.flags.clone(),
+                cluster: outcome.cluster.clone(),
+                upstream: response
+                    .extensions()
+                    .get::<crate::access_log::UpstreamHost>()
+                    .map(|h| h.0),
+            };
+            let (tracer, clusters) = (&ctx.shared.tracer, &ctx.shared.clusters);
+            crate::trace::attach(tracer, clusters, trace, end, response)
+        }
+        None => response,
+    };
     crate::access_log::attach(
         access_log,
         outcome.cluster.as_deref(),

@@ -391,15 +391,19 @@ async fn accept_connection(
     serve_chain(stream, ctx, tcp_proxy, stop).await;
 }
 
+/// A TCP chain's network filters: the TCP proxy, the network RBAC filters before it, and the
+/// network ext_authz filter (with its shadow RBAC filters) before those.
+type TcpChain = (
+    crate::config::TcpProxy,
+    Vec<Arc<crate::config::Rbac>>,
+    Option<Arc<crate::config::NetworkExtAuthz>>,
+);
+
 /// Runs the chain's network filter on the (decrypted) connection: the TCP proxy, or HTTP.
 async fn serve_chain<S>(
     stream: S,
     ctx: http::ConnCtx,
-    tcp_proxy: Option<(
-        crate::config::TcpProxy,
-        Vec<Arc<crate::config::Rbac>>,
-        Option<Arc<crate::config::NetworkExtAuthz>>,
-    )>,
+    tcp_proxy: Option<TcpChain>,
     stop: watch::Receiver<bool>,
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,

@@ -2,8 +2,10 @@
 //! trace context is read from the request (B3 or W3C, `context`), a sampling decision is made (a
 //! propagated one wins), and each request gets a `SERVER` span for the downstream side and, with
 //! `spawn_upstream_span`, a `CLIENT` child for the upstream side, whose context is injected into
-//! the forwarded request. Sampled spans are exported off the request path (`export`, `otlp`).
+//! the forwarded request. Spans end with the response body (`body`); sampled ones are exported
+//! off the request path (`export`, `otlp`).
 
+mod body;
 mod context;
 mod export;
 mod otlp;
@@ -15,6 +17,7 @@ use std::time::{Instant, SystemTime};
 use http::{HeaderMap, HeaderValue, Request};
 use serde::Serialize;
 
+pub use body::{SpanEnd, attach};
 pub use context::{Extracted, Parent, extract, inject, trace_id_hex};
 pub use export::{
     BATCH, Collector, EXPORT_TIMEOUT, Endpoint, ExportProtocol, Exporters, LINGER, QUEUE_SPANS,
@@ -257,7 +260,8 @@ impl Tracer {
         }
     }
 
-    /// Ends the spans of a request (when its response headers are known) and queues them.
+    /// Ends the spans of a request (when its response body ends, see [`attach`]) and queues
+    /// them.
     /// The `SERVER` span has the request's tags; the `CLIENT` span only the upstream ones
     /// (protocol, upstream address and cluster, status, flags), as Envoy tags them.
     pub fn finish(

@@ -27,7 +27,7 @@ use envoy_types::pb::envoy::extensions::filters::network::http_connection_manage
     HttpFilter, http_filter,
 };
 use envoy_types::pb::google::protobuf::Empty;
-use trellis_api::security::{JwtRule, RequestAuthentication};
+use trellis_api::security::{JwtPresence, JwtRule, RequestAuthentication};
 use trellis_xds::to_any;
 
 use super::outbound_cluster_name;
@@ -104,15 +104,20 @@ pub fn jwt_authentication(model: &MeshModel, proxy: &ProxyView<'_>) -> Option<Jw
         let by_name = || JwtRequirement {
             requires_type: Some(RequiresType::ProviderName(name.clone())),
         };
-        per_provider.push(JwtRequirement {
-            requires_type: Some(RequiresType::RequiresAny(JwtRequirementOrList {
-                requirements: vec![
-                    by_name(),
-                    JwtRequirement {
-                        requires_type: Some(RequiresType::AllowMissing(Empty {})),
-                    },
-                ],
-            })),
+        // `presence: REQUIRED`: this issuer's token must be there; otherwise it may be missing.
+        per_provider.push(if rule.presence == Some(JwtPresence::Required) {
+            by_name()
+        } else {
+            JwtRequirement {
+                requires_type: Some(RequiresType::RequiresAny(JwtRequirementOrList {
+                    requirements: vec![
+                        by_name(),
+                        JwtRequirement {
+                            requires_type: Some(RequiresType::AllowMissing(Empty {})),
+                        },
+                    ],
+                })),
+            }
         });
         any_provider.push(by_name());
     }
@@ -195,6 +200,11 @@ fn provider(model: &MeshModel, proxy: &ProxyView<'_>, rule: &JwtRule) -> JwtProv
             })
             .collect(),
         payload_in_metadata: PAYLOAD_METADATA_KEY.to_string(),
+        normalize_payload_in_metadata: (!rule.space_delimited_claims.is_empty()).then(|| {
+            jwt_provider::NormalizePayload {
+                space_delimited_claims: rule.space_delimited_claims.clone(),
+            }
+        }),
         jwks_source_specifier: Some(jwks),
         ..Default::default()
     }

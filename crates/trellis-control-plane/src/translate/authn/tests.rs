@@ -125,6 +125,42 @@ fn several_rules_are_sorted_by_issuer_and_combined_as_istiod_does() {
 }
 
 #[test]
+fn required_presence_drops_allow_missing_and_space_delimited_claims_normalize() {
+    let rule = format!(
+        "{}    presence: REQUIRED\n    spaceDelimitedClaims: [scope, roles]\n",
+        inline_rule("issuer-a")
+    );
+    let cfg =
+        config_for(&ra("jwt", "default", "", &rule), "127.0.9.10", "default").expect("filter");
+    let Some(requirement_rule::RequirementType::Requires(req)) = &cfg.rules[0].requirement_type
+    else {
+        panic!("requires expected");
+    };
+    assert_eq!(
+        req.requires_type,
+        Some(RequiresType::ProviderName("origins-0".into())),
+        "a required token may not be missing"
+    );
+    let normalize = cfg.providers["origins-0"]
+        .normalize_payload_in_metadata
+        .as_ref()
+        .expect("normalize");
+    assert_eq!(normalize.space_delimited_claims, ["scope", "roles"]);
+    // Without them: no normalization.
+    let plain = config_for(
+        &ra("jwt", "default", "", &inline_rule("issuer-a")),
+        "127.0.9.10",
+        "default",
+    )
+    .expect("filter");
+    assert!(
+        plain.providers["origins-0"]
+            .normalize_payload_in_metadata
+            .is_none()
+    );
+}
+
+#[test]
 fn selection_by_namespace_root_namespace_and_selector() {
     let policies = format!(
         "{}{}{}",

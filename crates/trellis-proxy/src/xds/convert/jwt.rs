@@ -138,8 +138,8 @@ fn provider(
     path: &str,
     p: &jwt::JwtProvider,
 ) -> Result<config::JwtProvider, ConvertError> {
-    reject_unsupported!(cx, path, p, jwt::JwtProvider { issuer, audiences, forward, from_headers, from_params, from_cookies, forward_payload_header, payload_in_metadata, clock_skew_seconds, claim_to_headers, jwks_source_specifier }
-        unsupported { subjects, require_expiration, max_lifetime, pad_forward_payload_header, normalize_payload_in_metadata, header_in_metadata, failed_status_in_metadata, jwt_cache_config, clear_route_cache });
+    reject_unsupported!(cx, path, p, jwt::JwtProvider { issuer, audiences, forward, from_headers, from_params, from_cookies, forward_payload_header, payload_in_metadata, clock_skew_seconds, claim_to_headers, jwks_source_specifier, normalize_payload_in_metadata }
+        unsupported { subjects, require_expiration, max_lifetime, pad_forward_payload_header, header_in_metadata, failed_status_in_metadata, jwt_cache_config, clear_route_cache });
     use jwt::jwt_provider::JwksSourceSpecifier as S;
     let jwks = match &p.jwks_source_specifier {
         Some(S::LocalJwks(ds)) => local_jwks(cx, &join(path, "local_jwks"), ds)?,
@@ -193,6 +193,20 @@ fn provider(
             DEFAULT_CLOCK_SKEW
         } else {
             Duration::from_secs(u64::from(p.clock_skew_seconds))
+        },
+        space_delimited_claims: match &p.normalize_payload_in_metadata {
+            Some(n) => {
+                let npath = join(path, "normalize_payload_in_metadata");
+                reject_unsupported!(cx, &npath, n, jwt::jwt_provider::NormalizePayload { space_delimited_claims } unsupported {});
+                if n.space_delimited_claims.iter().any(String::is_empty) {
+                    return Err(cx.err(
+                        &join(&npath, "space_delimited_claims"),
+                        "claim names must not be empty",
+                    ));
+                }
+                n.space_delimited_claims.clone()
+            }
+            None => Vec::new(),
         },
     })
 }

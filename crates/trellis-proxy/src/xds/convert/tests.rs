@@ -509,12 +509,12 @@ fn unsupported_listener_fields_are_named() {
         "Listener virtualOutbound: filter_chains[0].filter_chain_match.transport_protocol: \"tls\" needs the envoy.filters.listener.tls_inspector listener filter"
     );
     l.filter_chains[0].filter_chain_match = Some(FilterChainMatch {
-        server_names: vec!["a".into()],
+        application_protocols: vec!["h2".into()],
         ..Default::default()
     });
     assert_eq!(
         listener_err(&l),
-        "Listener virtualOutbound: filter_chains[0].filter_chain_match.server_names: field is not supported"
+        "Listener virtualOutbound: filter_chains[0].filter_chain_match.application_protocols: field is not supported"
     );
     let mut l = listener_with(rds_hcm());
     l.listener_filters.push(ListenerFilter {
