@@ -20,7 +20,8 @@ mod telemetry;
 
 use trellis_xds::{NodeIdentity, to_any, type_url};
 
-use crate::model::MeshModel;
+use crate::model::{MeshModel, ProxyView};
+use crate::registry::{Service, ServicePort};
 use crate::xds::ProxyResources;
 
 /// The route configuration behind the outbound (`HTTP_PROXY`) listener.
@@ -36,13 +37,16 @@ pub fn inbound_cluster_name(port: u32) -> String {
     format!("inbound|{port}||")
 }
 
-/// Everything `node` should receive for the current model.
-pub fn generate(model: &MeshModel, node: &NodeIdentity) -> ProxyResources {
-    if node.proxy_type == trellis_xds::ProxyType::Router {
-        return gateway::generate(model, node);
-    }
+/// The resources every proxy starts from: each type present (even when empty, so that an empty
+/// type can be ACKed), and the clusters and endpoints of the services it can reach over HTTP
+/// and TCP.
+fn with_outbound_clusters(
+    model: &MeshModel,
+    proxy: &ProxyView<'_>,
+    http: &[(&Service, Vec<&ServicePort>)],
+    tcp: &[(&Service, Vec<&ServicePort>)],
+) -> ProxyResources {
     let mut out = ProxyResources::default();
-    // Always present, even when empty, so that an empty type can be ACKed.
     for t in [
         type_url::CLUSTER,
         type_url::LISTENER,
@@ -51,26 +55,35 @@ pub fn generate(model: &MeshModel, node: &NodeIdentity) -> ProxyResources {
     ] {
         out.by_type.entry(t).or_default();
     }
-    let proxy = model.proxy_view(node);
-    let outbound = scope::visible_services(model, &proxy);
-    let outbound_tcp = scope::visible_tcp_services(model, &proxy);
-    let mut plan = clusters::plan(model, &proxy, &outbound);
-    plan.extend(clusters::plan(model, &proxy, &outbound_tcp));
+    let mut plan = clusters::plan(model, proxy, http);
+    plan.extend(clusters::plan(model, proxy, tcp));
     for c in &plan {
-        let cluster = clusters::outbound(c, &proxy, model);
+        let cluster = clusters::outbound(c, proxy, model);
         out.insert(
             type_url::CLUSTER,
             cluster.name.clone(),
             to_any(type_url::CLUSTER, &cluster),
         );
     }
-    for cla in endpoints::outbound(&plan, &proxy, model) {
+    for cla in endpoints::outbound(&plan, proxy, model) {
         out.insert(
             type_url::ENDPOINT,
             cla.cluster_name.clone(),
             to_any(type_url::ENDPOINT, &cla),
         );
     }
+    out
+}
+
+/// Everything `node` should receive for the current model.
+pub fn generate(model: &MeshModel, node: &NodeIdentity) -> ProxyResources {
+    if node.proxy_type == trellis_xds::ProxyType::Router {
+        return gateway::generate(model, node);
+    }
+    let proxy = model.proxy_view(node);
+    let outbound = scope::visible_services(model, &proxy);
+    let outbound_tcp = scope::visible_tcp_services(model, &proxy);
+    let mut out = with_outbound_clusters(model, &proxy, &outbound, &outbound_tcp);
     let inbound = inbound_ports(model, node);
     if node.interception == trellis_xds::InterceptionMode::Redirect {
         let captured = capture::generate(model, &proxy, &outbound, &outbound_tcp, &inbound);

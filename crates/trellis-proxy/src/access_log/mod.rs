@@ -307,6 +307,7 @@ fn details(headers: &HeaderMap, flags: &[&'static str], upstream: bool) -> Strin
             "FI" => "fault_filter_abort",
             "UO" => "upstream_reset_before_response_started{overflow}",
             "UF" => "upstream_reset_before_response_started{connection_failure}",
+            "UPE" => "upstream_reset_before_response_started{protocol_error}",
             "UT" => "response_timeout",
             "URX" => "via_upstream",
             _ => return None,

@@ -378,6 +378,19 @@ pub(crate) async fn forward(
                 };
                 fail(&flags, StatusCode::SERVICE_UNAVAILABLE, &cause)
             }
+            Err(Failure::Reset(e, _)) if is_protocol_error(&e) => {
+                // The upstream answered something that is not HTTP (e.g. a TLS server spoken
+                // to in plaintext): Envoy's 502 with `UPE`.
+                flag("UPE", &mut flags);
+                fail(
+                    &flags,
+                    StatusCode::BAD_GATEWAY,
+                    &format!(
+                        "upstream {} in cluster {cluster_name} sent an invalid HTTP response{attempts}: {e}",
+                        endpoint.address
+                    ),
+                )
+            }
             Err(Failure::Reset(e, _)) => {
                 flag("UR", &mut flags);
                 let cause = match &e {
@@ -444,6 +457,22 @@ fn is_refused_stream(e: &(dyn std::error::Error + 'static)) -> bool {
     while let Some(err) = cur {
         let text = err.to_string();
         if text.contains("refused stream") || text.contains("REFUSED_STREAM") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// An upstream response that could not be parsed as HTTP (hyper's parse errors), anywhere in
+/// the error chain.
+fn is_protocol_error(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_parse)
+        {
             return true;
         }
         cur = err.source();

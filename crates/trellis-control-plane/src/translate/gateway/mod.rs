@@ -15,8 +15,8 @@ mod tls;
 
 use trellis_xds::{NodeIdentity, to_any, type_url};
 
+use super::scope;
 use super::telemetry::{self, HcmTelemetry, Side};
-use super::{clusters, endpoints, scope};
 use crate::model::MeshModel;
 use crate::xds::ProxyResources;
 
@@ -24,35 +24,10 @@ pub use tls::{Credential, resolve_credential};
 
 /// Everything the router `node` should receive for the current model.
 pub fn generate(model: &MeshModel, node: &NodeIdentity) -> ProxyResources {
-    let mut out = ProxyResources::default();
-    for t in [
-        type_url::CLUSTER,
-        type_url::LISTENER,
-        type_url::ENDPOINT,
-        type_url::ROUTE,
-    ] {
-        out.by_type.entry(t).or_default();
-    }
     let proxy = model.proxy_view(node);
     let http = scope::visible_services(model, &proxy);
     let tcp = scope::visible_tcp_services(model, &proxy);
-    let mut plan = clusters::plan(model, &proxy, &http);
-    plan.extend(clusters::plan(model, &proxy, &tcp));
-    for c in &plan {
-        let cluster = clusters::outbound(c, &proxy, model);
-        out.insert(
-            type_url::CLUSTER,
-            cluster.name.clone(),
-            to_any(type_url::CLUSTER, &cluster),
-        );
-    }
-    for cla in endpoints::outbound(&plan, &proxy, model) {
-        out.insert(
-            type_url::ENDPOINT,
-            cla.cluster_name.clone(),
-            to_any(type_url::ENDPOINT, &cla),
-        );
-    }
+    let mut out = super::with_outbound_clusters(model, &proxy, &http, &tcp);
     let telemetries = telemetry::applicable(model, &proxy);
     let hcm_telemetry = HcmTelemetry::of(model, &proxy, &telemetries, Side::Client);
     for (port, group) in servers::by_port(model, &proxy) {
