@@ -7,23 +7,16 @@ mod format;
 mod writer;
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
-use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
-use http_body_util::BodyExt;
-use hyper::body::{Body, Frame};
 use serde::Serialize;
 
 pub use format::{FormatError, Operator, Piece, Template, rfc3339_millis};
 pub use writer::{QUEUE_LINES, dropped_total};
 
-use crate::listener::{ProxyBody, REASON_HEADER};
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+use crate::listener::{BodyObserver, ProxyBody, REASON_HEADER, observe};
 
 /// One access logger of an HTTP connection manager.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -274,13 +267,13 @@ pub fn attach(
         .get::<RouteName>()
         .map(|n| n.0.to_string());
     r.details = details(response.headers(), flags, r.upstream_host.is_some());
-    let (parts, body) = response.into_parts();
-    let body = LoggedBody {
-        inner: body,
-        record: Some(Box::new(pending.record)),
-        logs: pending.logs,
-    };
-    Response::from_parts(parts, body.boxed())
+    observe(
+        response,
+        BodyLog {
+            record: Box::new(pending.record),
+            logs: pending.logs,
+        },
+    )
 }
 
 /// Whether `log` writes a line for a response with `status`.
@@ -323,58 +316,23 @@ fn details(headers: &HeaderMap, flags: &[&'static str], upstream: bool) -> Strin
     }
 }
 
-/// A response body that counts bytes and writes the log lines when it ends or is dropped.
-struct LoggedBody {
-    inner: ProxyBody,
-    record: Option<Box<Record>>,
+/// Counts the bytes of a response body and writes the log lines when it ends or is dropped.
+struct BodyLog {
+    record: Box<Record>,
     /// Every logger of the connection manager: those whose filter admits the status write.
     logs: Arc<[AccessLogConfig]>,
 }
 
-impl LoggedBody {
-    fn emit(&mut self) {
-        let Some(mut record) = self.record.take() else {
-            return;
-        };
+impl BodyObserver for BodyLog {
+    fn on_data(&mut self, len: usize) {
+        self.record.bytes_sent += len as u64;
+    }
+
+    fn on_end(&mut self) {
+        let record = &mut self.record;
         record.duration_ms = u64::try_from(record.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         for log in self.logs.iter().filter(|l| admits(l, record.status)) {
             writer::write(&log.path, record.line(log));
         }
-    }
-}
-
-impl Drop for LoggedBody {
-    fn drop(&mut self) {
-        self.emit();
-    }
-}
-
-impl Body for LoggedBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let (Some(data), Some(r)) = (frame.data_ref(), self.record.as_mut()) {
-                    r.bytes_sent += data.len() as u64;
-                }
-            }
-            Poll::Ready(None) => self.emit(),
-            _ => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
     }
 }

@@ -10,6 +10,7 @@ mod cors;
 mod forward;
 mod http;
 mod normalize;
+mod observed;
 mod replay;
 mod tcp;
 mod upgrade;
@@ -33,6 +34,7 @@ use crate::tls::Secrets;
 use crate::upstream::ClusterManager;
 pub use http::{ProxyBody, REASON_HEADER, local_reply};
 pub(crate) use http::{new_request_id, request_authority};
+pub(crate) use observed::{BodyObserver, observe};
 
 /// Listener errors.
 #[derive(Debug, thiserror::Error)]

@@ -1,20 +1,13 @@
 //! Ending a request's spans when its response body ends, as Envoy ends them with the stream:
 //! a streamed or slow body (gRPC streams, large downloads) counts in the span's duration.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use bytes::Bytes;
 use http::Response;
-use http_body_util::BodyExt;
-use hyper::body::{Body, Frame};
 
 use super::{ActiveTrace, Tracer};
-use crate::listener::ProxyBody;
+use crate::listener::{BodyObserver, ProxyBody, observe};
 use crate::upstream::ClusterManager;
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// What the spans record of the response, known at its headers.
 #[derive(Debug)]
@@ -38,27 +31,25 @@ pub fn attach(
     end: SpanEnd,
     response: Response<ProxyBody>,
 ) -> Response<ProxyBody> {
-    let (parts, body) = response.into_parts();
-    let body = TracedBody {
-        inner: body,
-        pending: Some(Box::new((trace, end))),
-        tracer: tracer.clone(),
-        clusters: clusters.clone(),
-    };
-    Response::from_parts(parts, body.boxed())
+    observe(
+        response,
+        SpanCloser {
+            pending: Some((trace, end)),
+            tracer: tracer.clone(),
+            clusters: clusters.clone(),
+        },
+    )
 }
 
-struct TracedBody {
-    inner: ProxyBody,
-    pending: Option<Box<(ActiveTrace, SpanEnd)>>,
+struct SpanCloser {
+    pending: Option<(ActiveTrace, SpanEnd)>,
     tracer: Arc<Tracer>,
     clusters: Arc<ClusterManager>,
 }
 
-impl TracedBody {
-    fn finish(&mut self) {
-        if let Some(pending) = self.pending.take() {
-            let (trace, end) = *pending;
+impl BodyObserver for SpanCloser {
+    fn on_end(&mut self) {
+        if let Some((trace, end)) = self.pending.take() {
             self.tracer.finish(
                 trace,
                 end.status,
@@ -68,35 +59,5 @@ impl TracedBody {
                 &self.clusters,
             );
         }
-    }
-}
-
-impl Drop for TracedBody {
-    fn drop(&mut self) {
-        self.finish();
-    }
-}
-
-impl Body for TracedBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let polled = Pin::new(&mut self.inner).poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            self.finish();
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
     }
 }
