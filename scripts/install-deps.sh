@@ -6,9 +6,10 @@ set -euo pipefail
 # iptables and iproute2 for transparent-capture tests in network namespaces, openssl for the
 # CA, mTLS and gateway probes, curl for the gateway test, prometheus for the metrics
 # end-to-end test, chromium for the dashboard test, curl and setpriv (util-linux) for the
-# captured-pod test (unmodified clients in a pod; sidecars as UID 1337).
+# captured-pod test (unmodified clients in a pod; sidecars as UID 1337), dropbear (dropbear-bin)
+# for the sniffing test's server-first protocol (an SSH server's banner comes first).
 packages=()
-for pair in iptables:iptables ip:iproute2 openssl:openssl curl:curl prometheus:prometheus chromium:chromium setpriv:util-linux; do
+for pair in iptables:iptables ip:iproute2 openssl:openssl curl:curl prometheus:prometheus chromium:chromium setpriv:util-linux dropbearkey:dropbear-bin; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || packages+=("${pair#*:}")
 done
 if [ ${#packages[@]} -gt 0 ]; then

@@ -25,8 +25,9 @@ cargo nextest run --workspace --locked --no-fail-fast
 step "conformance suite on both data planes (cargo xtask conformance)"
 cargo xtask conformance --dataplane all
 
-step "demo self-check (trellis demo --check)"
+step "demo self-check (trellis demo --check: pods when root, explicit otherwise; then explicit)"
 target/debug/trellis demo --check
+target/debug/trellis demo --check --mode explicit --requests 300
 
 step "benchmark smoke run (cargo xtask bench --debug all --quick: checks it runs, numbers not meaningful)"
 cargo xtask bench --debug all --quick

@@ -330,6 +330,17 @@ async fn run_all(
                 });
                 continue;
             }
+            if let Some(why) = s.cannot_run_here() {
+                println!("SKIP ({why})");
+                entries.push(ReportEntry {
+                    name: s.name.clone(),
+                    dataplane: dp.to_string(),
+                    passed: false,
+                    skipped: true,
+                    detail: format!("skipped: {why}"),
+                });
+                continue;
+            }
             let envoy = match (&envoy_bin, dp) {
                 (Some(Err(e)), Dataplane::Envoy) => {
                     println!("FAIL");

@@ -301,7 +301,7 @@ pub struct ExtAuthzRequestBody {
     /// Check with the first `maxRequestBytes` instead of answering `413` to a bigger body.
     #[serde(default)]
     pub allow_partial_message: bool,
-    /// Send the body as bytes rather than UTF-8 text (not supported).
+    /// Send the body as bytes (`raw_body`) rather than as UTF-8 text (`body`); gRPC only.
     #[serde(default)]
     pub pack_as_bytes: bool,
 }
@@ -544,7 +544,7 @@ impl MeshConfig {
 }
 
 /// What both ext_authz provider kinds check alike: `statusOnError` is an HTTP status code, and
-/// a body is sent as text.
+/// a buffered body has a positive size limit.
 fn ext_authz_common(
     err: &mut impl FnMut(String, String),
     at: &str,
@@ -559,10 +559,10 @@ fn ext_authz_common(
             format!("{s:?} is not an HTTP status code (200..=599)"),
         );
     }
-    if body.is_some_and(|b| b.pack_as_bytes) {
+    if body.is_some_and(|b| b.max_request_bytes == 0) {
         err(
-            format!("{at}.includeRequestBodyInCheck.packAsBytes"),
-            "unsupported: the body is sent as text".into(),
+            format!("{at}.includeRequestBodyInCheck.maxRequestBytes"),
+            "must be greater than 0 (Envoy's `with_request_body` rejects 0)".into(),
         );
     }
 }
@@ -691,6 +691,8 @@ extensionProviders:
   envoyExtAuthzHttp: {service: a, port: 1, pathPrefix: check, statusOnError: nope}
 - name: grpc
   envoyExtAuthzGrpc: {service: a, port: 1, includeRequestBodyInCheck: {packAsBytes: true}}
+- name: grpc-zero
+  envoyExtAuthzGrpc: {service: a, port: 1, includeRequestBodyInCheck: {maxRequestBytes: 0}}
 "#,
         )
         .expect_err("invalid");
@@ -700,7 +702,8 @@ extensionProviders:
             [
                 "extensionProviders[0].envoyExtAuthzHttp.statusOnError",
                 "extensionProviders[0].envoyExtAuthzHttp.pathPrefix",
-                "extensionProviders[1].envoyExtAuthzGrpc.includeRequestBodyInCheck.packAsBytes",
+                "extensionProviders[1].envoyExtAuthzGrpc.includeRequestBodyInCheck.maxRequestBytes",
+                "extensionProviders[2].envoyExtAuthzGrpc.includeRequestBodyInCheck.maxRequestBytes",
             ]
         );
     }

@@ -4,7 +4,8 @@
 //! closed-loop mode for maximum throughput.
 //!
 //! Requests go over N keep-alive connections, HTTP/1.1 (one request at a time per connection)
-//! or HTTP/2 with prior knowledge (multiplexed). The schedule is paced by a dedicated OS thread
+//! or HTTP/2 with prior knowledge (multiplexed); gRPC is unary calls of the testkit's echo
+//! service (`trellis.echo.Echo/Unary`) over HTTP/2, a call succeeding on `grpc-status: 0`. The schedule is paced by a dedicated OS thread
 //! (`nanosleep`, tens of microseconds of slack) rather than the async runtime's millisecond
 //! timer; request `i` is handed to connection `i mod N`.
 
@@ -31,22 +32,30 @@ pub const DRAIN: Duration = Duration::from_secs(5);
 /// The most requests in flight on one HTTP/2 connection in the open-loop mode.
 pub const MAX_H2_IN_FLIGHT: usize = 256;
 
-/// HTTP/1.1 or HTTP/2 (h2c with prior knowledge).
+/// HTTP/1.1, HTTP/2 (h2c with prior knowledge) or unary gRPC (over h2c).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Protocol {
     /// HTTP/1.1 keep-alive.
     Http1,
     /// HTTP/2 over cleartext.
     Http2,
+    /// Unary gRPC calls over HTTP/2 cleartext.
+    Grpc,
 }
 
 impl Protocol {
-    /// `http1` / `http2`, as in `sidecar.json`.
+    /// `http1` / `http2` / `grpc`, as in `sidecar.json`.
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Http1 => "http1",
             Protocol::Http2 => "http2",
+            Protocol::Grpc => "grpc",
         }
+    }
+
+    /// Whether the connections speak HTTP/2 (multiplexed).
+    pub fn is_h2(self) -> bool {
+        matches!(self, Protocol::Http2 | Protocol::Grpc)
     }
 }
 
@@ -56,8 +65,8 @@ impl std::str::FromStr for Protocol {
         match s {
             "http1" => Ok(Protocol::Http1),
             "http2" => Ok(Protocol::Http2),
-            "grpc" => bail!("protocol grpc is not implemented yet (http1 and http2 are)"),
-            other => bail!("unknown protocol {other:?} (expected http1 or http2)"),
+            "grpc" => Ok(Protocol::Grpc),
+            other => bail!("unknown protocol {other:?} (expected http1, http2 or grpc)"),
         }
     }
 }
@@ -69,30 +78,70 @@ pub struct Target {
     pub addr: SocketAddr,
     /// The authority (`host:port`) of the requests.
     pub authority: String,
-    /// The path and query.
+    /// The path and query (gRPC: the method path).
     pub path: String,
     /// The protocol spoken on the connections.
     pub protocol: Protocol,
     /// Whether `addr` is an HTTP proxy (HTTP/1.1 requests then use the absolute form).
     pub via_proxy: bool,
+    /// The request body (gRPC: one length-prefixed message; HTTP: empty, a GET).
+    pub body: Bytes,
 }
 
 impl Target {
-    /// A GET request for this target.
+    /// A GET request for this target (gRPC: a POST of [`Target::body`]).
     pub fn request(&self) -> anyhow::Result<Request<Full<Bytes>>> {
-        let absolute = self.via_proxy || self.protocol == Protocol::Http2;
+        let absolute = self.via_proxy || self.protocol.is_h2();
         let uri = if absolute {
             format!("http://{}{}", self.authority, self.path)
         } else {
             self.path.clone()
         };
-        let mut b = Request::builder().method("GET").uri(uri);
-        if self.protocol == Protocol::Http1 {
-            b = b.header(http::header::HOST, self.authority.as_str());
+        let mut b = Request::builder().uri(uri);
+        match self.protocol {
+            Protocol::Http1 => {
+                b = b
+                    .method("GET")
+                    .header(http::header::HOST, self.authority.as_str())
+            }
+            Protocol::Http2 => b = b.method("GET"),
+            Protocol::Grpc => {
+                b = b
+                    .method("POST")
+                    .header(http::header::CONTENT_TYPE, "application/grpc")
+                    .header(http::header::TE, "trailers")
+            }
         }
-        b.body(Full::new(Bytes::new()))
+        b.body(Full::new(self.body.clone()))
             .with_context(|| format!("building a request for {}{}", self.authority, self.path))
     }
+}
+
+/// A gRPC unary request for the testkit echo service whose frame is about `bytes` long: the
+/// 5-byte gRPC prefix (uncompressed, length) and an `EchoRequest` whose `message` pads it.
+pub fn grpc_echo_frame(bytes: usize) -> Bytes {
+    use prost::Message as _;
+    let overhead = 5 + 3; // prefix + tag and a two-byte length of `message`
+    let msg = trellis_testkit::grpc::proto::EchoRequest {
+        message: "x".repeat(bytes.saturating_sub(overhead)),
+        count: 0,
+    };
+    let encoded = msg.encode_to_vec();
+    let mut frame = Vec::with_capacity(5 + encoded.len());
+    frame.push(0);
+    frame.extend_from_slice(&u32::try_from(encoded.len()).unwrap_or(u32::MAX).to_be_bytes());
+    frame.extend_from_slice(&encoded);
+    Bytes::from(frame)
+}
+
+/// The `grpc-status` of an answer: from the trailers, or from the headers of a trailers-only
+/// answer.
+fn grpc_status(headers: &http::HeaderMap, trailers: Option<&http::HeaderMap>) -> Option<String> {
+    trailers
+        .and_then(|t| t.get("grpc-status"))
+        .or_else(|| headers.get("grpc-status"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 /// One client connection.
@@ -122,6 +171,26 @@ pub struct Answer {
     pub headers: http::HeaderMap,
     /// The body length in bytes.
     pub body_len: usize,
+    /// The body (kept for probes; cheap to hold, it is reference counted).
+    pub body: Bytes,
+    /// The `grpc-status` (trailers, or headers of a trailers-only answer), if any.
+    pub grpc_status: Option<String>,
+}
+
+impl Answer {
+    /// Whether the exchange succeeded: a 2xx status, and for gRPC `grpc-status: 0`.
+    pub fn is_ok(&self, protocol: Protocol) -> bool {
+        self.status.is_success()
+            && (protocol != Protocol::Grpc || self.grpc_status.as_deref() == Some("0"))
+    }
+
+    /// Why [`Answer::is_ok`] is false, for the report.
+    pub fn failure(&self) -> String {
+        match &self.grpc_status {
+            Some(g) if self.status.is_success() => format!("grpc-status {g}"),
+            _ => format!("status {}", self.status),
+        }
+    }
 }
 
 impl Conn {
@@ -130,7 +199,7 @@ impl Conn {
     pub async fn connect(addr: SocketAddr, protocol: Protocol) -> anyhow::Result<Conn> {
         let protocol = match protocol {
             Protocol::Http1 => testkit_http::Protocol::Http1,
-            Protocol::Http2 => testkit_http::Protocol::Http2,
+            Protocol::Http2 | Protocol::Grpc => testkit_http::Protocol::Http2,
         };
         Ok(
             match testkit_http::Connection::connect(addr, protocol).await? {
@@ -166,11 +235,15 @@ impl Conn {
                 }
             };
             let (parts, body) = response.into_parts();
-            let body = body.collect().await.context("reading the body")?.to_bytes();
+            let collected = body.collect().await.context("reading the body")?;
+            let grpc_status = grpc_status(&parts.headers, collected.trailers());
+            let body = collected.to_bytes();
             anyhow::Ok(Answer {
                 status: parts.status,
                 headers: parts.headers,
                 body_len: body.len(),
+                body,
+                grpc_status,
             })
         };
         tokio::time::timeout(REQUEST_TIMEOUT, exchange)
@@ -326,7 +399,7 @@ async fn connection_task(
     let mut in_flight = FuturesUnordered::new();
     let max_in_flight = match target.protocol {
         Protocol::Http1 => 1,
-        Protocol::Http2 => MAX_H2_IN_FLIGHT,
+        Protocol::Http2 | Protocol::Grpc => MAX_H2_IN_FLIGHT,
     };
     let mut open = true;
     loop {
@@ -362,7 +435,7 @@ async fn connection_task(
             }
             Some((intended, answer, done)) = in_flight.next(), if !in_flight.is_empty() => {
                 match answer {
-                    Ok(a) if a.status.is_success() => {
+                    Ok(a) if a.is_ok(target.protocol) => {
                         r.ok_total += 1;
                         r.body_len = a.body_len;
                         if intended >= measure_from {
@@ -370,7 +443,7 @@ async fn connection_task(
                             r.histogram.saturating_record(micros(done - intended));
                         }
                     }
-                    Ok(a) => r.fail(format!("status {}", a.status)),
+                    Ok(a) => r.fail(a.failure()),
                     Err(e) => {
                         r.fail(format!("{e:#}"));
                         conn = None;
@@ -408,7 +481,7 @@ pub async fn closed_loop(
 ) -> anyhow::Result<ClosedResult> {
     let per_conn = match target.protocol {
         Protocol::Http1 => 1,
-        Protocol::Http2 => streams_per_connection.max(1),
+        Protocol::Http2 | Protocol::Grpc => streams_per_connection.max(1),
     };
     let n_conns = concurrency.max(1).div_ceil(per_conn);
     let mut workers = Vec::new();
@@ -443,14 +516,14 @@ pub async fn closed_loop(
                     conn = Some(c);
                     let done = Instant::now();
                     match answer {
-                        Ok(a) if a.status.is_success() => {
+                        Ok(a) if a.is_ok(target.protocol) => {
                             if done >= measure_from && done <= end {
                                 ok += 1;
                             }
                         }
                         Ok(a) => {
                             errors += 1;
-                            first_error.get_or_insert(format!("status {}", a.status));
+                            first_error.get_or_insert(a.failure());
                         }
                         Err(e) => {
                             errors += 1;
@@ -527,6 +600,7 @@ mod tests {
                 path: "/".into(),
                 protocol,
                 via_proxy: false,
+                body: Bytes::new(),
             };
             let r = open_loop(
                 &target,
@@ -558,6 +632,7 @@ mod tests {
             path: "/".into(),
             protocol: Protocol::Http1,
             via_proxy: false,
+            body: Bytes::new(),
         };
         let r = open_loop(
             &target,
@@ -583,6 +658,7 @@ mod tests {
             path: "/".into(),
             protocol: Protocol::Http2,
             via_proxy: false,
+            body: Bytes::new(),
         };
         let r = closed_loop(
             &target,
@@ -597,6 +673,53 @@ mod tests {
         Ok(())
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn grpc_calls_the_testkit_echo_service() -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let config = trellis_testkit::echo::EchoConfig {
+            service: "bench-grpc".into(),
+            version: "v1".into(),
+            instance: "bench-grpc-v1-0".into(),
+            calls: vec![],
+            http_proxy: None,
+        };
+        let server = tokio::spawn(trellis_testkit::echo::serve(
+            listener,
+            config,
+            std::future::pending(),
+        ));
+        let frame = grpc_echo_frame(1024);
+        assert_eq!(frame.len(), 1024);
+        let mut target = Target {
+            addr,
+            authority: "bench-grpc:8082".into(),
+            path: trellis_testkit::grpc::Method::Unary.path().into(),
+            protocol: Protocol::Grpc,
+            via_proxy: false,
+            body: frame,
+        };
+        let a = fetch(&target).await?;
+        assert!(a.is_ok(Protocol::Grpc), "{}", a.failure());
+        assert!(a.body_len > 1024, "the reply echoes the message: {}", a.body_len);
+        let r = closed_loop(
+            &target,
+            4,
+            4,
+            Duration::from_millis(50),
+            Duration::from_millis(200),
+        )
+        .await?;
+        assert_eq!(r.errors, 0, "{:?}", r.first_error);
+        assert!(r.ok > 0);
+        // An unknown method ends with a non-zero grpc-status, which counts as a failure.
+        target.path = "/trellis.echo.Echo/Nope".into();
+        let a = fetch(&target).await?;
+        assert!(!a.is_ok(Protocol::Grpc), "{:?}", a.grpc_status);
+        server.abort();
+        Ok(())
+    }
+
     #[test]
     fn requests_use_the_right_form() -> anyhow::Result<()> {
         let mut t = Target {
@@ -605,6 +728,7 @@ mod tests {
             path: "/x?size=1".into(),
             protocol: Protocol::Http1,
             via_proxy: true,
+            body: Bytes::new(),
         };
         assert_eq!(
             t.request()?.uri().to_string(),
@@ -617,7 +741,8 @@ mod tests {
             r.headers().get("host").and_then(|h| h.to_str().ok()),
             Some("bench.default.svc.cluster.local:8080")
         );
-        assert!("grpc".parse::<Protocol>().is_err());
+        assert_eq!("grpc".parse::<Protocol>()?, Protocol::Grpc);
+        assert!("h3".parse::<Protocol>().is_err());
         Ok(())
     }
 }

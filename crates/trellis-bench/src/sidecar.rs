@@ -13,8 +13,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
+use bytes::Bytes;
 use trellis_testkit::mesh::{
-    ADMIN_PORT, Dataplane, Mesh, MeshOptions, MeshSpec, ServiceSpec, WorkloadSpec,
+    ADMIN_PORT, Dataplane, Mesh, MeshOptions, MeshSpec, SECURE_XDS_PORT, ServiceSpec,
+    WorkloadSpec,
 };
 use trellis_testkit::process::{Spec, spawn_logged};
 
@@ -99,8 +101,9 @@ pub struct SidecarOptions {
     pub out_dir: PathBuf,
     /// Pin the proxies to CPU 1 (the benchmark itself runs on CPU 0).
     pub pin: bool,
-    /// mTLS between sidecars (not implemented yet: refused).
-    pub mtls: bool,
+    /// Plaintext between sidecars (an explicit opt-out: by default the meshes run secure, with
+    /// mutual TLS between sidecars, as Istio does).
+    pub plaintext: bool,
     /// The response body size the app is asked for.
     pub body_bytes: usize,
     /// The command line, for the report.
@@ -116,7 +119,7 @@ impl SidecarOptions {
             warmup: Duration::from_secs(2),
             runs: 3,
             dataplanes: vec![Plane::Direct, Plane::Trellis, Plane::Envoy],
-            protocols: vec![Protocol::Http1, Protocol::Http2],
+            protocols: vec![Protocol::Http1, Protocol::Http2, Protocol::Grpc],
             connections: 32,
             throughput_concurrency: 32,
             throughput_duration: Duration::from_secs(5),
@@ -124,7 +127,7 @@ impl SidecarOptions {
             trellis_bin,
             out_dir,
             pin: true,
-            mtls: false,
+            plaintext: false,
             body_bytes: 1024,
             command: String::new(),
         }
@@ -149,15 +152,33 @@ impl SidecarOptions {
 /// The namespace of the benchmark's services.
 const NAMESPACE: &str = "default";
 /// The benchmark's services: (name, port, declared protocol, protocol the client speaks).
-const SERVICES: [(&str, u16, &str, Protocol); 2] = [
+const SERVICES: [(&str, u16, &str, Protocol); 3] = [
     ("bench", 8080, "HTTP", Protocol::Http1),
     ("bench-h2", 8081, "HTTP2", Protocol::Http2),
+    ("bench-grpc", 8082, "GRPC", Protocol::Grpc),
 ];
 
+/// The config label of the main meshes (memory and start-to-ready rows).
+const TINY: &str = "tiny (3 services)";
+
 fn service_for(p: Protocol) -> (&'static str, u16, usize) {
+    let i = match p {
+        Protocol::Http1 => 0,
+        Protocol::Http2 => 1,
+        Protocol::Grpc => 2,
+    };
+    (SERVICES[i].0, SERVICES[i].1, i)
+}
+
+/// What the load generator sends for `p`: the path (HTTP: `http_path`, the padded echo query;
+/// gRPC: the echo service's unary method) and the body (gRPC: one ≈`body_bytes` message).
+fn request_shape(p: Protocol, http_path: &str, body_bytes: usize) -> (String, Bytes) {
     match p {
-        Protocol::Http1 => (SERVICES[0].0, SERVICES[0].1, 0),
-        Protocol::Http2 => (SERVICES[1].0, SERVICES[1].1, 1),
+        Protocol::Http1 | Protocol::Http2 => (http_path.to_string(), Bytes::new()),
+        Protocol::Grpc => (
+            trellis_testkit::grpc::Method::Unary.path().to_string(),
+            loadgen::grpc_echo_frame(body_bytes),
+        ),
     }
 }
 
@@ -291,6 +312,7 @@ async fn start_mesh(
     let run_dir = opts.out_dir.join("run").join(label);
     let mut mo = MeshOptions::new(&opts.trellis_bin, &run_dir);
     mo.startup_timeout = Duration::from_secs(180);
+    mo.mtls = !opts.plaintext;
     let t0 = Instant::now();
     let mesh = Mesh::start(mesh_spec(base, dataplane, extra_yaml), mo)
         .await
@@ -358,6 +380,8 @@ struct Results {
     ready_ms: BTreeMap<(Plane, String), Vec<f64>>,
     /// Memory rows.
     memory: Vec<MemoryRow>,
+    /// plane → the transport between its sidecars, as verified on the data path.
+    transport: BTreeMap<Plane, String>,
     notes: Vec<String>,
 }
 
@@ -375,11 +399,6 @@ fn rotated<T: Clone>(v: &[T], k: usize) -> Vec<T> {
 /// Runs the sidecar benchmark and writes `sidecar.json`, `report.md` and `latency.svg` in
 /// `opts.out_dir`; returns the markdown report.
 pub async fn run(mut opts: SidecarOptions) -> anyhow::Result<String> {
-    if opts.mtls {
-        bail!(
-            "--mtls: mTLS between sidecars is not implemented in Trellis yet; the benchmark runs plaintext (drop --mtls)"
-        );
-    }
     if opts.runs == 0 || opts.rates.is_empty() || opts.protocols.is_empty() {
         bail!("nothing to run: need at least one run, one rate and one protocol");
     }
@@ -398,7 +417,7 @@ pub async fn run(mut opts: SidecarOptions) -> anyhow::Result<String> {
         }
     }
     progress(format!(
-        "sidecar benchmark: data planes {}, protocols {}, rates {:?}/s, {} run(s) of {} (+{} warm-up), {} connections; plaintext (mTLS not implemented yet); pinning {}",
+        "sidecar benchmark: data planes {}, protocols {}, rates {:?}/s, {} run(s) of {} (+{} warm-up), {} connections; {} between sidecars; pinning {}",
         opts.dataplanes
             .iter()
             .map(|d| d.as_str())
@@ -414,6 +433,11 @@ pub async fn run(mut opts: SidecarOptions) -> anyhow::Result<String> {
         fmt_duration(opts.duration),
         fmt_duration(opts.warmup),
         opts.connections,
+        if opts.plaintext {
+            "plaintext (--plaintext)"
+        } else {
+            "mutual TLS"
+        },
         if opts.pin {
             "proxies on CPU 1, benchmark/apps/control plane on CPU 0"
         } else {
@@ -477,7 +501,7 @@ fn target_for(
     meshes: &[MeshUnderTest],
     plane: Plane,
     p: Protocol,
-    path: &str,
+    (path, body): &(String, Bytes),
 ) -> anyhow::Result<Target> {
     let mesh_plane = if plane == Plane::Direct {
         Plane::Trellis
@@ -492,16 +516,18 @@ fn target_for(
         Plane::Direct => Target {
             addr: m.app(p)?,
             authority: authority(p),
-            path: path.to_string(),
+            path: path.clone(),
             protocol: p,
             via_proxy: false,
+            body: body.clone(),
         },
         _ => Target {
             addr: m.mesh.client_outbound(),
             authority: authority(p),
-            path: path.to_string(),
+            path: path.clone(),
             protocol: p,
             via_proxy: true,
+            body: body.clone(),
         },
     })
 }
@@ -520,7 +546,7 @@ async fn measure_all(
             if let Some(mem) = mem_of(p.dataplane_pid) {
                 results.memory.push((
                     m.plane,
-                    "tiny (2 services)".to_string(),
+                    TINY.to_string(),
                     p.workload.clone(),
                     mem.rss_mb(),
                     mem.hwm_mb(),
@@ -531,7 +557,12 @@ async fn measure_all(
         }
     }
     // Body size: pad the app's JSON answer to about `body_bytes` (measured directly).
-    let probe = target_for(meshes, Plane::Direct, Protocol::Http1, "/bench?size=0")?;
+    let probe = target_for(
+        meshes,
+        Plane::Direct,
+        Protocol::Http1,
+        &("/bench?size=0".to_string(), Bytes::new()),
+    )?;
     let base_len = loadgen::fetch(&probe)
         .await
         .context("probing the app")?
@@ -542,22 +573,27 @@ async fn measure_all(
         "app answer without padding is {base_len} bytes: requesting {path} (≈{} bytes directly)",
         base_len + pad
     ));
+    let shape = |p: Protocol| request_shape(p, &path, opts.body_bytes);
     // Every path answers before anything is measured.
     for &p in &opts.protocols {
         for &d in &opts.dataplanes {
-            let t = target_for(meshes, d, p, &path)?;
+            let t = target_for(meshes, d, p, &shape(p))?;
             let a = loadgen::fetch(&t)
                 .await
                 .with_context(|| format!("probe of {} {}", d.as_str(), p.as_str()))?;
-            if !a.status.is_success() {
-                bail!(
-                    "probe of {} {}: status {}",
-                    d.as_str(),
-                    p.as_str(),
-                    a.status
-                );
+            if !a.is_ok(p) {
+                bail!("probe of {} {}: {}", d.as_str(), p.as_str(), a.failure());
             }
         }
+    }
+    // The transport between the sidecars is what was asked for.
+    for m in meshes.iter() {
+        if !opts.dataplanes.contains(&m.plane) {
+            continue;
+        }
+        let transport = verify_transport(opts, m).await?;
+        progress(format!("{}: {transport}", m.plane.as_str()));
+        results.transport.insert(m.plane, transport);
     }
 
     // (1) + (3): latency at fixed rates, with proxy CPU and memory.
@@ -565,7 +601,7 @@ async fn measure_all(
         for &rate in &opts.rates {
             for rep in 0..opts.runs {
                 for d in rotated(&opts.dataplanes, rep) {
-                    let target = target_for(meshes, d, p, &path)?;
+                    let target = target_for(meshes, d, p, &shape(p))?;
                     let procs = meshes
                         .iter()
                         .find(|m| m.plane == d)
@@ -653,7 +689,7 @@ async fn measure_all(
     for &p in &opts.protocols {
         for rep in 0..opts.runs {
             for d in rotated(&opts.dataplanes, rep) {
-                let target = target_for(meshes, d, p, &path)?;
+                let target = target_for(meshes, d, p, &shape(p))?;
                 let r = loadgen::closed_loop(
                     &target,
                     opts.throughput_concurrency,
@@ -718,13 +754,58 @@ async fn measure_all(
             ));
             results
                 .ready_ms
-                .entry((d, "tiny (2 services)".to_string()))
+                .entry((d, TINY.to_string()))
                 .or_default()
                 .push(ms);
         }
     }
     Ok(())
 }
+
+/// Checks on the data path that the sidecars speak what was asked for, and describes it for the
+/// report: through the client sidecar, the `bench` app echoes the request headers it got, and
+/// the server sidecar adds `x-forwarded-client-cert` (with the client's SPIFFE identity) exactly
+/// when the connection from the client sidecar was mutual TLS.
+async fn verify_transport(opts: &SidecarOptions, m: &MeshUnderTest) -> anyhow::Result<String> {
+    let p = Protocol::Http1;
+    let target = Target {
+        addr: m.mesh.client_outbound(),
+        authority: authority(p),
+        path: "/bench?size=0".to_string(),
+        protocol: p,
+        via_proxy: true,
+        body: Bytes::new(),
+    };
+    let answer = loadgen::fetch(&target).await?;
+    let client_identity = xfcc_client_identity(&answer.body);
+    match (opts.plaintext, client_identity) {
+        (false, Some(id)) => Ok(format!(
+            "mutual TLS between sidecars (verified: the server sidecar forwarded the client identity {id} in x-forwarded-client-cert)"
+        )),
+        (false, None) => bail!(
+            "{}: the server sidecar saw no client certificate (no x-forwarded-client-cert in the echo answer): the sidecars do not speak mutual TLS (logs in {})",
+            m.plane.as_str(),
+            m.mesh.run_dir().display()
+        ),
+        (true, None) => Ok("plaintext between sidecars (--plaintext; verified: no client certificate reached the server sidecar)".to_string()),
+        (true, Some(id)) => bail!(
+            "{}: --plaintext asked, but the server sidecar saw the client certificate {id}",
+            m.plane.as_str()
+        ),
+    }
+}
+
+/// The `URI=` of the `x-forwarded-client-cert` header echoed in an echo app's JSON answer.
+fn xfcc_client_identity(echo_json: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(echo_json).ok()?;
+    let xfcc = v["headers"][XFCC].as_str()?;
+    xfcc.split([';', ','])
+        .find_map(|kv| kv.trim().strip_prefix("URI="))
+        .map(|s| s.trim_matches('"').to_string())
+}
+
+/// The header the server sidecar sets from the peer certificate.
+const XFCC: &str = "x-forwarded-client-cert";
 
 /// Applies a VirtualService that sets `x-bench-rev: REV` on answers and polls the data path
 /// (through the client sidecar) until an answer carries it. Milliseconds from the file write.
@@ -737,6 +818,7 @@ async fn change_to_applied(m: &mut MeshUnderTest, rev: u64) -> anyhow::Result<f6
         path: "/bench?size=0".to_string(),
         protocol: p,
         via_proxy: true,
+        body: Bytes::new(),
     };
     let conn = loadgen::Conn::connect(target.addr, p).await?;
     let mut conn = Some(conn);
@@ -803,10 +885,23 @@ async fn start_to_ready(
         .arg("bench-extra")
         .arg("--labels")
         .arg("app=bench-extra")
-        .arg("--xds-address")
-        .arg(m.mesh.xds_address().to_string())
         .arg("--admin-address")
         .arg(admin.to_string());
+    if opts.plaintext {
+        spec = spec.arg("--xds-address").arg(m.mesh.xds_address().to_string());
+    } else {
+        // Secure, as the mesh's own sidecars: a workload token, xDS over TLS (15012), the
+        // certificate from the mesh CA. The token is minted before the clock starts.
+        let ca_dir = m.mesh.run_dir().join("ca");
+        let token = mint_token(&opts.trellis_bin, &ca_dir, "bench-extra").await?;
+        let secure = SocketAddr::new(m.mesh.xds_address().ip(), SECURE_XDS_PORT);
+        spec = spec
+            .arg("--xds-address")
+            .arg(secure.to_string())
+            .arg("--root-cert")
+            .arg(ca_dir.join("root-cert.pem").as_os_str())
+            .env("TRELLIS_TOKEN", token);
+    }
     if m.plane == Plane::Envoy {
         let envoy = trellis_testkit::envoy::find_envoy()?;
         spec = spec
@@ -853,6 +948,34 @@ async fn start_to_ready(
         .await
         .map_err(|e| anyhow!("stopping the extra proxy: {e}"))?;
     result
+}
+
+/// A workload token for `NAMESPACE`/`service_account` from `trellis token create` with the
+/// mesh's CA (what the `Mesh` launcher gives each of its sidecars).
+async fn mint_token(
+    bin: &std::path::Path,
+    ca_dir: &std::path::Path,
+    service_account: &str,
+) -> anyhow::Result<String> {
+    let out = tokio::process::Command::new(bin)
+        .args(["token", "create", "--namespace", NAMESPACE])
+        .args(["--service-account", service_account, "--ca-dir"])
+        .arg(ca_dir)
+        .output()
+        .await
+        .with_context(|| format!("running {} token create", bin.display()))?;
+    if !out.status.success() {
+        bail!(
+            "trellis token create failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if token.is_empty() {
+        bail!("trellis token create printed no token");
+    }
+    Ok(token)
 }
 
 /// (3) and (4b) with a large config: a mesh per data plane whose proxies see
@@ -945,10 +1068,20 @@ fn render(
             .join(", "),
         envoy.unwrap_or("not run")
     );
-    let _ = writeln!(
-        md,
-        "- transport between sidecars: plaintext (mTLS is not implemented yet)"
-    );
+    if r.transport.is_empty() {
+        let _ = writeln!(
+            md,
+            "- transport between sidecars: {}",
+            if opts.plaintext {
+                "plaintext (--plaintext)"
+            } else {
+                "mutual TLS"
+            }
+        );
+    }
+    for (d, t) in &r.transport {
+        let _ = writeln!(md, "- transport, {}: {t}", d.as_str());
+    }
     let _ = writeln!(
         md,
         "- open loop: {} keep-alive connections, {} recorded after {} warm-up, latency from each request's intended send time; {} run(s) per cell, interleaved, medians shown",
@@ -1221,6 +1354,32 @@ fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_identity_comes_from_xfcc() {
+        let body = serde_json::json!({"headers": {
+            "x-forwarded-client-cert": "By=spiffe://cluster.local/ns/default/sa/bench;Hash=ab12;URI=spiffe://cluster.local/ns/default/sa/client"
+        }})
+        .to_string();
+        assert_eq!(
+            xfcc_client_identity(body.as_bytes()).as_deref(),
+            Some("spiffe://cluster.local/ns/default/sa/client")
+        );
+        let plain = serde_json::json!({"headers": {"host": "bench"}}).to_string();
+        assert_eq!(xfcc_client_identity(plain.as_bytes()), None);
+        assert_eq!(xfcc_client_identity(b"not json"), None);
+    }
+
+    #[test]
+    fn grpc_requests_carry_a_1k_message() {
+        let (path, body) = request_shape(Protocol::Grpc, "/bench?size=10", 1024);
+        assert_eq!(path, "/trellis.echo.Echo/Unary");
+        assert_eq!(body.len(), 1024);
+        let (path, body) = request_shape(Protocol::Http2, "/bench?size=10", 1024);
+        assert_eq!(path, "/bench?size=10");
+        assert!(body.is_empty());
+        assert_eq!(service_for(Protocol::Grpc), ("bench-grpc", 8082, 2));
+    }
 
     #[test]
     fn rotation_interleaves() {

@@ -361,6 +361,7 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<ProxyHandle> {
                 String::new(),
                 format!("{}.{}", config.node.workload, config.node.namespace),
                 Some(config.node.ip.to_string()),
+                stats.spans.clone(),
             )),
         }),
         stats,

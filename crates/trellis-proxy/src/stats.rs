@@ -73,6 +73,10 @@ pub struct Stats {
     pub cert_expiry_seconds: Gauge,
     /// `trellis_cert_rotations_total`: certificates replaced after the first one.
     pub cert_rotations: Counter,
+    /// `trellis_protocol_detection_total{protocol,reason}`: what the listener inspectors saw.
+    pub detection: crate::listener::DetectionStats,
+    /// `trellis_tracing_spans_{sent,dropped}_total`: what became of finished spans.
+    pub spans: crate::trace::ExportCounters,
 }
 
 impl Default for Stats {
@@ -96,6 +100,8 @@ impl Stats {
         rbac.register(&mut registry);
         let ext_authz = crate::ext_authz::ExtAuthzStats::default();
         ext_authz.register(&mut registry);
+        let detection = crate::listener::DetectionStats::default();
+        detection.register(&mut registry);
         let xds_updates = Family::<XdsLabels, Counter>::default();
         let xds_connected = Gauge::default();
         registry.register(
@@ -149,6 +155,13 @@ impl Stats {
             "When an xDS type was last applied (ack) or rejected (nack), Unix seconds",
             xds_updated.clone(),
         );
+        let spans = crate::trace::ExportCounters::default();
+        spans.register(&mut registry);
+        registry.register(
+            "trellis_access_log_lines_dropped",
+            "Access log lines dropped: a log file's queue was full or its writer failed",
+            crate::access_log::dropped_counter(),
+        );
         Stats {
             registry,
             cert_expiry_seconds,
@@ -164,6 +177,8 @@ impl Stats {
             xds_updated,
             xds_updates,
             xds_connected,
+            detection,
+            spans,
         }
     }
 

@@ -32,6 +32,8 @@ pub struct RequestPlan {
     pub method: http::Method,
     /// Extra request headers.
     pub headers: Vec<(String, String)>,
+    /// The request body (empty by default).
+    pub body: Bytes,
     /// HTTP/1.1 or h2c.
     pub protocol: Protocol,
     /// How many requests to send (ignored by [`Traffic`], which runs until stopped).
@@ -51,6 +53,9 @@ pub struct RequestPlan {
     /// Send HTTP/1.1 requests in origin form (`GET /path` + `Host`), as a client talking to
     /// the server itself rather than to a proxy.
     pub origin_form: bool,
+    /// Write HTTP/1.1 requests byte for byte (header names in the case given, one connection
+    /// per request) and keep the response's header names as received: for header-case checks.
+    pub raw_header_case: bool,
 }
 
 impl RequestPlan {
@@ -67,6 +72,7 @@ impl RequestPlan {
             path: path.into(),
             method: http::Method::GET,
             headers: Vec::new(),
+            body: Bytes::new(),
             protocol: Protocol::Http1,
             count,
             concurrency: 1,
@@ -76,6 +82,7 @@ impl RequestPlan {
             tcp: None,
             tls: None,
             origin_form: false,
+            raw_header_case: false,
         }
     }
 
@@ -93,7 +100,7 @@ impl RequestPlan {
         for (k, v) in &self.headers {
             b = b.header(k.as_str(), v.as_str());
         }
-        b.body(Full::new(Bytes::new()))
+        b.body(Full::new(self.body.clone()))
             .map_err(|e| format!("invalid request: {e}"))
     }
 }
@@ -121,6 +128,12 @@ pub struct Outcome {
     /// The path the echo app saw.
     #[serde(skip)]
     pub echo_path: Option<String>,
+    /// The request header names the echo app received, in their case (HTTP/1.x only).
+    #[serde(skip)]
+    pub echo_header_names: Vec<String>,
+    /// The response header names as received (only with [`RequestPlan::raw_header_case`]).
+    #[serde(skip)]
+    pub header_names: Vec<String>,
     /// The body (its first 4 KiB, lossy UTF-8).
     #[serde(skip)]
     pub body: String,
@@ -146,12 +159,18 @@ pub struct Outcome {
 impl Outcome {
     /// Takes who answered and what it saw from the echo app's JSON (an HTTP body, a WebSocket
     /// hello or a TCP banner): `version`, `protocol`, `instance`, `path` and `headers`.
-    fn set_echo_reply(&mut self, v: &serde_json::Value) {
+    pub(crate) fn set_echo_reply(&mut self, v: &serde_json::Value) {
         let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
         self.version = text("version");
         self.protocol = text("protocol");
         self.instance = text("instance");
         self.echo_path = text("path");
+        if let Some(names) = v.get("header_names").and_then(|h| h.as_array()) {
+            self.echo_header_names = names
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_string))
+                .collect();
+        }
         if let Some(h) = v.get("headers").and_then(|h| h.as_object()) {
             self.echo_headers = h
                 .iter()
@@ -305,9 +324,10 @@ impl Worker {
             ..Default::default()
         };
         match result {
-            Ok(Ok(response)) => {
+            Ok(Ok((response, header_names))) => {
                 let status = response.status.as_u16();
                 outcome.status = Some(status);
+                outcome.header_names = header_names;
                 for (name, value) in &response.headers {
                     let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
                     outcome
@@ -462,7 +482,13 @@ impl Worker {
         outcome
     }
 
-    async fn exchange(&mut self) -> Result<crate::http::Response, String> {
+    /// One request and its response, with the response's raw header names when the plan asks
+    /// for them.
+    async fn exchange(&mut self) -> Result<(crate::http::Response, Vec<String>), String> {
+        if self.plan.raw_header_case {
+            let raw = self.exchange_raw().await?;
+            return Ok((raw.response, raw.header_names));
+        }
         let request = self.plan.build()?;
         if !self.conn.as_ref().is_some_and(Connection::is_open) {
             self.conn = Some(
@@ -478,7 +504,37 @@ impl Worker {
         let Some(conn) = self.conn.as_mut() else {
             return Err("no connection".to_string());
         };
-        conn.send(request).await.map_err(|e| format!("{e:#}"))
+        conn.send(request)
+            .await
+            .map(|r| (r, Vec::new()))
+            .map_err(|e| format!("{e:#}"))
+    }
+}
+
+impl Worker {
+    /// One request written byte for byte on its own connection (see
+    /// [`RequestPlan::raw_header_case`]); `Host` comes first, as the plan's authority.
+    async fn exchange_raw(&self) -> Result<crate::raw_http1::RawResponse, String> {
+        let plan = &self.plan;
+        if plan.protocol != Protocol::Http1 || plan.tls.is_some() {
+            return Err("raw_header_case needs plaintext HTTP/1.1".to_string());
+        }
+        let target = if plan.origin_form {
+            plan.path.clone()
+        } else {
+            format!("http://{}{}", plan.authority, plan.path)
+        };
+        let mut headers = vec![("Host".to_string(), plan.authority.clone())];
+        headers.extend(plan.headers.iter().cloned());
+        crate::raw_http1::exchange(
+            plan.target,
+            plan.method.as_str(),
+            &target,
+            &headers,
+            &plan.body,
+            plan.timeout,
+        )
+        .await
     }
 }
 

@@ -11,6 +11,10 @@
 //! value gets `400` with `{"error": "..."}`. `fail_instance=ID` / `fail_version=V` limit
 //! `status` and `delay_ms` to that instance or version (the others answer normally), so one
 //! request URL can make a single endpoint misbehave (retries, outlier detection, failover).
+//! `echo_header=NAME` copies the request's header `NAME` into the response, written (on
+//! HTTP/1.1) in the case the request's name had. An HTTP/1.x answer also has `header_names`:
+//! the request's header names exactly as they came over the wire (hyper lowercases them in
+//! `headers`), to check that the mesh preserves their case.
 //!
 //! `GET /_echo/stats` (sent to the app directly, not through the mesh) answers
 //! `{"requests": N, "shadow": M}`: how many requests the app has served (stats and
@@ -152,9 +156,12 @@ pub async fn serve(
                         }
                         return;
                     }
+                    // The received bytes, for the header names' case (`header_names`).
+                    let (stream, recording) = crate::raw_http1::Recorder::new(stream);
                     let service = service_fn(move |req: Request<Incoming>| {
                         let config = config.clone();
                         let counters = counters.clone();
+                        let recording = recording.clone();
                         async move {
                             let response = if crate::websocket::is_websocket(&req) {
                                 counters.count(&req);
@@ -164,14 +171,16 @@ pub async fn serve(
                                 counters.count(&req);
                                 crate::grpc::server::handle(req, &config).await
                             } else {
-                                handle(req, &config, &counters)
+                                handle(req, &config, &counters, &recording)
                                     .await
                                     .map(|b| b.map_err(|e| match e {}).boxed_unsync())
                             };
                             Ok::<_, Infallible>(response)
                         }
                     });
-                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    // Response headers named like request headers (`echo_header`) keep their case.
+                    builder.http1().preserve_header_case(true);
                     if let Err(e) = builder
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .await
@@ -228,6 +237,9 @@ pub struct EchoQuery {
     pub delay_ms: Option<u64>,
     /// `size=N`.
     pub size: Option<usize>,
+    /// `echo_header=NAME`: the response carries the request's header `NAME` (written, on
+    /// HTTP/1.1, in the case the request's name had).
+    pub echo_header: Option<String>,
 }
 
 /// Parses the query string; the error is the message sent back with `400`.
@@ -260,6 +272,7 @@ pub fn parse_query(query: &str) -> Result<EchoQuery, String> {
             }
             "fail_instance" => q.fail_instance = Some(value.to_string()),
             "fail_version" => q.fail_version = Some(value.to_string()),
+            "echo_header" => q.echo_header = Some(value.to_ascii_lowercase()),
             "size" => {
                 let n: usize = value
                     .parse()
@@ -302,6 +315,7 @@ async fn handle(
     req: Request<Incoming>,
     config: &EchoConfig,
     counters: &Counters,
+    recording: &crate::raw_http1::Recording,
 ) -> Response<Full<Bytes>> {
     use std::sync::atomic::Ordering::Relaxed;
     if req.uri().path() == STATS_PATH {
@@ -335,6 +349,13 @@ async fn handle(
         query.status = None;
         query.delay_ms = None;
     }
+    // HTTP/1.x: the header names as they came over the wire (hyper lowercases them).
+    let header_names = (req.version() < Version::HTTP_2)
+        .then(|| {
+            let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            crate::raw_http1::request_header_names(recording, req.method().as_str(), target)
+        })
+        .flatten();
     let (parts, body) = req.into_parts();
     let body_bytes = match Limited::new(body, MAX_REQUEST_BODY).collect().await {
         Ok(b) => b.to_bytes().len(),
@@ -393,11 +414,25 @@ async fn handle(
     if let (Some(size), Some(obj)) = (query.size, answer.as_object_mut()) {
         obj.insert("padding".to_string(), Value::String("x".repeat(size)));
     }
+    if let (Some(names), Some(obj)) = (header_names, answer.as_object_mut()) {
+        obj.insert("header_names".to_string(), json!(names));
+    }
     let status = query
         .status
         .and_then(|s| StatusCode::from_u16(s).ok())
         .unwrap_or(StatusCode::OK);
-    json_response(status, &answer)
+    let mut response = json_response(status, &answer);
+    if let Some(name) = &query.echo_header
+        && let Ok(name) = http::HeaderName::from_bytes(name.as_bytes())
+    {
+        for value in parts.headers.get_all(&name) {
+            response.headers_mut().append(name.clone(), value.clone());
+        }
+        // hyper's record of the request's header-name case: the response writes the same names
+        // the same way.
+        *response.extensions_mut() = parts.extensions.clone();
+    }
+    response
 }
 
 /// Calls one upstream URL (through `proxy` if given) and returns its JSON answer, or

@@ -9,6 +9,11 @@
 //!   that goes on to the app;
 //! - any other request is **denied** with `403`, [`RESULT_HEADER`]` `: `denied` and the body
 //!   [`DENIED_BODY`];
+//! - so is a request whose body (the buffered body the check carries, with the provider's
+//!   `includeRequestBodyInCheck`) contains [`BODY_ALLOW`]; every allowed answer also says what
+//!   body the authorizer got: [`BODY_BYTES_HEADER`] (its length), [`BODY_KIND_HEADER`] (`text`
+//!   for gRPC `body` or the HTTP check's body, `raw` for gRPC `raw_body`, `none`) and
+//!   [`PARTIAL_HEADER`] (the check's `x-envoy-auth-partial-body`, `none` when absent);
 //! - a TCP connection's check (gRPC, no HTTP request in it) is allowed when the source
 //!   principal ends with [`TCP_ALLOWED_SA`] (the scenarios' client), denied otherwise.
 //!
@@ -48,6 +53,16 @@ pub const ALLOW: &str = "allow";
 pub const RESULT_HEADER: &str = "x-ext-authz-check-result";
 /// The header (towards the app) naming the path the authorizer was asked about.
 pub const PATH_HEADER: &str = "x-ext-authz-check-path";
+/// The text in a request body that allows it.
+pub const BODY_ALLOW: &str = "ext-authz=allow";
+/// The header (towards the app) with the length of the body the authorizer got.
+pub const BODY_BYTES_HEADER: &str = "x-ext-authz-check-body-bytes";
+/// The header (towards the app) saying how the body came: `text`, `raw` or `none`.
+pub const BODY_KIND_HEADER: &str = "x-ext-authz-check-body-kind";
+/// The header (towards the app) echoing the check's `x-envoy-auth-partial-body`.
+pub const PARTIAL_HEADER: &str = "x-ext-authz-check-partial";
+/// The check request header saying whether the body is partial (set by the proxy).
+const PROXY_PARTIAL_HEADER: &str = "x-envoy-auth-partial-body";
 /// The service account whose TCP connections are allowed.
 pub const TCP_ALLOWED_SA: &str = "/sa/client";
 /// The body of a denial.
@@ -119,9 +134,21 @@ impl ExtAuthzServer {
     }
 }
 
-/// The fixed rule: allowed when the decision header says so.
-fn allowed(value: Option<&str>) -> bool {
+/// The fixed rule: allowed when the decision header says so, or the body.
+fn allowed(value: Option<&str>, body: &[u8]) -> bool {
     value == Some(ALLOW)
+        || body
+            .windows(BODY_ALLOW.len())
+            .any(|w| w == BODY_ALLOW.as_bytes())
+}
+
+/// What the authorizer says about the body it got (headers of an allowed answer).
+fn body_report(body: &[u8], kind: &str, partial: Option<&str>) -> [(&'static str, String); 3] {
+    [
+        (BODY_BYTES_HEADER, body.len().to_string()),
+        (BODY_KIND_HEADER, kind.to_string()),
+        (PARTIAL_HEADER, partial.unwrap_or("none").to_string()),
+    ]
 }
 
 /// The gRPC `Authorization` service.
@@ -171,18 +198,30 @@ impl Authorization for Checker {
             .as_ref()
             .and_then(|a| a.source.as_ref())
             .map_or("", |s| s.principal.as_str());
+        let (body, kind): (&[u8], &str) = match http {
+            Some(h) if !h.raw_body.is_empty() => (&h.raw_body, "raw"),
+            Some(h) if !h.body.is_empty() => (h.body.as_bytes(), "text"),
+            _ => (&[], "none"),
+        };
+        let partial = http.and_then(|h| h.headers.get(PROXY_PARTIAL_HEADER).map(String::as_str));
         let allow = match http {
-            Some(_) => allowed(decision.as_deref()),
+            Some(_) => allowed(decision.as_deref(), body),
             None => source.ends_with(TCP_ALLOWED_SA),
         };
         let response = if allow {
+            let mut headers = vec![
+                header_option(RESULT_HEADER, "allowed"),
+                header_option(PATH_HEADER, path),
+            ];
+            headers.extend(
+                body_report(body, kind, partial)
+                    .iter()
+                    .map(|(k, v)| header_option(k, v)),
+            );
             CheckResponse {
                 status: Some(RpcStatus::default()),
                 http_response: Some(check_response::HttpResponse::OkResponse(OkHttpResponse {
-                    headers: vec![
-                        header_option(RESULT_HEADER, "allowed"),
-                        header_option(PATH_HEADER, path),
-                    ],
+                    headers,
                     ..Default::default()
                 })),
                 ..Default::default()
@@ -240,17 +279,23 @@ async fn serve_grpc(
     Ok(address)
 }
 
-/// The HTTP variant's answer to one check request.
-fn http_check(req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let decision = req
-        .headers()
-        .get(DECISION_HEADER)
-        .and_then(|v| v.to_str().ok());
-    let built = if allowed(decision) {
-        Response::builder()
+/// The HTTP variant's answer to one check request (its body is the buffered request body).
+async fn http_check(req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, 1 << 20))
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let built = if allowed(header(DECISION_HEADER), &body) {
+        let kind = if body.is_empty() { "none" } else { "text" };
+        let mut b = Response::builder()
             .header(RESULT_HEADER, "allowed")
-            .header(PATH_HEADER, req.uri().path())
-            .body(Full::new(Bytes::new()))
+            .header(PATH_HEADER, parts.uri.path());
+        for (k, v) in body_report(&body, kind, header(PROXY_PARTIAL_HEADER)) {
+            b = b.header(k, v);
+        }
+        b.body(Full::new(Bytes::new()))
     } else {
         Response::builder()
             .status(StatusCode::FORBIDDEN)
@@ -281,8 +326,7 @@ async fn serve_http(
             tokio::spawn(async move {
                 let service = service_fn(move |req: Request<Incoming>| {
                     checks.fetch_add(1, Ordering::Relaxed);
-                    let response = http_check(&req);
-                    async move { Ok::<_, std::convert::Infallible>(response) }
+                    async move { Ok::<_, std::convert::Infallible>(http_check(req).await) }
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
@@ -353,7 +397,10 @@ mod tests {
             headers,
             [
                 (RESULT_HEADER.to_string(), "allowed".to_string()),
-                (PATH_HEADER.to_string(), "/a".to_string())
+                (PATH_HEADER.to_string(), "/a".to_string()),
+                (BODY_BYTES_HEADER.to_string(), "0".to_string()),
+                (BODY_KIND_HEADER.to_string(), "none".to_string()),
+                (PARTIAL_HEADER.to_string(), "none".to_string()),
             ]
         );
         let denied = client

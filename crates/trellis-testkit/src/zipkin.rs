@@ -48,6 +48,12 @@ pub struct Span {
     /// `SERVER`, `CLIENT`, ...
     #[serde(default)]
     pub kind: Option<String>,
+    /// Start, microseconds since the epoch.
+    #[serde(default)]
+    pub timestamp: Option<u64>,
+    /// Length, microseconds.
+    #[serde(default)]
+    pub duration: Option<u64>,
     /// Who recorded it.
     #[serde(default)]
     pub local_endpoint: Option<Endpoint>,

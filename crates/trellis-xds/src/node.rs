@@ -261,6 +261,41 @@ impl NodeIdentity {
     pub fn app_ip(&self) -> IpAddr {
         self.app_ip.unwrap_or(self.ip)
     }
+
+    /// Istio's canonical service of this workload (see [`canonical_service`]).
+    pub fn canonical_service(&self) -> &str {
+        canonical_service(&self.labels, &self.workload)
+    }
+}
+
+/// The labels Istio reads a workload's canonical service from, in order.
+pub const CANONICAL_SERVICE_LABELS: [&str; 3] = [
+    "service.istio.io/canonical-name",
+    "app.kubernetes.io/name",
+    "app",
+];
+/// The labels Istio reads a workload's canonical revision from, in order.
+pub const CANONICAL_REVISION_LABELS: [&str; 3] = [
+    "service.istio.io/canonical-revision",
+    "app.kubernetes.io/version",
+    "version",
+];
+
+/// Istio's canonical service: the first of [`CANONICAL_SERVICE_LABELS`], else the workload
+/// name. One rule for metrics, endpoint metadata and the dashboard, so they name alike.
+pub fn canonical_service<'a>(labels: &'a BTreeMap<String, String>, workload: &'a str) -> &'a str {
+    CANONICAL_SERVICE_LABELS
+        .iter()
+        .find_map(|k| labels.get(*k))
+        .map_or(workload, String::as_str)
+}
+
+/// Istio's canonical revision: the first of [`CANONICAL_REVISION_LABELS`], else `latest`.
+pub fn canonical_revision(labels: &BTreeMap<String, String>) -> &str {
+    CANONICAL_REVISION_LABELS
+        .iter()
+        .find_map(|k| labels.get(*k))
+        .map_or("latest", String::as_str)
 }
 
 fn string_value(s: String) -> Value {

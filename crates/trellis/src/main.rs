@@ -31,6 +31,8 @@ enum Command {
     Dashboard(cmd::dashboard::Args),
     /// Start a demo mesh (Bookinfo-like services with sidecars and traffic) on this machine.
     Demo(cmd::demo::Args),
+    /// Run a mesh as pods (network namespaces with captured sidecars) on this machine, as root.
+    Pods(cmd::pods::Args),
     /// Install or remove the iptables rules that send a pod's traffic through its proxy.
     Capture(cmd::capture::Args),
     /// Check Istio YAML files or directories and report every problem with its field path.
@@ -58,6 +60,7 @@ fn main() -> std::process::ExitCode {
         Command::Dashboard(args) => cmd::dashboard::run(args),
         Command::Validate(args) => cmd::validate::run(args),
         Command::Capture(args) => cmd::capture::run(args),
+        Command::Pods(args) => cmd::pods::run(args),
         Command::Token(args) => cmd::token::run(args),
         Command::Echo(args) => cmd::echo::run(args),
         Command::Version => {
@@ -93,6 +96,7 @@ mod tests {
             "proxy",
             "agent",
             "demo",
+            "pods",
             "validate",
             "echo",
             "version",

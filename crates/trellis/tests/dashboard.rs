@@ -15,10 +15,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use trellis_testkit::client::{RequestPlan, Traffic};
-use trellis_testkit::mesh::{Dataplane, Mesh, MeshOptions, echo_mesh};
+use trellis_testkit::mesh::{Dataplane, Mesh, MeshOptions, ServiceSpec, WorkloadSpec, echo_mesh};
 
 /// The test's own loopback /24.
 const BASE: Ipv4Addr = Ipv4Addr::new(127, 69, 1, 0);
+/// The loopback /24 of the graph-naming test (per data plane: `.0` Trellis, `+1` Envoy).
+const NAMING_BASE: Ipv4Addr = Ipv4Addr::new(127, 69, 2, 0);
 /// The browser binary (Debian's package name).
 const CHROMIUM: &str = "chromium";
 
@@ -199,4 +201,80 @@ async fn check(mesh: &Mesh, dir: &Path) -> anyhow::Result<()> {
     );
     eprintln!("dashboard screenshot: {}", shot.display());
     Ok(())
+}
+
+/// Both data planes name the graph alike: Trellis's edges come from Istio's metrics (the
+/// caller's canonical service), Envoy's from its cluster stats with the scraped proxy's
+/// canonical service as the caller — so the workload `front-v1-0` (app `front`) calling echo is
+/// the edge `front -> echo` on both, never a workload or pod name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graph_edges_are_named_by_canonical_service_on_both_data_planes() -> anyhow::Result<()> {
+    for (i, dataplane) in [Dataplane::Trellis, Dataplane::Envoy]
+        .into_iter()
+        .enumerate()
+    {
+        let [a, b, c, _] = NAMING_BASE.octets();
+        let base = Ipv4Addr::new(a, b, c + i as u8, 0);
+        let dir = tempfile::tempdir()?;
+        let mut spec = echo_mesh(base, dataplane, &["v1"]);
+        spec.services.push(ServiceSpec {
+            name: "front".into(),
+            ..spec.services[0].clone()
+        });
+        spec.workloads.push(WorkloadSpec {
+            service: "front".into(),
+            version: "v1".into(),
+            instance: 0,
+            calls: vec!["http://echo:9080/".into()],
+        });
+        let mut options = MeshOptions::new(env!("CARGO_BIN_EXE_trellis"), dir.path().join("mesh"));
+        options.startup_timeout = Duration::from_secs(90);
+        let mesh = Mesh::start(spec, options).await?;
+        let traffic = Traffic::start(&RequestPlan::new(
+            mesh.client_outbound(),
+            "front:9080",
+            "/",
+            0,
+        ));
+        let result = edges_with_traffic(&mesh).await;
+        traffic.stop().await;
+        mesh.shutdown().await;
+        let edges = result.with_context(|| format!("{dataplane:?}"))?;
+        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(
+            edges,
+            vec![pair("client", "front"), pair("front", "echo")],
+            "{dataplane:?}"
+        );
+    }
+    Ok(())
+}
+
+/// Polls the dashboard API (bounded) until two edges have traffic; returns those edges.
+async fn edges_with_traffic(mesh: &Mesh) -> anyhow::Result<Vec<(String, String)>> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = serde_json::Value::Null;
+    while Instant::now() < deadline {
+        let api = trellis_testkit::http::get(
+            &mesh.monitoring_url("/dashboard/api/mesh"),
+            Duration::from_secs(5),
+        )
+        .await?;
+        last = serde_json::from_str(&api.text())?;
+        let edges: Vec<(String, String)> = last["graph"]["edges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["rps"].as_f64().is_some_and(|r| r > 0.0))
+            .map(|e| {
+                let name = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                (name("source"), name("destination"))
+            })
+            .collect();
+        if edges.len() >= 2 {
+            return Ok(edges);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    bail!("fewer than two edges with traffic within 60 s; last answer: {last}")
 }

@@ -2,7 +2,8 @@
 //! (reporter="source") into mesh-graph edges with request rate, error rate and p99, computed
 //! from counter deltas between scrapes, and keeps a short history of them. A stock Envoy has no
 //! Istio metrics: its edges come from its outbound clusters' `upstream_rq_xx` and
-//! `upstream_rq_time` stats instead, with the scraped proxy as the caller.
+//! `upstream_rq_time` stats instead, with the scraped proxy's canonical service as the caller
+//! (so both data planes name the nodes of the graph alike).
 
 use std::collections::{BTreeMap, VecDeque};
 

@@ -30,14 +30,6 @@ pub fn node_ip(id: &str) -> Option<std::net::IpAddr> {
     id.split('~').nth(1)?.parse().ok()
 }
 
-/// The workload of a proxy from its node id (`TYPE~IP~POD.NS~DOMAIN` → `POD`).
-pub fn node_workload(id: &str) -> &str {
-    id.split('~')
-        .nth(2)
-        .and_then(|pod_ns| pod_ns.split('.').next())
-        .unwrap_or_default()
-}
-
 /// What the loop shares with the HTTP handlers.
 #[derive(Debug)]
 pub struct Shared {
@@ -60,13 +52,8 @@ pub async fn run(registry: SyncRegistry, shared: Weak<Shared>) {
         if shared.strong_count() == 0 {
             return;
         }
-        let ids: Vec<String> = registry
-            .report(0)
-            .proxies
-            .into_iter()
-            .map(|p| p.id)
-            .collect();
-        let scrapes = ids.iter().map(|id| scrape(&client, id));
+        let proxies = registry.report(0).proxies;
+        let scrapes = proxies.iter().map(|p| scrape(&client, &p.id, &p.service));
         let results = futures::future::join_all(scrapes).await;
         let now = Instant::now();
         let interval = now.duration_since(last).as_secs_f64();
@@ -74,7 +61,7 @@ pub async fn run(registry: SyncRegistry, shared: Weak<Shared>) {
         let mut deltas: BTreeMap<EdgeKey, Counters> = BTreeMap::new();
         let mut errors = BTreeMap::new();
         let mut seen = HashMap::new();
-        for (id, result) in ids.into_iter().zip(results) {
+        for (id, result) in proxies.into_iter().map(|p| p.id).zip(results) {
             match result {
                 Ok(totals) => {
                     // A proxy's first scrape is a baseline, not traffic of this interval.
@@ -116,10 +103,12 @@ pub async fn run(registry: SyncRegistry, shared: Weak<Shared>) {
     }
 }
 
-/// Scrapes one proxy; the per-edge totals, or why it could not be read.
+/// Scrapes one proxy (`service`: its canonical service, the caller of its Envoy cluster
+/// stats); the per-edge totals, or why it could not be read.
 async fn scrape(
     client: &Client<HttpConnector, Empty<Bytes>>,
     id: &str,
+    service: &str,
 ) -> Result<BTreeMap<EdgeKey, Counters>, String> {
     let ip = node_ip(id).ok_or_else(|| format!("no IP in node id {id}"))?;
     let mut last_error = String::new();
@@ -131,7 +120,7 @@ async fn scrape(
         match fetch(client, &url).await {
             Ok(body) => {
                 let parsed = prom::parse(&body, graph::wanted);
-                return Ok(graph::edge_totals(&parsed.samples, node_workload(id)));
+                return Ok(graph::edge_totals(&parsed.samples, service));
             }
             Err(error) => last_error = format!("{url}: {error}"),
         }
@@ -173,16 +162,7 @@ pub fn start(registry: SyncRegistry, capacity: usize) -> Arc<Shared> {
 
 #[cfg(test)]
 mod tests {
-    use super::{node_ip, node_workload};
-
-    #[test]
-    fn workload_from_node_id() {
-        assert_eq!(
-            node_workload("sidecar~127.0.10.2~client-v1-0.default~default.svc.cluster.local"),
-            "client-v1-0"
-        );
-        assert_eq!(node_workload("garbage"), "");
-    }
+    use super::node_ip;
 
     #[test]
     fn ip_from_node_id() {

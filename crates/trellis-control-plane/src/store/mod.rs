@@ -201,6 +201,18 @@ impl DirStore {
         }
         let warnings: Vec<Warning> = trellis_api::check_references(&resources);
         diagnostics.warnings = warnings.iter().map(ToString::to_string).collect();
+        // AuthorizationPolicy CUSTOM: one provider per workload.
+        let root_namespace = self
+            .mesh
+            .as_ref()
+            .and_then(|m| m.config().root_namespace.clone())
+            .unwrap_or_else(|| "istio-system".to_string());
+        diagnostics
+            .warnings
+            .extend(crate::translate::authz::custom::provider_conflicts(
+                &resources,
+                &root_namespace,
+            ));
         Ok(Loaded {
             resources,
             diagnostics,

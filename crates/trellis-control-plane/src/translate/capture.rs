@@ -16,6 +16,12 @@
 //!   matched by `destination_port`; other ports pass through to the app
 //!   (`InboundPassthroughCluster`), over mutual TLS and/or plaintext by the workload's
 //!   PeerAuthentication mode. A connection made to 15006 itself goes to the black hole.
+//! - Protocol sniffing, where no service declares a port's protocol (a name without a known
+//!   prefix, no `protocol`): `0.0.0.0_PORT` gets the TLS and HTTP inspectors, an HTTP chain
+//!   for plaintext `http/1.0`, `http/1.1` and `h2c` connections and TCP proxy chains for the
+//!   rest; in `virtualInbound` the port's plaintext chain takes HTTP only and a TCP chain to
+//!   the app the rest. Mutual TLS from another sidecar stays HTTP there (telling HTTP from TCP
+//!   inside it needs the client to mark the ALPN, as Istio's `istio.alpn` filter does).
 //! - Inbound clusters (`inbound|PORT||`, `InboundPassthroughCluster`) are ORIGINAL_DST (the
 //!   app at the address the client dialled) bound to the source `127.0.0.6`, which the capture
 //!   rules leave alone, so the proxy's connection to its own app is not captured again.
@@ -36,6 +42,7 @@ use envoy_types::pb::envoy::config::route::v3::{
     Route, RouteAction, RouteConfiguration, RouteMatch, VirtualHost, route, route_action,
     route_match::PathSpecifier,
 };
+use envoy_types::pb::envoy::extensions::filters::listener::http_inspector::v3::HttpInspector;
 use envoy_types::pb::envoy::extensions::filters::listener::original_dst::v3::OriginalDst;
 use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
@@ -73,6 +80,12 @@ pub const INBOUND_SOURCE_V6: Ipv6Addr = Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 6);
 const ORIGINAL_DST: &str = "envoy.filters.listener.original_dst";
 const ORIGINAL_DST_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst";
+/// The listener filter that detects HTTP/1.x and HTTP/2 prior knowledge (protocol sniffing).
+const HTTP_INSPECTOR: &str = "envoy.filters.listener.http_inspector";
+const HTTP_INSPECTOR_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector";
+/// The application protocols the HTTP inspector reports for HTTP: a sniffed port's HTTP chain.
+const SNIFFED_HTTP: [&str; 3] = ["http/1.0", "http/1.1", "h2c"];
 
 /// What a captured sidecar gets instead of explicit mode's listeners, routes and inbound
 /// clusters.
@@ -111,8 +124,12 @@ pub fn generate(
     http_ports.sort_unstable();
     http_ports.dedup();
     for &port in &http_ports {
-        out.listeners
-            .push(outbound_http_listener(any, port, &client));
+        let listener = outbound_http_listener(any, port, &client);
+        let listener = match sniffed_service(http, port) {
+            Some(service) => sniffing_outbound(model, proxy, listener, service, port),
+            None => listener,
+        };
+        out.listeners.push(listener);
         out.routes
             .push(outbound_routes(model, proxy, http, port, mode));
     }
@@ -177,11 +194,102 @@ fn outbound_http_listener(any: IpAddr, port: u32, telemetry: &HcmTelemetry) -> L
         })),
         http_filters: super::routes::http_filters(),
         upgrade_configs: super::routes::upgrade_configs(),
+        http_protocol_options: Some(super::header_case::http1_options()),
         access_log: telemetry.access_log.clone(),
         tracing: telemetry.tracing.clone(),
         ..Default::default()
     };
     unbound_listener(any, port, vec![hcm_filter(hcm)])
+}
+
+/// The service whose TCP proxy a sniffed port's non-HTTP connections take (the first by host
+/// name), when every service on `port` leaves the protocol to detection.
+fn sniffed_service<'a>(http: &[(&'a Service, Vec<&ServicePort>)], port: u32) -> Option<&'a Service> {
+    let mut on_port: Vec<&(&Service, Vec<&ServicePort>)> = http
+        .iter()
+        .filter(|(_, ports)| ports.iter().any(|p| p.number == port))
+        .collect();
+    let all_unknown = on_port.iter().all(|(_, ports)| {
+        ports
+            .iter()
+            .filter(|p| p.number == port)
+            .all(|p| p.protocol == crate::registry::Protocol::Unknown)
+    });
+    on_port.sort_by(|a, b| a.0.host.cmp(&b.0.host));
+    on_port.first().filter(|_| all_unknown).map(|(s, _)| *s)
+}
+
+/// The TLS and HTTP inspectors (the HTTP one alone with `tls: false`).
+fn inspectors(tls: bool) -> Vec<ListenerFilter> {
+    let mut filters = Vec::new();
+    if tls {
+        filters.push(ListenerFilter {
+            name: TLS_INSPECTOR.to_string(),
+            config_type: Some(listener_filter::ConfigType::TypedConfig(to_any(
+                TLS_INSPECTOR_TYPE,
+                &TlsInspector::default(),
+            ))),
+            ..Default::default()
+        });
+    }
+    filters.push(ListenerFilter {
+        name: HTTP_INSPECTOR.to_string(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(to_any(
+            HTTP_INSPECTOR_TYPE,
+            &HttpInspector::default(),
+        ))),
+        ..Default::default()
+    });
+    filters
+}
+
+/// A sniffed `0.0.0.0_PORT`: plaintext HTTP (as the inspectors report it) to the HTTP
+/// connection manager, other plaintext and TLS to `service`'s TCP proxy.
+fn sniffing_outbound(
+    model: &MeshModel,
+    proxy: &ProxyView<'_>,
+    mut listener: Listener,
+    service: &Service,
+    port: u32,
+) -> Listener {
+    let Some(port_spec) = service.ports.iter().find(|p| p.number == port) else {
+        return listener;
+    };
+    let tcp_filter = tcp::outbound_filter(model, proxy, service, port_spec);
+    let raw = |application_protocols: Vec<String>| {
+        Some(FilterChainMatch {
+            transport_protocol: "raw_buffer".to_string(),
+            application_protocols,
+            ..Default::default()
+        })
+    };
+    let mut chains = std::mem::take(&mut listener.filter_chains);
+    for chain in &mut chains {
+        chain.name = format!("{}_{port}-http", wildcard_name(&listener));
+        chain.filter_chain_match = raw(SNIFFED_HTTP.iter().map(|p| p.to_string()).collect());
+    }
+    chains.push(FilterChain {
+        name: format!("{}_{port}-tcp", wildcard_name(&listener)),
+        filter_chain_match: raw(Vec::new()),
+        filters: vec![tcp_filter.clone()],
+        ..Default::default()
+    });
+    chains.push(FilterChain {
+        name: format!("{}_{port}-tls", wildcard_name(&listener)),
+        filters: vec![tcp_filter],
+        ..Default::default()
+    });
+    listener.filter_chains = chains;
+    listener.listener_filters = inspectors(true);
+    listener
+}
+
+/// `0.0.0.0` of `0.0.0.0_PORT`.
+fn wildcard_name(listener: &Listener) -> &str {
+    listener
+        .name
+        .rsplit_once('_')
+        .map_or(listener.name.as_str(), |(ip, _)| ip)
 }
 
 /// A listener that only receives connections handed over by `virtualOutbound`.
@@ -289,12 +397,30 @@ fn virtual_inbound(
     let mut filter_chains = vec![blackhole_chain("virtualInbound-blackhole", INBOUND_PORT)];
     for p in inbound {
         let explicit = inbound_listener(model, proxy, p.port, p.tcp, telemetry);
-        for mut chain in explicit.filter_chains {
+        // Sniffed: the plaintext chain takes HTTP only, a TCP chain to the app the rest.
+        let opaque = if p.sniff {
+            inbound_listener(model, proxy, p.port, true, telemetry)
+                .filter_chains
+                .into_iter()
+                .filter(|c| c.transport_socket.is_none())
+                .map(|mut c| {
+                    c.name = format!("{}-tcp", c.name);
+                    c
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        for mut chain in explicit.filter_chains.into_iter().chain(opaque) {
+            let sniffed_http = p.sniff
+                && chain.transport_socket.is_none()
+                && !chain.name.ends_with("-tcp");
             chain.name = format!("{}_{}_{}", any, p.port, chain.name);
-            chain
-                .filter_chain_match
-                .get_or_insert_with(Default::default)
-                .destination_port = Some(UInt32Value { value: p.port });
+            let m = chain.filter_chain_match.get_or_insert_with(Default::default);
+            m.destination_port = Some(UInt32Value { value: p.port });
+            if sniffed_http {
+                m.application_protocols = SNIFFED_HTTP.iter().map(|p| p.to_string()).collect();
+            }
             filter_chains.push(chain);
         }
     }
@@ -312,7 +438,14 @@ fn virtual_inbound(
             .as_ref()
             .is_some_and(|m| !m.transport_protocol.is_empty())
     });
-    if inspects_tls {
+    let sniffs = filter_chains.iter().any(|c| {
+        c.filter_chain_match
+            .as_ref()
+            .is_some_and(|m| !m.application_protocols.is_empty())
+    });
+    if sniffs {
+        listener_filters.extend(inspectors(inspects_tls));
+    } else if inspects_tls {
         listener_filters.push(ListenerFilter {
             name: TLS_INSPECTOR.to_string(),
             config_type: Some(listener_filter::ConfigType::TypedConfig(to_any(

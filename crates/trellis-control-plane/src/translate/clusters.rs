@@ -15,8 +15,7 @@ use envoy_types::pb::envoy::config::cluster::v3::{
     },
 };
 use envoy_types::pb::envoy::config::core::v3::{
-    Http1ProtocolOptions, Http2ProtocolOptions, HttpProtocolOptions as CommonHttpOptions,
-    RuntimeDouble, TcpKeepalive,
+    Http2ProtocolOptions, HttpProtocolOptions as CommonHttpOptions, RuntimeDouble, TcpKeepalive,
 };
 use envoy_types::pb::envoy::config::endpoint::v3::{
     ClusterLoadAssignment, Endpoint, LbEndpoint, LocalityLbEndpoints, lb_endpoint::HostIdentifier,
@@ -415,7 +414,7 @@ fn protocol_options(
             ..Default::default()
         })
     } else {
-        ProtocolConfig::HttpProtocolOptions(Http1ProtocolOptions::default())
+        ProtocolConfig::HttpProtocolOptions(super::header_case::http1_options())
     };
     let options = HttpProtocolOptions {
         common_http_protocol_options: common,

@@ -52,6 +52,7 @@ pub fn all(model: &MeshModel, proxy: &ProxyView<'_>, inbound: &[InboundPort]) ->
                 })),
                 http_filters: super::routes::http_filters(),
                 upgrade_configs: super::routes::upgrade_configs(),
+                http_protocol_options: Some(super::header_case::http1_options()),
                 access_log: client.access_log,
                 tracing: client.tracing,
                 ..Default::default()
@@ -169,6 +170,7 @@ fn inbound_hcm(
             ..Default::default()
         }),
         upgrade_configs: super::routes::upgrade_configs(),
+        http_protocol_options: Some(super::header_case::http1_options()),
         access_log: telemetry.access_log.clone(),
         tracing: telemetry.tracing.clone(),
         ..Default::default()

@@ -8,6 +8,7 @@ mod capture;
 mod clusters;
 mod endpoints;
 pub mod gateway;
+mod header_case;
 mod listeners;
 mod mtls;
 mod peer_metadata;
@@ -15,6 +16,7 @@ mod policy;
 mod proto;
 mod routes;
 mod scope;
+mod sni;
 mod tcp;
 mod telemetry;
 
@@ -149,6 +151,8 @@ pub(crate) struct InboundPort {
     pub http2: bool,
     /// Opaque TCP (a TCP proxy to the app) rather than HTTP.
     pub tcp: bool,
+    /// No service declares the port's protocol: captured mode sniffs it (HTTP or TCP).
+    pub sniff: bool,
 }
 
 /// The ports of every service that has this workload as an endpoint.
@@ -164,11 +168,13 @@ fn inbound_ports(model: &MeshModel, node: &NodeIdentity) -> Vec<InboundPort> {
                         existing.http2 |= port.protocol.is_http2();
                         // HTTP wins when services disagree about a port.
                         existing.tcp &= port.protocol.is_opaque();
+                        existing.sniff &= port.protocol == crate::registry::Protocol::Unknown;
                     }
                     None => ports.push(InboundPort {
                         port: number,
                         http2: port.protocol.is_http2(),
                         tcp: port.protocol.is_opaque(),
+                        sniff: port.protocol == crate::registry::Protocol::Unknown,
                     }),
                 }
             }

@@ -16,22 +16,8 @@ pub const CLUSTER_ID: &str = "Kubernetes";
 /// `None` for others, e.g. a ServiceEntry's inline addresses: their labels stay `unknown`).
 pub fn workload_metadata(e: &RegistryEndpoint) -> Option<(String, Struct)> {
     let (_, name) = e.workload.as_deref()?.split_once('/')?;
-    let app = [
-        "service.istio.io/canonical-name",
-        "app.kubernetes.io/name",
-        "app",
-    ]
-    .iter()
-    .find_map(|k| e.labels.get(*k))
-    .map_or(name, String::as_str);
-    let version = [
-        "service.istio.io/canonical-revision",
-        "app.kubernetes.io/version",
-        "version",
-    ]
-    .iter()
-    .find_map(|k| e.labels.get(*k))
-    .map_or("latest", String::as_str);
+    let app = trellis_xds::node::canonical_service(&e.labels, name);
+    let version = trellis_xds::node::canonical_revision(&e.labels);
     // `;` separates the fields: a value containing one cannot be represented.
     if [name, &e.namespace, app, version]
         .iter()

@@ -16,11 +16,14 @@
 //!   explicit mode, where the destination is always the sidecar's own IP), else the service's
 //!   default cluster.
 
-use envoy_types::pb::envoy::config::listener::v3::{Filter, FilterChain, Listener, filter};
-use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
-    TcpProxy, tcp_proxy::ClusterSpecifier, tcp_proxy::WeightedCluster,
-    tcp_proxy::weighted_cluster::ClusterWeight,
+use envoy_types::pb::envoy::config::listener::v3::{
+    Filter, FilterChain, Listener, ListenerFilter, filter, listener_filter,
 };
+pub(super) use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::tcp_proxy::ClusterSpecifier;
+use envoy_types::pb::envoy::extensions::filters::network::tcp_proxy::v3::{
+    TcpProxy, tcp_proxy::WeightedCluster, tcp_proxy::weighted_cluster::ClusterWeight,
+};
+use envoy_types::pb::envoy::extensions::filters::listener::tls_inspector::v3::TlsInspector;
 use trellis_api::networking::{L4MatchAttributes, RouteDestination};
 use trellis_xds::{to_any, type_url};
 
@@ -60,13 +63,32 @@ pub fn outbound_listeners(
             }
             taken.push(port.number);
             let filter = outbound_filter(model, proxy, service, port);
+            // Every visible service on this port: TLS ones are told apart by SNI.
+            let sharing: Vec<(&Service, &ServicePort)> = services
+                .iter()
+                .filter_map(|(s, ps)| {
+                    ps.iter()
+                        .find(|p| p.number == port.number)
+                        .map(|p| (*s, *p))
+                })
+                .collect();
+            let mut sharing = sharing;
+            sharing.sort_by(|a, b| a.0.host.cmp(&b.0.host));
+            let mut filter_chains = super::sni::chains(model, proxy, port.number, &sharing);
+            let listener_filters = if filter_chains.is_empty() {
+                Vec::new()
+            } else {
+                vec![tls_inspector()]
+            };
+            filter_chains.push(FilterChain {
+                filters: vec![filter],
+                ..Default::default()
+            });
             listeners.push(Listener {
                 name: format!("{}_{}", proxy.node.ip, port.number),
                 address: Some(socket_address(proxy.node.ip, port.number)),
-                filter_chains: vec![FilterChain {
-                    filters: vec![filter],
-                    ..Default::default()
-                }],
+                listener_filters,
+                filter_chains,
                 ..Default::default()
             });
         }
@@ -132,7 +154,20 @@ fn applies(m: &L4MatchAttributes, proxy: &ProxyView<'_>, port: u32) -> bool {
         && (m.gateways.is_empty() || m.gateways.iter().any(|g| g == "mesh"))
 }
 
-fn destinations(
+/// The TLS inspector listener filter (reads the SNI for chain selection).
+fn tls_inspector() -> ListenerFilter {
+    ListenerFilter {
+        name: super::listeners::TLS_INSPECTOR.to_string(),
+        config_type: Some(listener_filter::ConfigType::TypedConfig(to_any(
+            super::listeners::TLS_INSPECTOR_TYPE,
+            &TlsInspector::default(),
+        ))),
+        ..Default::default()
+    }
+}
+
+/// The TCP proxy target of a route's destinations: one cluster, or weighted clusters.
+pub(super) fn destinations(
     route: &[RouteDestination],
     namespace: &str,
     port: &ServicePort,
@@ -163,7 +198,7 @@ fn destinations(
     }
 }
 
-fn tcp_filter(t: TcpProxy) -> Filter {
+pub(super) fn tcp_filter(t: TcpProxy) -> Filter {
     Filter {
         name: type_url::names::TCP_PROXY.to_string(),
         config_type: Some(filter::ConfigType::TypedConfig(to_any(

@@ -31,6 +31,9 @@ pub struct NackStatus {
 pub struct ProxyStatus {
     /// The proxy's node id.
     pub id: String,
+    /// The workload's canonical service (Istio's label rules): how the dashboard names the
+    /// proxy when it reads Envoy's own stats, as Istio's metrics name it.
+    pub service: String,
     /// The newest config generation this proxy has been sent.
     pub generation: u64,
     /// True when every subscribed type is ACKed at the version last sent.

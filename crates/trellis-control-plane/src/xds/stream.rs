@@ -272,6 +272,11 @@ impl AdsStream {
             self.conn,
             ProxyStatus {
                 id: self.node_id.clone(),
+                service: self
+                    .node
+                    .as_ref()
+                    .map(|n| n.canonical_service().to_string())
+                    .unwrap_or_default(),
                 generation: self.generation,
                 synced,
                 types,

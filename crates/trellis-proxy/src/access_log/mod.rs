@@ -14,7 +14,7 @@ use http::{HeaderMap, Request, Response};
 use serde::Serialize;
 
 pub use format::{FormatError, Operator, Piece, Template, rfc3339_millis};
-pub use writer::{QUEUE_LINES, dropped_total};
+pub use writer::{QUEUE_LINES, dropped_counter};
 
 use crate::listener::{BodyObserver, ProxyBody, REASON_HEADER, observe};
 

@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
+
+use prometheus_client::metrics::counter::Counter;
 
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -14,7 +15,7 @@ use tokio::sync::mpsc;
 pub const QUEUE_LINES: usize = 16 * 1024;
 
 /// Lines dropped because a file's queue was full (or its writer had failed).
-static DROPPED: AtomicU64 = AtomicU64::new(0);
+static DROPPED: LazyLock<Counter> = LazyLock::new(Counter::default);
 
 /// The process's log files, like Envoy's access log manager: one writer per path, shared by
 /// every listener that logs there.
@@ -23,16 +24,17 @@ fn writers() -> &'static Mutex<HashMap<PathBuf, mpsc::Sender<String>>> {
     WRITERS.get_or_init(Default::default)
 }
 
-/// Lines dropped so far.
-pub fn dropped_total() -> u64 {
-    DROPPED.load(Ordering::Relaxed)
+/// `trellis_access_log_lines_dropped_total`: lines dropped so far by this process's writers
+/// (one process-wide counter, as the writers are; registered by the proxy's metrics).
+pub fn dropped_counter() -> Counter {
+    DROPPED.clone()
 }
 
 /// Queues `line` for `path` (the writer task starts on first use; needs a Tokio runtime).
 pub fn write(path: &Arc<str>, line: String) {
     let sender = {
         let Ok(mut map) = writers().lock() else {
-            DROPPED.fetch_add(1, Ordering::Relaxed);
+            DROPPED.inc();
             return;
         };
         let key = PathBuf::from(path.as_ref());
@@ -47,7 +49,7 @@ pub fn write(path: &Arc<str>, line: String) {
         }
     };
     if sender.try_send(line).is_err() {
-        DROPPED.fetch_add(1, Ordering::Relaxed);
+        DROPPED.inc();
     }
 }
 
@@ -64,7 +66,7 @@ async fn run(path: PathBuf, mut rx: mpsc::Receiver<String>) {
             tracing::warn!(path = %path.display(), %error, "cannot open access log; dropping its lines");
             rx.close();
             while rx.recv().await.is_some() {
-                DROPPED.fetch_add(1, Ordering::Relaxed);
+                DROPPED.inc();
             }
             return;
         }

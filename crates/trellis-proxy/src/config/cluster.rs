@@ -190,6 +190,9 @@ pub struct ConnectionPoolOptions {
     pub max_concurrent_streams: Option<u32>,
     /// TCP keepalive on upstream sockets.
     pub tcp_keepalive: Option<TcpKeepalive>,
+    /// HTTP/1.1: header names are written with the case the downstream sent them in, and the
+    /// response's are kept for the downstream (Envoy's `preserve_case` header formatter).
+    pub preserve_header_case: bool,
 }
 
 impl Default for ConnectionPoolOptions {
@@ -200,6 +203,7 @@ impl Default for ConnectionPoolOptions {
             max_connection_duration: None,
             max_concurrent_streams: None,
             tcp_keepalive: None,
+            preserve_header_case: false,
         }
     }
 }

@@ -45,6 +45,21 @@ pub struct ExtAuthz {
     /// `allowed_headers`: the request headers sent (all when `None`; for HTTP, Envoy always
     /// adds `Host`, `Method`, `Path`, `Content-Length` and `Authorization`).
     pub allowed_headers: Option<Vec<StringMatch>>,
+    /// `with_request_body`: the request body is buffered and sent with the check.
+    pub with_request_body: Option<BodySettings>,
+}
+
+/// `with_request_body` (`BufferSettings`): how much of the body the check carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BodySettings {
+    /// `max_request_bytes`: the most bytes buffered and sent.
+    pub max_request_bytes: u32,
+    /// `allow_partial_message`: a bigger body is checked with its first `max_request_bytes`
+    /// (instead of being answered `413`).
+    pub allow_partial_message: bool,
+    /// `pack_as_bytes`: over gRPC, the body goes in `raw_body` as it is (not in `body` as
+    /// UTF-8 text).
+    pub pack_as_bytes: bool,
 }
 
 /// The authorizer and how it is spoken to.

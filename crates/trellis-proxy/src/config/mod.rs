@@ -32,6 +32,9 @@ pub struct Listener {
     /// `listener_filters` has `envoy.filters.listener.tls_inspector`: a TLS ClientHello is
     /// detected so chains can match on `transport_protocol`.
     pub tls_inspector: bool,
+    /// `listener_filters` has `envoy.filters.listener.http_inspector`: an HTTP/1.x request
+    /// line or the HTTP/2 preface is detected so chains can match on `application_protocols`.
+    pub http_inspector: bool,
     /// The filter chains; a connection uses the first whose match it satisfies.
     pub filter_chains: Vec<FilterChain>,
     /// Transparent capture: original destination handling and whether the address is bound.
@@ -51,12 +54,14 @@ impl Listener {
             name: name.into(),
             address,
             tls_inspector: false,
+            http_inspector: false,
             capture: ListenerCapture::default(),
             filter_chains: vec![FilterChain {
                 name: String::new(),
                 destination_port: None,
                 transport_protocol: None,
                 server_names: Vec::new(),
+                application_protocols: Vec::new(),
                 tls: None,
                 hcm: HttpConnectionManager {
                     stat_prefix: stat_prefix.into(),
@@ -67,6 +72,7 @@ impl Listener {
                     tracing: None,
                     path_normalization: PathNormalization::default(),
                     upgrade_types: Vec::new(),
+                    preserve_header_case: false,
                 },
                 tcp_proxy: None,
                 network_rbac: Vec::new(),
@@ -100,6 +106,19 @@ impl Listener {
         port: Option<u16>,
         protocol: TransportProtocol,
         sni: Option<&str>,
+    ) -> Option<(usize, &FilterChain)> {
+        self.chain_for_connection(port, protocol, sni, None)
+    }
+
+    /// [`Listener::chain_for_destination`] with the application protocol the HTTP inspector
+    /// detected (`http/1.1`, `h2c`, ...): Envoy's last criterion, after the transport
+    /// protocol, the chains naming it winning over those with no `application_protocols`.
+    pub fn chain_for_connection(
+        &self,
+        port: Option<u16>,
+        protocol: TransportProtocol,
+        sni: Option<&str>,
+        application: Option<&str>,
     ) -> Option<(usize, &FilterChain)> {
         let port = port.filter(|p| {
             self.filter_chains
@@ -142,13 +161,27 @@ impl Listener {
                 .filter(|(_, c)| c.server_names.is_empty())
                 .collect();
         }
-        candidates
+        let mut by_transport: Vec<(usize, &FilterChain)> = candidates
             .iter()
-            .find(|(_, c)| c.transport_protocol == Some(protocol))
+            .copied()
+            .filter(|(_, c)| c.transport_protocol == Some(protocol))
+            .collect();
+        if by_transport.is_empty() {
+            by_transport = candidates
+                .iter()
+                .copied()
+                .filter(|(_, c)| c.transport_protocol.is_none())
+                .collect();
+        }
+        by_transport
+            .iter()
+            .find(|(_, c)| {
+                application.is_some_and(|a| c.application_protocols.iter().any(|p| p == a))
+            })
             .or_else(|| {
-                candidates
+                by_transport
                     .iter()
-                    .find(|(_, c)| c.transport_protocol.is_none())
+                    .find(|(_, c)| c.application_protocols.is_empty())
             })
             .copied()
     }
@@ -175,6 +208,10 @@ pub struct FilterChain {
     /// `filter_chain_match.server_names`: the SNI names (exact or `*.suffix`, lower case) the
     /// chain takes; empty matches any (or no) SNI.
     pub server_names: Vec<String>,
+    /// `filter_chain_match.application_protocols`: the chain takes only connections whose
+    /// detected application protocol (`http/1.0`, `http/1.1`, `h2c`) is listed; empty matches
+    /// any.
+    pub application_protocols: Vec<String>,
     /// TLS termination (`transport_socket` `DownstreamTlsContext`).
     pub tls: Option<DownstreamTls>,
     /// The chain's HTTP connection manager (unused, and empty, when `tcp_proxy` is set).
@@ -218,6 +255,7 @@ impl HttpConnectionManager {
             tracing: None,
             path_normalization: PathNormalization::default(),
             upgrade_types: Vec::new(),
+            preserve_header_case: false,
         }
     }
 }
@@ -242,6 +280,9 @@ pub struct HttpConnectionManager {
     /// `upgrade_configs`: the HTTP/1.1 upgrade types let through (`websocket`); any other
     /// upgrade request is answered `403`, as Envoy does.
     pub upgrade_types: Vec<String>,
+    /// `http_protocol_options.header_key_format` is Envoy's `preserve_case` formatter: HTTP/1.1
+    /// requests keep their header names' case on the way upstream (and responses on the way back).
+    pub preserve_header_case: bool,
 }
 
 /// `normalize_path` and `merge_slashes` (`path_with_escaped_slashes_action` is always

@@ -105,6 +105,10 @@ fn peer(address: Option<SocketAddr>, principal: Option<&str>) -> attribute_conte
 fn check_request(filter: &ExtAuthz, cx: &CheckContext<'_>) -> CheckRequest {
     let mut headers: std::collections::HashMap<String, String> = Default::default();
     for (name, value) in check_headers(filter, cx.headers) {
+        // A client's own partial-body header never reaches the authorizer (Envoy's rule).
+        if name.as_str() == super::PARTIAL_BODY_HEADER {
+            continue;
+        }
         let value = String::from_utf8_lossy(value.as_bytes());
         headers
             .entry(name.as_str().to_string())
@@ -122,6 +126,20 @@ fn check_request(filter: &ExtAuthz, cx: &CheckContext<'_>) -> CheckRequest {
     ] {
         headers.insert(name.to_string(), value.to_string());
     }
+    let (body, raw_body) = match cx.body {
+        None => (String::new(), Vec::new()),
+        Some(b) => {
+            headers.insert(
+                super::PARTIAL_BODY_HEADER.to_string(),
+                b.partial.to_string(),
+            );
+            if b.pack_as_bytes {
+                (String::new(), b.bytes.to_vec())
+            } else {
+                (super::body::as_text(&b.bytes), Vec::new())
+            }
+        }
+    };
     let (path, query) = cx
         .path_and_query
         .split_once('?')
@@ -164,6 +182,8 @@ fn check_request(filter: &ExtAuthz, cx: &CheckContext<'_>) -> CheckRequest {
                     },
                     size,
                     protocol: cx.protocol.to_string(),
+                    body,
+                    raw_body,
                     ..Default::default()
                 }),
             }),

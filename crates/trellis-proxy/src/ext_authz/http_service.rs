@@ -1,11 +1,10 @@
-//! The HTTP variant of external authorization (`http_service`): the request itself, without
-//! its body, goes to the authorizer's cluster with the path under `path_prefix`; `200` allows
+//! The HTTP variant of external authorization (`http_service`): the request itself (with the
+//! buffered body when `with_request_body` is set, else without one) goes to the authorizer's cluster with the path under `path_prefix`; `200` allows
 //! (the `allowed_upstream_headers` of the answer are set on the request), any other status
 //! denies (the answer is what the client gets, with its `allowed_client_headers`).
 
-use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, StatusCode, header};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 
 use super::{Allowed, CheckContext, Decision, Denial, listed};
 use crate::config::{ExtAuthz, ExtAuthzService};
@@ -49,7 +48,10 @@ pub(super) async fn check(filter: &ExtAuthz, cx: &CheckContext<'_>) -> Decision 
         .header(header::HOST, authority.as_str());
     for (name, value) in cx.headers {
         let name_str = name.as_str();
-        if name == header::HOST || name_str == "content-length" {
+        if name == header::HOST
+            || name_str == "content-length"
+            || name_str == super::PARTIAL_BODY_HEADER
+        {
             continue;
         }
         let allowed = ALWAYS_SENT.contains(&name_str)
@@ -61,11 +63,16 @@ pub(super) async fn check(filter: &ExtAuthz, cx: &CheckContext<'_>) -> Decision 
             builder = builder.header(name, value);
         }
     }
-    builder = builder.header(header::CONTENT_LENGTH, "0");
+    // The buffered body (`with_request_body`) is the check request's body.
+    let body = cx.body.map(|b| b.bytes.clone()).unwrap_or_default();
+    builder = builder.header(header::CONTENT_LENGTH, body.len());
+    if let Some(b) = cx.body {
+        builder = builder.header(super::PARTIAL_BODY_HEADER, b.partial.to_string());
+    }
     for (name, value) in headers_to_add {
         builder = builder.header(name.as_str(), value.as_str());
     }
-    let request = match builder.body(Empty::<Bytes>::new()) {
+    let request = match builder.body(Full::new(body)) {
         Ok(r) => r,
         Err(e) => return Decision::Error(format!("building the check request: {e}")),
     };

@@ -12,12 +12,14 @@
 //! body; a failure (unreachable, timeout, a malformed answer) is `status_on_error` unless
 //! `failure_mode_allow`. Counters are Envoy's (`stats.rs`).
 
+mod body;
 mod grpc;
 mod http_service;
 mod stats;
 #[cfg(test)]
 mod tests;
 
+pub use body::{BufferError, CheckBody, PARTIAL_BODY_HEADER, buffer as buffer_body};
 pub use stats::{CheckOutcome, ExtAuthzLabels, ExtAuthzStats};
 
 use std::collections::BTreeMap;
@@ -104,6 +106,8 @@ pub struct CheckContext<'a> {
     pub peer_identity: Option<&'a str>,
     /// The TLS SNI.
     pub sni: Option<&'a str>,
+    /// The buffered body (`with_request_body`), when there was one.
+    pub body: Option<&'a CheckBody>,
 }
 
 /// The authorizer's decision.
@@ -185,6 +189,19 @@ pub struct Reply {
     pub body: Bytes,
     /// Why, for logs and `x-trellis-reason`.
     pub cause: String,
+}
+
+/// How the request's body is to be buffered for the check: `with_request_body`, when the
+/// ext_authz filter checks this request (its `filter_enabled_metadata` matches what the shadow
+/// filters record). Envoy decides this on the headers, before buffering.
+pub fn body_settings(
+    filters: &crate::config::HttpFilters,
+    attributes: &RequestAttributes<'_>,
+) -> Option<crate::config::BodySettings> {
+    let filter = filters.ext_authz.as_ref()?;
+    let settings = filter.with_request_body?;
+    let shadow = record_shadow(&filters.shadow_rbac, attributes);
+    enabled(filter, Some(&shadow)).then_some(settings)
 }
 
 /// Runs a connection manager's shadow RBAC filters and its ext_authz filter: `Ok(None)` when

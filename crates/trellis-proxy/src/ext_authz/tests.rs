@@ -57,6 +57,7 @@ fn filter() -> ExtAuthz {
             invert: false,
         }),
         allowed_headers: None,
+        with_request_body: None,
     }
 }
 

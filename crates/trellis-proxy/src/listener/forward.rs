@@ -19,6 +19,7 @@ use super::Shared;
 use super::http::{
     BoxError, Outcome, ProxyBody, local_reply_flags, prepare_upstream_headers, strip_hop_by_hop,
 };
+use super::prefetched::Prefetched;
 use super::replay::{REPLAY_LIMIT, ReplayBody};
 use crate::config::{
     ClusterTarget, HeaderMutations, MirrorPolicy, Route, RouteAction, VirtualHost, WeightedCluster,
@@ -159,6 +160,11 @@ pub(crate) async fn forward(
         _ => None,
     };
     let (mut parts, body) = req.into_parts();
+    // A filter (ext_authz's `with_request_body`) may have read the start of the body already.
+    let body: RequestBody = match parts.extensions.remove::<Prefetched>() {
+        Some(prefetched) => prefetched.into_body(body),
+        None => body.map_err(Into::into).boxed_unsync(),
+    };
     prepare_upstream_headers(&mut parts.headers, scheme);
     if let Some(e) = entry {
         rewrite::apply_header_mutations(&mut parts.headers, &e.request_headers);
@@ -227,7 +233,7 @@ pub(crate) async fn forward(
         tried.push(endpoint.address);
         let body = match (&replay, direct.take()) {
             (Some(r), _) => r.attempt(),
-            (None, Some(b)) => b.map_err(Into::into).boxed_unsync(),
+            (None, Some(b)) => b,
             (None, None) => http_body_util::Empty::new()
                 .map_err(|e| match e {})
                 .boxed_unsync(),
@@ -237,6 +243,9 @@ pub(crate) async fn forward(
         *req.uri_mut() = parts.uri.clone();
         *req.version_mut() = parts.version;
         *req.headers_mut() = parts.headers.clone();
+        // hyper keeps an HTTP/1.1 request's original header-name case in its extensions; the
+        // upstream connection writes the names that way when the cluster preserves case.
+        *req.extensions_mut() = parts.extensions.clone();
         if vhost.include_request_attempt_count {
             req.headers_mut()
                 .insert("x-envoy-attempt-count", HeaderValue::from(attempt));

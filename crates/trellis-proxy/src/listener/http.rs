@@ -43,6 +43,10 @@ pub(crate) struct ConnCtx {
     pub(crate) peer_cert_hash: Option<String>,
     /// The SNI the TLS client asked for (RBAC `requested_server_name`).
     pub(crate) sni: Option<String>,
+    /// What the HTTP inspector saw (`http/1.1`, `h2c`, ...): picks the filter chain too.
+    pub(crate) application_protocol: Option<&'static str>,
+    /// HTTP/1.1 header names keep their case (the chain's `preserve_case` formatter).
+    pub(crate) preserve_header_case: bool,
 }
 
 /// `x-forwarded-client-cert`.
@@ -131,10 +135,11 @@ pub(crate) async fn handle(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Res
         },
         &mut req,
     );
-    let chain = runtime.config.chain_for_destination(
+    let chain = runtime.config.chain_for_connection(
         ctx.local.map(|a| a.port()),
         ctx.transport,
         ctx.sni.as_deref(),
+        ctx.application_protocol,
     );
     let scheme = chain.map_or("http", |(_, chain)| scheme_of(&ctx, chain));
     let access_log = chain.and_then(|(_, chain)| start_access_log(&ctx, chain, scheme, &req));
@@ -299,6 +304,35 @@ async fn route_and_forward(
     // which requests it checks and before the enforcing RBAC filters.
     let mut ext_authz_response_headers = Vec::new();
     if chain.hcm.http_filters.ext_authz.is_some() {
+        // `with_request_body`: buffered before the check when the filter checks this request.
+        let body_settings = if upgrade.is_none() && !hyper::body::Body::is_end_stream(req.body()) {
+            let attributes = crate::authz::RequestAttributes {
+                headers: req.headers(),
+                authority: &authority,
+                method: req.method().as_str(),
+                path_and_query: &path_and_query,
+                local: ctx.local,
+                peer: ctx.peer,
+                peer_identity: ctx.peer_identity.as_deref(),
+                sni: ctx.sni.as_deref(),
+                jwt: req.extensions().get::<crate::authn::VerifiedJwt>(),
+            };
+            crate::ext_authz::body_settings(&chain.hcm.http_filters, &attributes)
+        } else {
+            None
+        };
+        let check_body = match body_settings {
+            None => None,
+            Some(settings) => {
+                match crate::ext_authz::buffer_body(req.body_mut(), &settings).await {
+                    Ok((check_body, prefetched)) => {
+                        req.extensions_mut().insert(prefetched);
+                        Some(check_body)
+                    }
+                    Err(e) => return ext_authz_body_refused(&e),
+                }
+            }
+        };
         let attributes = crate::authz::RequestAttributes {
             headers: req.headers(),
             authority: &authority,
@@ -327,6 +361,7 @@ async fn route_and_forward(
             local: ctx.local,
             peer_identity: ctx.peer_identity.as_deref(),
             sni: ctx.sni.as_deref(),
+            body: check_body.as_ref(),
         };
         let result = crate::ext_authz::run(
             &chain.hcm.http_filters,
@@ -507,6 +542,23 @@ fn ext_authz_denied(reply: crate::ext_authz::Reply) -> (Response<ProxyBody>, Out
     (response, outcome)
 }
 
+/// A body ext_authz could not buffer: Envoy's `413 Payload Too Large` local reply when it is
+/// bigger than `max_request_bytes` (partial messages not allowed), `400` when reading failed.
+fn ext_authz_body_refused(e: &crate::ext_authz::BufferError) -> (Response<ProxyBody>, Outcome) {
+    let (status, body) = match e {
+        crate::ext_authz::BufferError::TooLarge(_) => {
+            (StatusCode::PAYLOAD_TOO_LARGE, "Payload Too Large")
+        }
+        crate::ext_authz::BufferError::Read(_) => (StatusCode::BAD_REQUEST, "Bad Request"),
+    };
+    let (mut response, outcome) = local_reply_flags(status, &[], &e.to_string());
+    *response.body_mut() = Full::new(Bytes::from_static(body.as_bytes()))
+        .map_err(|e| match e {})
+        .boxed();
+    response.headers_mut().remove(header::CONTENT_LENGTH);
+    (response, outcome)
+}
+
 /// `forward_client_cert_details`: the header never passes through from downstream; with
 /// `SANITIZE_SET` it is set from the verified peer certificate (Envoy's format:
 /// `By=<own URI>;Hash=<peer cert SHA-256>;URI=<peer URI>`).
@@ -593,15 +645,16 @@ fn fault_abort(
     }
 }
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1), plus `proxy-connection`.
-const HOP_BY_HOP: [&str; 7] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "transfer-encoding",
-    "upgrade",
+/// Hop-by-hop headers (RFC 9110 §7.6.1), plus `proxy-connection`. Parsed names, not `&str`:
+/// removing by a string parses it again on every request.
+static HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
@@ -615,7 +668,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in listed {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     // `te: trailers` is end-to-end in practice (gRPC needs it); other values are hop-by-hop.
@@ -642,25 +695,49 @@ pub(crate) fn prepare_upstream_headers(headers: &mut HeaderMap, scheme: &str) {
     }
 }
 
-/// A random UUID v4, as Envoy generates for `x-request-id`.
+/// A random UUID v4, as Envoy generates for `x-request-id` (hex digits written straight into
+/// a buffer: this runs for every request).
 pub(crate) fn new_request_id() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut b: [u8; 16] = rand::random();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
+    let mut out = String::with_capacity(36);
+    for (i, byte) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out.push('-');
+        }
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_uuid_v4() {
+        let a = new_request_id();
+        let groups: Vec<&str> = a.split('-').collect();
+        assert_eq!(
+            groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12],
+            "{a}"
+        );
+        assert!(
+            a.chars()
+                .all(|c| c == '-' || c.is_ascii_digit() || ('a'..='f').contains(&c)),
+            "{a}"
+        );
+        assert!(groups[2].starts_with('4'), "version 4: {a}");
+        assert!(
+            groups[3].starts_with(['8', '9', 'a', 'b']),
+            "RFC 4122 variant: {a}"
+        );
+        assert_ne!(a, new_request_id());
+    }
 
     #[test]
     fn hop_by_hop_headers_are_stripped() {

@@ -11,7 +11,9 @@ mod forward;
 mod http;
 mod normalize;
 mod observed;
+pub(crate) mod prefetched;
 mod replay;
+mod sniff;
 mod tcp;
 mod upgrade;
 
@@ -35,6 +37,7 @@ use crate::upstream::ClusterManager;
 pub use http::{ProxyBody, REASON_HEADER, local_reply};
 pub(crate) use http::{new_request_id, request_authority};
 pub(crate) use observed::{BodyObserver, observe};
+pub use sniff::DetectionStats;
 
 /// Listener errors.
 #[derive(Debug, thiserror::Error)]
@@ -295,21 +298,14 @@ async fn accept_connection(
     let _counted = shared.stats.downstream_opened();
     let local = dst.local;
     let current = runtime.load_full();
-    let transport = if current.config.tls_inspector {
-        let mut first = [0u8; 2];
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await {
-            Ok(Ok(n)) if n > 0 => {
-                if crate::tls::looks_like_tls(&first[..n]) {
-                    TransportProtocol::Tls
-                } else {
-                    TransportProtocol::RawBuffer
-                }
-            }
-            _ => return,
-        }
-    } else {
-        TransportProtocol::RawBuffer
+    let port = local.map(|a| a.port());
+    // The listener filters: what the first bytes are, or a server-first session served here.
+    let Some((stream, detected)) =
+        sniff::server_first::detect(stream, &current.config, peer, dst, &runtime, &shared).await
+    else {
+        return;
     };
+    let transport = detected.transport();
     // The TLS inspector's SNI, when a chain is picked by server name.
     let sni = if transport == TransportProtocol::Tls && current.config.matches_server_names() {
         tokio::time::timeout(
@@ -322,11 +318,12 @@ async fn accept_connection(
     } else {
         None
     };
-    let port = local.map(|a| a.port());
-    let Some((_, chain)) = current
-        .config
-        .chain_for_destination(port, transport, sni.as_deref())
-    else {
+    let Some((_, chain)) = current.config.chain_for_connection(
+        port,
+        transport,
+        sni.as_deref(),
+        detected.application_protocol(),
+    ) else {
         tracing::debug!(
             ?transport,
             "no filter chain matches the connection; closing"
@@ -343,6 +340,8 @@ async fn accept_connection(
         peer_identity: None,
         peer_cert_hash: None,
         sni: sni.clone(),
+        application_protocol: detected.application_protocol(),
+        preserve_header_case: chain.hcm.preserve_header_case,
     };
     let tcp_proxy = chain.tcp_proxy.clone().map(|t| {
         (
@@ -410,10 +409,20 @@ async fn serve_chain<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let Some((tcp_proxy, network_rbac, network_ext_authz)) = tcp_proxy else {
+    let Some(tcp_chain) = tcp_proxy else {
         serve_connection(stream, Arc::new(ctx), stop).await;
         return;
     };
+    if !tcp_authorized(&ctx, &tcp_chain).await {
+        return;
+    }
+    let session = tcp::serve(stream, &tcp_chain.0, &ctx.shared, ctx.local).await;
+    record_tcp(&ctx, &session);
+}
+
+/// The network ext_authz and RBAC filters of a TCP chain: whether the connection may go on.
+async fn tcp_authorized(ctx: &http::ConnCtx, chain: &TcpChain) -> bool {
+    let (_, network_rbac, network_ext_authz) = chain;
     // envoy.filters.network.ext_authz (Istio's CUSTOM): checked once, before network RBAC.
     if let Some(n) = &network_ext_authz {
         let headers = ::http::HeaderMap::new();
@@ -440,10 +449,11 @@ async fn serve_chain<S>(
             local: ctx.local,
             peer_identity: ctx.peer_identity.as_deref(),
             sni: ctx.sni.as_deref(),
+            body: None,
         };
         if let Err(cause) = crate::ext_authz::check_connection(n, &attributes, &check).await {
             tracing::debug!(%cause, "ext_authz closed the TCP connection");
-            return;
+            return false;
         }
     }
     // envoy.filters.network.rbac: a denied connection is closed before any byte is proxied.
@@ -464,12 +474,16 @@ async fn serve_chain<S>(
             crate::authz::evaluate(&network_rbac, &attributes)
         {
             tracing::debug!(%cause, "RBAC closed the TCP connection");
-            return;
+            return false;
         }
     }
-    // Hook for the `istio_tcp_*` metrics (connections opened/closed, bytes both ways): the
-    // session below reports the cluster and byte counts.
-    let session = tcp::serve(stream, &tcp_proxy, &ctx.shared, ctx.local).await;
+    true
+}
+
+/// Records a finished TCP proxy session (the `istio_tcp_*` metrics) and logs how it ended.
+fn record_tcp(ctx: &http::ConnCtx, session: &tcp::Session) {
+    // The `istio_tcp_*` metrics (connections opened/closed, bytes both ways): the session
+    // reports the cluster and byte counts.
     let telemetry = &ctx.shared.stats.telemetry;
     let labels = telemetry.tcp_labels(
         crate::telemetry::Downstream {
@@ -503,11 +517,14 @@ async fn serve_connection<S>(stream: S, ctx: Arc<http::ConnCtx>, mut stop: watch
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let preserve_header_case = ctx.preserve_header_case;
     let service = hyper::service::service_fn(move |req| {
         let ctx = ctx.clone();
         async move { Ok::<_, std::convert::Infallible>(http::handle(ctx, req).await) }
     });
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The received names' case rides in the request's extensions to the upstream connection.
+    builder.http1().preserve_header_case(preserve_header_case);
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(conn);
     let result = tokio::select! {

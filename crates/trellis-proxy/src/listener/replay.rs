@@ -11,7 +11,7 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 
 use crate::upstream::RequestBody;
 
@@ -27,7 +27,7 @@ enum Recorded {
 }
 
 struct State {
-    inner: Option<Incoming>,
+    inner: Option<RequestBody>,
     frames: Vec<Recorded>,
     len: usize,
     done: bool,
@@ -60,7 +60,7 @@ impl std::fmt::Debug for ReplayBody {
 
 impl ReplayBody {
     /// Wraps the downstream body.
-    pub fn new(body: Incoming, limit: usize) -> Self {
+    pub fn new(body: RequestBody, limit: usize) -> Self {
         let done = body.is_end_stream();
         ReplayBody {
             state: Arc::new(Mutex::new(State {
@@ -171,7 +171,7 @@ impl Body for AttemptBody {
                 s.failed = true;
                 s.inner = None;
                 s.wake_all();
-                Poll::Ready(Some(Err(Box::new(e))))
+                Poll::Ready(Some(Err(e)))
             }
             Poll::Ready(Some(Ok(frame))) => {
                 if !s.overflow {

@@ -43,14 +43,43 @@ pub(crate) async fn serve<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
+    match connect(tcp, shared, original_dst).await {
+        Ok(upstream) => relay(downstream, upstream, &[], tcp.idle_timeout).await,
+        Err(session) => session,
+    }
+}
+
+/// An upstream connection made for a TCP proxy session, not yet relaying.
+pub(crate) struct Upstream {
+    io: crate::upstream::BoxIo,
+    _slot: crate::upstream::ResourceGuard,
+    _active: crate::upstream::ActiveGuard,
+    cluster: String,
+}
+
+impl Upstream {
+    /// The connection, to read a server-first greeting from before relaying.
+    pub(crate) fn io(&mut self) -> &mut crate::upstream::BoxIo {
+        &mut self.io
+    }
+}
+
+/// Picks the cluster and endpoint of `tcp` and connects; a failure is the finished session.
+pub(crate) async fn connect(
+    tcp: &TcpProxy,
+    shared: &Shared,
+    original_dst: Option<std::net::SocketAddr>,
+) -> Result<Upstream, Session> {
     let cluster_name = pick_cluster(&tcp.target, &mut rand::rng()).to_string();
-    let mut session = Session {
+    let failed = |failure: String| Session {
         cluster: cluster_name.clone(),
+        failure: Some(failure),
         ..Default::default()
     };
     let Some(cluster) = shared.clusters.get(&cluster_name) else {
-        session.failure = Some(format!("NC cluster {cluster_name} is not configured"));
-        return session;
+        return Err(failed(format!(
+            "NC cluster {cluster_name} is not configured"
+        )));
     };
     let ctx = LbContext {
         hash: None,
@@ -58,23 +87,50 @@ where
         original_dst,
     };
     let Some(endpoint) = cluster.pick_with(&ctx) else {
-        session.failure = Some(format!("UH no healthy endpoints in cluster {cluster_name}"));
-        return session;
+        return Err(failed(format!(
+            "UH no healthy endpoints in cluster {cluster_name}"
+        )));
     };
-    let (upstream, _slot, _active) = match cluster.connect_tunnel(&endpoint).await {
-        Ok(c) => c,
-        Err(e @ UpstreamError::Overflow { .. }) => {
-            session.failure = Some(format!("UO {e}"));
+    match cluster.connect_tunnel(&endpoint).await {
+        Ok((io, slot, active)) => Ok(Upstream {
+            io,
+            _slot: slot,
+            _active: active,
+            cluster: cluster_name,
+        }),
+        Err(e @ UpstreamError::Overflow { .. }) => Err(failed(format!("UO {e}"))),
+        Err(e) => Err(failed(format!("UF {e}"))),
+    }
+}
+
+/// Relays between `downstream` and a connected `upstream`; `greeting` is what the upstream
+/// already sent (read while the downstream was silent), delivered first.
+pub(crate) async fn relay<S>(
+    mut downstream: S,
+    upstream: Upstream,
+    greeting: &[u8],
+    idle: Option<Duration>,
+) -> Session
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let mut session = Session {
+        cluster: upstream.cluster.clone(),
+        ..Default::default()
+    };
+    if !greeting.is_empty() {
+        if let Err(e) = downstream.write_all(greeting).await {
+            session.failure = Some(format!("DC downstream closed before the greeting: {e}"));
             return session;
         }
-        Err(e) => {
-            session.failure = Some(format!("UF {e}"));
-            return session;
-        }
-    };
-    let (sent, received, idle) = pump(downstream, upstream, tcp.idle_timeout).await;
+        session.received = greeting.len() as u64;
+    }
+    let Upstream {
+        io, _slot, _active, ..
+    } = upstream;
+    let (sent, received, idle) = pump(downstream, io, idle).await;
     session.sent = sent;
-    session.received = received;
+    session.received += received;
     session.idle_closed = idle;
     session
 }

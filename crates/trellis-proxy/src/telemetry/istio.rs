@@ -7,6 +7,7 @@
 //! sets; a new one beyond that is counted in the overflow series, whose labels are all
 //! [`OVERFLOW`] (except `reporter`), so a hostile or misconfigured mesh cannot exhaust memory.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -265,6 +266,19 @@ pub struct IstioMetrics {
     /// Label sets created per family: requests (shared by the four HTTP metrics), then the
     /// TCP ones. Shared by clones.
     series: Arc<[AtomicUsize; 5]>,
+    /// The four HTTP metrics of each label set seen, found with one hash of the labels per
+    /// request instead of five (the families hash every label string on each lookup). Holds
+    /// at most the label sets the families hold. Shared by clones.
+    handles: Arc<std::sync::Mutex<HashMap<RequestLabels, RequestHandles>>>,
+}
+
+/// One label set's HTTP metrics (handles sharing the families' values).
+#[derive(Debug, Clone)]
+struct RequestHandles {
+    requests: Counter,
+    duration: Histogram,
+    request_bytes: Histogram,
+    response_bytes: Histogram,
 }
 
 impl Default for IstioMetrics {
@@ -287,6 +301,7 @@ impl IstioMetrics {
             tcp_closed: Family::default(),
             max_series,
             series: Arc::new(Default::default()),
+            handles: Arc::default(),
         }
     }
 
@@ -336,7 +351,27 @@ impl IstioMetrics {
 
     /// Counts a finished HTTP request in all four HTTP metrics.
     pub fn record_request(&self, r: &RequestRecord) {
-        let labels = self.admit(&self.requests, &self.series[0], &r.labels, |l| {
+        let known = self
+            .handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&r.labels)
+            .cloned();
+        let h = match known {
+            Some(h) => h,
+            None => self.admit_request(&r.labels),
+        };
+        h.requests.inc();
+        h.duration.observe(r.duration_ms);
+        h.request_bytes.observe(r.request_bytes as f64);
+        h.response_bytes.observe(r.response_bytes as f64);
+    }
+
+    /// The metrics of a label set not seen yet: its own when there is room for it, else the
+    /// overflow set's.
+    fn admit_request(&self, labels: &RequestLabels) -> RequestHandles {
+        let labels_in = labels;
+        let labels = self.admit(&self.requests, &self.series[0], labels_in, |l| {
             RequestLabels {
                 peers: Arc::new(PeerLabels::overflow(l.peers.reporter)),
                 request_protocol: l.request_protocol,
@@ -345,15 +380,23 @@ impl IstioMetrics {
                 response_flags: Arc::from(OVERFLOW),
             }
         });
-        let labels = labels.as_ref().unwrap_or(&r.labels);
-        self.requests.get_or_create(labels).inc();
-        self.duration.get_or_create(labels).observe(r.duration_ms);
-        self.request_bytes
-            .get_or_create(labels)
-            .observe(r.request_bytes as f64);
-        self.response_bytes
-            .get_or_create(labels)
-            .observe(r.response_bytes as f64);
+        self.handles(labels.as_ref().unwrap_or(labels_in))
+    }
+
+    /// The HTTP metrics of `labels`, created in the families on first use.
+    fn handles(&self, labels: &RequestLabels) -> RequestHandles {
+        let mut cache = self.handles.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(h) = cache.get(labels) {
+            return h.clone();
+        }
+        let h = RequestHandles {
+            requests: self.requests.get_or_create(labels).clone(),
+            duration: self.duration.get_or_create(labels).clone(),
+            request_bytes: self.request_bytes.get_or_create(labels).clone(),
+            response_bytes: self.response_bytes.get_or_create(labels).clone(),
+        };
+        cache.insert(labels.clone(), h.clone());
+        h
     }
 
     /// Counts a TCP connection opened (`istio_tcp_connections_opened_total`).

@@ -13,6 +13,9 @@ use std::sync::Arc;
 use base64::Engine as _;
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use prost::Message as _;
+use trellis_xds::node::{
+    CANONICAL_REVISION_LABELS, CANONICAL_SERVICE_LABELS, canonical_revision, canonical_service,
+};
 
 /// The request/response header carrying the sender's workload metadata.
 pub const PEER_METADATA_HEADER: &str = "x-envoy-peer-metadata";
@@ -188,7 +191,7 @@ impl PeerWorkload {
             kind: Some(Kind::StructValue(s)),
         }) = meta.fields.get(KEY_LABELS)
         {
-            for key in LABEL_KEYS {
+            for key in label_keys() {
                 match s.fields.get(key).map(|v| &v.kind) {
                     Some(Some(Kind::StringValue(v))) if acceptable(v) => {
                         labels.insert(key.to_string(), v.clone());
@@ -207,38 +210,6 @@ const KEY_NAMESPACE: &str = trellis_xds::node::keys::NAMESPACE;
 const KEY_LABELS: &str = trellis_xds::node::keys::LABELS;
 const KEY_CLUSTER_ID: &str = "CLUSTER_ID";
 
-const CANONICAL_NAME: &str = "service.istio.io/canonical-name";
-const CANONICAL_REVISION: &str = "service.istio.io/canonical-revision";
-const K8S_NAME: &str = "app.kubernetes.io/name";
-const K8S_VERSION: &str = "app.kubernetes.io/version";
-/// The labels the canonical service and revision are read from (the only ones sent).
-const LABEL_KEYS: [&str; 6] = [
-    CANONICAL_NAME,
-    K8S_NAME,
-    "app",
-    CANONICAL_REVISION,
-    K8S_VERSION,
-    "version",
-];
-
-/// Istio's canonical service: `service.istio.io/canonical-name`, `app.kubernetes.io/name`,
-/// `app`, else the workload name.
-pub fn canonical_service<'a>(labels: &'a BTreeMap<String, String>, workload: &'a str) -> &'a str {
-    [CANONICAL_NAME, K8S_NAME, "app"]
-        .iter()
-        .find_map(|k| labels.get(*k))
-        .map_or(workload, String::as_str)
-}
-
-/// Istio's canonical revision: `service.istio.io/canonical-revision`,
-/// `app.kubernetes.io/version`, `version`, else `latest`.
-pub fn canonical_revision(labels: &BTreeMap<String, String>) -> &str {
-    [CANONICAL_REVISION, K8S_VERSION, "version"]
-        .iter()
-        .find_map(|k| labels.get(*k))
-        .map_or("latest", String::as_str)
-}
-
 /// A value fit for a label: non-empty, bounded, printable ASCII without quotes or backslashes.
 fn acceptable(v: &str) -> bool {
     !v.is_empty()
@@ -247,15 +218,21 @@ fn acceptable(v: &str) -> bool {
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
 }
 
+/// The labels the canonical service and revision are read from (the only ones sent).
+fn label_keys() -> impl Iterator<Item = &'static str> {
+    CANONICAL_SERVICE_LABELS
+        .into_iter()
+        .chain(CANONICAL_REVISION_LABELS)
+}
+
 /// The `x-envoy-peer-metadata` value this proxy sends: base64 of a `Struct` with
 /// `WORKLOAD_NAME`, `NAMESPACE`, `CLUSTER_ID` and the canonical-service `LABELS`.
 pub fn header_value(node: &trellis_xds::NodeIdentity) -> String {
     let string = |s: &str| Value {
         kind: Some(Kind::StringValue(s.to_string())),
     };
-    let labels = LABEL_KEYS
-        .iter()
-        .filter_map(|k| node.labels.get(*k).map(|v| (k.to_string(), string(v))))
+    let labels = label_keys()
+        .filter_map(|k| node.labels.get(k).map(|v| (k.to_string(), string(v))))
         .collect();
     let mut fields = std::collections::HashMap::new();
     fields.insert(KEY_WORKLOAD_NAME.to_string(), string(&node.workload));

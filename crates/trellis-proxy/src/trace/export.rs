@@ -5,13 +5,14 @@
 //! (`ExportTraceServiceRequest`) over gRPC or HTTP (see [`super::otlp`]).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Full};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -90,15 +91,48 @@ pub enum ExportProtocol {
     OtlpHttp(String),
 }
 
+/// How span export went, as the proxy's metrics show it: a collector that is down or too slow
+/// loses spans, and an operator must be able to see that.
+#[derive(Debug, Clone, Default)]
+pub struct ExportCounters {
+    /// `trellis_tracing_spans_sent_total`: spans a collector accepted.
+    pub sent: Counter,
+    /// `trellis_tracing_spans_dropped_total`: spans lost (queue full, export failed or timed out).
+    pub dropped: Counter,
+}
+
+impl ExportCounters {
+    /// Adds the counters to the proxy's registry.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "trellis_tracing_spans_sent",
+            "Spans a trace collector accepted",
+            self.sent.clone(),
+        );
+        registry.register(
+            "trellis_tracing_spans_dropped",
+            "Spans dropped: export queue full, export failed or timed out",
+            self.dropped.clone(),
+        );
+    }
+}
+
 /// The exporters of one proxy, by collector.
 #[derive(Debug, Default)]
 pub struct Exporters {
     queues: Mutex<HashMap<Collector, mpsc::Sender<Span>>>,
-    dropped: Arc<AtomicU64>,
-    sent: Arc<AtomicU64>,
+    counters: ExportCounters,
 }
 
 impl Exporters {
+    /// Exporters that count into `counters`.
+    pub fn new(counters: ExportCounters) -> Self {
+        Exporters {
+            queues: Mutex::default(),
+            counters,
+        }
+    }
+
     /// Queues `spans` for `collector` (its task starts on first use; needs a Tokio runtime).
     pub fn export(&self, collector: &Collector, clusters: &Arc<ClusterManager>, spans: Vec<Span>) {
         let sender = {
@@ -114,8 +148,7 @@ impl Exporters {
                         collector.clone(),
                         clusters.clone(),
                         rx,
-                        self.dropped.clone(),
-                        self.sent.clone(),
+                        self.counters.clone(),
                     ));
                     queues.insert(collector.clone(), tx.clone());
                     tx
@@ -124,19 +157,9 @@ impl Exporters {
         };
         for span in spans {
             if sender.try_send(span).is_err() {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
+                self.counters.dropped.inc();
             }
         }
-    }
-
-    /// Spans dropped (queue full or the collector unreachable).
-    pub fn dropped_total(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-
-    /// Spans the collector accepted.
-    pub fn sent_total(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
     }
 }
 
@@ -144,8 +167,7 @@ async fn run(
     collector: Collector,
     clusters: Arc<ClusterManager>,
     mut rx: mpsc::Receiver<Span>,
-    dropped: Arc<AtomicU64>,
-    sent: Arc<AtomicU64>,
+    counters: ExportCounters,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -163,14 +185,14 @@ async fn run(
         let n = batch.len() as u64;
         match tokio::time::timeout(collector.timeout, post(&collector, &clusters, &batch)).await {
             Ok(Ok(())) => {
-                sent.fetch_add(n, Ordering::Relaxed);
+                counters.sent.inc_by(n);
             }
             Ok(Err(error)) => {
-                dropped.fetch_add(n, Ordering::Relaxed);
+                counters.dropped.inc_by(n);
                 tracing::debug!(cluster = %collector.cluster, %error, spans = n, "span export failed");
             }
             Err(_) => {
-                dropped.fetch_add(n, Ordering::Relaxed);
+                counters.dropped.inc_by(n);
                 tracing::debug!(cluster = %collector.cluster, spans = n, "span export timed out");
             }
         }

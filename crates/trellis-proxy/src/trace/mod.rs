@@ -20,8 +20,8 @@ use serde::Serialize;
 pub use body::{SpanEnd, attach};
 pub use context::{Extracted, Parent, extract, inject, trace_id_hex};
 pub use export::{
-    BATCH, Collector, EXPORT_TIMEOUT, Endpoint, ExportProtocol, Exporters, LINGER, QUEUE_SPANS,
-    Span,
+    BATCH, Collector, EXPORT_TIMEOUT, Endpoint, ExportCounters, ExportProtocol, Exporters, LINGER,
+    QUEUE_SPANS, Span,
 };
 
 use crate::upstream::ClusterManager;
@@ -118,8 +118,15 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 impl Tracer {
-    /// A tracer for the node `node_id` (`WORKLOAD.NAMESPACE` names it in spans).
-    pub fn new(node_id: String, zone: String, service_name: String, ip: Option<String>) -> Self {
+    /// A tracer for the node `node_id` (`WORKLOAD.NAMESPACE` names it in spans) counting its
+    /// exports into `counters`.
+    pub fn new(
+        node_id: String,
+        zone: String,
+        service_name: String,
+        ip: Option<String>,
+        counters: ExportCounters,
+    ) -> Self {
         Tracer {
             node_id,
             zone,
@@ -127,13 +134,8 @@ impl Tracer {
                 service_name,
                 ipv4: ip,
             },
-            exporters: Exporters::default(),
+            exporters: Exporters::new(counters),
         }
-    }
-
-    /// Spans dropped and spans sent.
-    pub fn export_counts(&self) -> (u64, u64) {
-        (self.exporters.dropped_total(), self.exporters.sent_total())
     }
 
     /// Starts the spans of a request: decides sampling, makes sure it has an `x-request-id`,

@@ -28,6 +28,8 @@ use crate::config::{
 };
 use crate::tls::Secrets;
 
+mod idle;
+
 /// An upstream connection: plain TCP or TLS over it.
 pub trait IoStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> IoStream for T {}
@@ -85,6 +87,8 @@ struct PoolInner {
     next_id: AtomicU64,
     secrets: Arc<Secrets>,
     transport: (Vec<TransportSocketMatch>, TransportSocket),
+    /// Closes connections idle for `idle_timeout`.
+    reaper: idle::Reaper,
 }
 
 #[derive(Debug, Default)]
@@ -108,7 +112,8 @@ struct ConnMeta {
 struct H1Idle {
     sender: http1::SendRequest<RequestBody>,
     meta: Arc<ConnMeta>,
-    epoch: u64,
+    /// When it was returned to the pool.
+    since: Instant,
 }
 
 #[derive(Debug)]
@@ -116,7 +121,8 @@ struct H2Conn {
     sender: http2::SendRequest<RequestBody>,
     meta: Arc<ConnMeta>,
     streams: AtomicU32,
-    epoch: AtomicU64,
+    /// When its last stream ended (meaningful while `streams` is 0).
+    idle_since: Mutex<Option<Instant>>,
 }
 
 impl Pool {
@@ -142,6 +148,7 @@ impl Pool {
                     cluster.transport_socket_matches.clone(),
                     cluster.transport_socket.clone(),
                 ),
+                reaper: idle::Reaper::default(),
             }),
         }
     }
@@ -213,6 +220,10 @@ impl Pool {
                             source: Box::new(e),
                         })?;
                 *req.version_mut() = Version::HTTP_11;
+                if !self.inner.opts.preserve_header_case {
+                    // hyper writes the names as its case map says whenever one is present.
+                    *req.extensions_mut() = http::Extensions::new();
+                }
                 if let Ok(host) = HeaderValue::from_str(authority) {
                     req.headers_mut().insert(http::header::HOST, host);
                 }
@@ -226,6 +237,7 @@ impl Pool {
                 };
                 *req.uri_mut() = uri(&authority, &path)?;
                 *req.version_mut() = Version::HTTP_2;
+                *req.extensions_mut() = http::Extensions::new();
                 req.headers_mut().remove(http::header::HOST);
                 self.send_h2(addr, tls, req, limits, hold).await
             }
@@ -340,12 +352,14 @@ impl Pool {
             if let Some(slot) = counters.try_acquire(Resource::Connections, limits.max_connections)
             {
                 let (stream, identity) = self.inner.connect_identified(addr, tls).await?;
-                let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(|e| {
-                    UpstreamError::Connect {
+                let (sender, conn) = http1::Builder::new()
+                    .preserve_header_case(self.inner.opts.preserve_header_case)
+                    .handshake(TokioIo::new(stream))
+                    .await
+                    .map_err(|e| UpstreamError::Connect {
                         addr,
                         source: Box::new(e),
-                    }
-                })?;
+                    })?;
                 tokio::spawn(
                     async move {
                         let _slot = slot;
@@ -426,7 +440,7 @@ impl Pool {
                     .find(|c| c.streams.load(Ordering::Acquire) < max_streams)
                     .cloned()
                 {
-                    return Ok(inner.start_stream(&mut state, addr, c));
+                    return Ok(inner.start_stream(&mut state, c));
                 }
                 if pending.is_none() {
                     pending = Some(
@@ -455,7 +469,7 @@ impl Pool {
                 let conn = connected?;
                 let mut state = inner.lock();
                 state.h2.entry(addr).or_default().push(conn.clone());
-                return Ok(inner.start_stream(&mut state, addr, conn));
+                return Ok(inner.start_stream(&mut state, conn));
             }
             notified.await;
         }
@@ -487,7 +501,7 @@ impl Pool {
             sender,
             meta: self.inner.new_meta(identity),
             streams: AtomicU32::new(0),
-            epoch: AtomicU64::new(0),
+            idle_since: Mutex::new(None),
         }))
     }
 }
@@ -495,35 +509,31 @@ impl Pool {
 /// One HTTP/2 stream on a pooled connection, until dropped.
 struct StreamGuard {
     pool: Weak<PoolInner>,
-    addr: SocketAddr,
     conn: Arc<H2Conn>,
 }
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
+        let pool = self.pool.upgrade();
+        let idle = pool.as_ref().and_then(|p| p.opts.idle_timeout);
+        if idle.is_some() {
+            // Set before the stream is counted out, so the reaper never pairs "no streams"
+            // with the end of an earlier idle period.
+            *self
+                .conn
+                .idle_since
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        }
         let left = self.conn.streams.fetch_sub(1, Ordering::AcqRel) - 1;
-        let Some(pool) = self.pool.upgrade() else {
+        let Some(pool) = pool else {
             return;
         };
         pool.counters.released.notify_waiters();
         if left == 0
-            && let Some(idle) = pool.opts.idle_timeout
-            && let Ok(rt) = tokio::runtime::Handle::try_current()
+            && let Some(idle) = idle
         {
-            let epoch = self.conn.epoch.load(Ordering::Acquire);
-            let (weak, addr, conn) = (self.pool.clone(), self.addr, self.conn.clone());
-            rt.spawn(async move {
-                tokio::time::sleep(idle).await;
-                if conn.streams.load(Ordering::Acquire) == 0
-                    && conn.epoch.load(Ordering::Acquire) == epoch
-                    && let Some(pool) = weak.upgrade()
-                {
-                    conn.meta.draining.store(true, Ordering::Release);
-                    if let Some(list) = pool.lock().h2.get_mut(&addr) {
-                        list.retain(|c| !Arc::ptr_eq(c, &conn));
-                    }
-                }
-            });
+            pool.reaper.idle_added(&pool, idle);
         }
     }
 }
@@ -575,11 +585,9 @@ impl PoolInner {
     fn start_stream(
         self: &Arc<Self>,
         _state: &mut PoolState,
-        addr: SocketAddr,
         conn: Arc<H2Conn>,
     ) -> StreamGuard {
         conn.streams.fetch_add(1, Ordering::AcqRel);
-        conn.epoch.fetch_add(1, Ordering::AcqRel);
         let served = conn.meta.served.fetch_add(1, Ordering::AcqRel) + 1;
         if self
             .opts
@@ -591,7 +599,6 @@ impl PoolInner {
         }
         StreamGuard {
             pool: Arc::downgrade(self),
-            addr,
             conn,
         }
     }
@@ -631,23 +638,14 @@ impl PoolInner {
         if !self.reusable(&meta) {
             return; // dropping the sender closes the connection
         }
-        let epoch = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.lock().h1_idle.entry(addr).or_default().push(H1Idle {
             sender,
             meta,
-            epoch,
+            since: Instant::now(),
         });
         self.counters.released.notify_waiters();
         if let Some(idle) = self.opts.idle_timeout {
-            let weak = Arc::downgrade(&self);
-            tokio::spawn(async move {
-                tokio::time::sleep(idle).await;
-                if let Some(pool) = weak.upgrade()
-                    && let Some(list) = pool.lock().h1_idle.get_mut(&addr)
-                {
-                    list.retain(|i| i.epoch != epoch);
-                }
-            });
+            self.reaper.idle_added(&self, idle);
         }
     }
 

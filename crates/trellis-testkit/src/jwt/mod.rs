@@ -3,6 +3,7 @@
 //! not yet valid, wrong issuer or audience, forged signature, `alg: none`, malformed), and a
 //! JWKS server over HTTPS ([`server`]) with a test CA for `jwksUri`.
 
+pub mod mtls;
 pub mod server;
 
 use std::collections::BTreeMap;

@@ -45,7 +45,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow};
 
 pub use addresses::{
-    ADMIN_PORT, AddressPlan, MAX_WORKLOADS, MONITORING_PORT, OUTBOUND_PORT, XDS_PORT,
+    ADMIN_PORT, AddressPlan, MAX_WORKLOADS, MONITORING_PORT, OUTBOUND_PORT, SECURE_XDS_PORT,
+    XDS_PORT,
 };
 pub(crate) use config_dir::check_file_name;
 pub use config_dir::write_atomic;

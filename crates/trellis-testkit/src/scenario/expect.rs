@@ -56,6 +56,14 @@ pub struct Expect {
     /// The echo app saw none of these request headers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub request_headers_absent: Vec<String>,
+    /// The echo app received each of these request header names in exactly this case, on every
+    /// HTTP/1.1 request (its `header_names`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub request_header_names: Vec<String>,
+    /// Every response had each of these header names in exactly this case (a request with
+    /// `raw_header_case`, which keeps them as received).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub response_header_names: Vec<String>,
     /// The echo app saw this path on every request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub echo_path: Option<String>,
@@ -310,6 +318,20 @@ pub fn check_outcomes(expect: &Expect, outcomes: &[Outcome]) -> Vec<String> {
             format!("expected the app not to see request header {name}"),
             &|o| o.version.is_some() && !o.echo_headers.contains_key(name),
             &|o| format!("{name}: {:?}", o.echo_headers.get(name)),
+        );
+    }
+    for name in &expect.request_header_names {
+        every(
+            format!("expected the app to receive the header name {name:?} in this case"),
+            &|o| o.echo_header_names.iter().any(|n| n == name),
+            &|o| format!("names {:?}", o.echo_header_names),
+        );
+    }
+    for name in &expect.response_header_names {
+        every(
+            format!("expected the response header name {name:?} in this case"),
+            &|o| o.header_names.iter().any(|n| n == name),
+            &|o| format!("names {:?}", o.header_names),
         );
     }
     if let Some(path) = &expect.echo_path {

@@ -10,6 +10,7 @@
 //!       name: istio_requests_total          # a sample name (histograms: NAME_count, NAME_bucket)
 //!       labels: {reporter: source, destination_version: v1, response_code: "200"}
 //!       value: {min: 100, max: 100}         # growth during the step, summed over matches
+//!       dataplane: trellis                  # optional: only checked on this data plane
 //! ```
 
 use std::collections::BTreeMap;
@@ -40,6 +41,20 @@ pub struct MetricExpect {
     pub labels: BTreeMap<String, String>,
     /// The growth during the step, summed over the matching series.
     pub value: Bound,
+    /// Only checked on this data plane (its metric names differ, e.g. Envoy's own stats).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dataplane: Option<crate::mesh::Dataplane>,
+}
+
+/// The expectations that apply to `mesh`'s data plane.
+fn applicable<'a>(
+    mesh: &Mesh,
+    expects: &'a [MetricExpect],
+) -> impl Iterator<Item = &'a MetricExpect> {
+    let dataplane = mesh.dataplane();
+    expects
+        .iter()
+        .filter(move |e| e.dataplane.is_none_or(|d| d == dataplane))
 }
 
 fn client() -> String {
@@ -136,7 +151,7 @@ async fn scrape(mesh: &Mesh, proxy: &str) -> anyhow::Result<Vec<Sample>> {
 /// The values before the step, one per expectation.
 pub(crate) async fn before(mesh: &Mesh, expects: &[MetricExpect]) -> anyhow::Result<Vec<f64>> {
     let mut out = Vec::with_capacity(expects.len());
-    for e in expects {
+    for e in applicable(mesh, expects) {
         out.push(sum_matching(
             &scrape(mesh, &e.proxy).await?,
             &e.name,
@@ -155,7 +170,7 @@ pub(crate) async fn check(
     let deadline = Instant::now() + SETTLE_WITHIN;
     loop {
         let mut problems = Vec::new();
-        for (e, base) in expects.iter().zip(before) {
+        for (e, base) in applicable(mesh, expects).zip(before) {
             let now = sum_matching(&scrape(mesh, &e.proxy).await?, &e.name, &e.labels);
             let grew = (now - base).max(0.0).round() as usize;
             if !e.value.holds(grew) {

@@ -12,6 +12,7 @@
 //!   accessLogFile: /dev/stdout
 //! zipkin: {port: 18411}                 # a trace collector (Zipkin JSON, OTLP) on 127.0.0.1:PORT
 //! jwks_server: {port: 18443}            # the test JWT issuer's JWKS over HTTPS on 127.0.0.1
+//! mtls_server: {port: 18444}            # an HTTPS server requiring client certs, on 127.0.0.1
 //! gateways: [{name: ingress, namespace: istio-system, labels: {istio: ingressgateway}}]
 //! credentials: [{name: shop-cert, hosts: [shop.example.com]}]   # signed by the run's test CA
 //! ext_authz_server: {grpc_port: 18500, http_port: 18501}   # the test external authorizer
@@ -20,7 +21,8 @@
 //!   kind: VirtualService
 //!   ...
 //! steps:
-//!   - request: {authority: "echo:9080", path: /, count: 2000, concurrency: 8, protocol: http1, headers: {}}
+//!   - request: {authority: "echo:9080", path: /, count: 2000, concurrency: 8, protocol: http1, headers: {},
+//!               method: POST, body: "text sent with its content-length"}
 //!     expect: {status: 200, split: {v1: 80, v2: 20}, tolerance: 3}
 //!   - request: {authority: "grpcecho:9000", grpc: {method: server_stream, messages: 5},
 //!               headers: {x-echo-grpc-status: "8"}}       # gRPC: headers are metadata
@@ -94,6 +96,14 @@
 //! The echo app's `fail_instance=ID` / `fail_version=V` query parameters limit `status` and
 //! `delay_ms` to one instance or version, so one URL can make a single endpoint misbehave.
 //!
+//! Header-name case: a request with `raw_header_case: true` is written byte for byte (`Host`
+//! first, then `headers` with their names' case kept; one connection per request; plaintext
+//! HTTP/1.1 only) and keeps the response's header names as received. `response_header_names`
+//! (each name must appear in exactly that case in every response) and `request_header_names`
+//! (likewise among the names the echo app received, which it reads from its connection's bytes:
+//! its `header_names` field) check them; the echo app's `echo_header=NAME` query copies the
+//! request's header `NAME` into the response, spelt as the request spelt it.
+//!
 //! Every mesh runs in secure mode, Istio's default: sidecars hold workload certificates from
 //! the mesh CA and speak auto mTLS to each other (PERMISSIVE unless a PeerAuthentication says
 //! otherwise); the client sidecar is `spiffe://cluster.local/ns/NAMESPACE/sa/client`, a
@@ -117,8 +127,10 @@
 //! text. Lines are polled for up to 10 s (Envoy flushes its logs every second). `trace` reads the
 //! spans the `zipkin` collector got during the step: `{spans: BOUND, traces: BOUND, linked: true,
 //! kinds: {SERVER: BOUND}, tags: [TAG], server_tags: [TAG], tag_values: {TAG: VALUE}, services:
-//! [WORKLOAD.NAMESPACE]}` (`linked`: every parent is in its trace, one root per trace; `services`:
-//! each recorded a SERVER and a CLIENT span), polled for up to 20 s.
+//! [WORKLOAD.NAMESPACE], duration_ms: {SERVER: BOUND}, nested: true}` (`linked`: every parent is
+//! in its trace, one root per trace; `services`: each recorded a SERVER and a CLIENT span;
+//! `duration_ms`: every span of that kind lasted that many whole milliseconds; `nested`: every
+//! span lies within its parent's interval, ±1 ms), polled for up to 20 s.
 //!
 //! `within_ms` (in a request step's `expect`): the requests are re-sent every 200 ms until their
 //! responses meet the status and per-response expectations, for at most that long, then one
@@ -131,6 +143,14 @@
 //! given ones: `{proxy: client, name: istio_requests_total, labels: {reporter: source,
 //! response_code: "503", response_flags: UH}, value: {min: 5, max: 5}}` (`proxy` is `client` or a
 //! workload name; polled for up to 10 s, since a request is recorded when its response ends).
+//! An entry with `dataplane: trellis|envoy` is only checked on that data plane (for metrics whose
+//! names differ, e.g. Envoy's own stats next to Trellis's).
+//!
+//! `mode: capture` at the top level runs the mesh as pods with iptables capture and sends each
+//! request with curl from the `client` pod (`via: direct`: from the `outside` pod, which has no
+//! sidecar, to the service's first pod); an `outside` pod serves `outside:9080` outside the
+//! mesh. Only `request` (HTTP/1.1), `apply`, `remove` and `sleep_ms` steps and response
+//! expectations; needs root (skipped otherwise). See `capture.rs`.
 //!
 //! `dataplanes: [trellis]` at the top level limits a scenario to the data planes listed (both
 //! when absent): only for what one of them cannot have, such as Istio's metric names (stock
@@ -146,12 +166,24 @@
 //! the CA certificate file of `jwks_server` (serving `https://jwks.trellis.test:PORT/jwks.json`,
 //! also valid for `127.0.0.1`).
 //!
+//! Mutual TLS origination: `mtls_server` starts an HTTPS server (`crate::jwt::mtls`, host
+//! `mtls.trellis.test`, also valid for `127.0.0.1`) that requires a client certificate of its
+//! client CA and answers `mtls ok: client certificate verified`. `{{MTLS_SERVER_CA}}` (the CA
+//! of its certificate), `{{MTLS_CLIENT_CERT}}` / `{{MTLS_CLIENT_KEY}}` (a client certificate
+//! it accepts), `{{MTLS_ROGUE_CERT}}` / `{{MTLS_ROGUE_KEY}}` (one of a CA it does not trust) and
+//! `{{MTLS_ROGUE_CA}}` (that CA) expand to PEM file paths in the config and applied files.
+//!
 //! External authorization: `ext_authz_server` starts the test authorizer (`crate::ext_authz`:
 //! gRPC `envoy.service.auth.v3.Authorization` and/or its HTTP variant) on `127.0.0.1` at the
 //! ports given. Its rule is fixed: a request with `x-ext-authz: allow` is allowed (the app sees
 //! `x-ext-authz-check-result: allowed` and `x-ext-authz-check-path`), any other is denied with
 //! `403`, `x-ext-authz-check-result: denied` and the body `denied by the test ext_authz
-//! server`. The scenario declares it with a ServiceEntry (`127.0.0.1`, those ports) and names it
+//! server`. A request whose body contains `ext-authz=allow` is allowed too (the body reaches
+//! the authorizer with the provider's `includeRequestBodyInCheck`); an allowed request also
+//! carries `x-ext-authz-check-body-bytes` (the body length the authorizer got),
+//! `x-ext-authz-check-body-kind` (`text`, `raw` for gRPC `raw_body`, `none`) and
+//! `x-ext-authz-check-partial` (the check's `x-envoy-auth-partial-body`, or `none`). The
+//! scenario declares it with a ServiceEntry (`127.0.0.1`, those ports) and names it
 //! in `mesh_config`'s `extensionProviders`; `{{EXT_AUTHZ_GRPC_PORT}}` and
 //! `{{EXT_AUTHZ_HTTP_PORT}}` expand to the ports in the config, applied files and mesh config.
 //!
@@ -162,6 +194,7 @@
 //! expectations, `run` drives a scenario on a mesh, and `steps/` has one file per step kind.
 
 mod access_log;
+pub mod capture;
 mod expect;
 pub mod metrics;
 mod parse;
@@ -218,6 +251,10 @@ pub struct Scenario {
     /// Run the test JWT issuer's JWKS server (HTTPS) on `127.0.0.1:PORT` for `jwksUri`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_server: Option<JwksServerDef>,
+    /// Run an external HTTPS server that requires client certificates (`crate::jwt::mtls`) on
+    /// `127.0.0.1:PORT`, for DestinationRule `MUTUAL` origination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtls_server: Option<JwksServerDef>,
     /// Istio's mesh config (`MeshConfig` YAML) the control plane starts with.
     #[serde(default)]
     pub mesh_config: Option<String>,
@@ -239,6 +276,10 @@ pub struct Scenario {
     /// Server credentials for gateways (`credentialName`s), signed by the run's test CA.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub credentials: Vec<crate::mesh::CredentialSpec>,
+    /// `capture`: run the mesh as pods with transparent capture and send from a pod with curl
+    /// (see [`capture`]); `explicit` (the default): loopback addresses, sidecars as HTTP proxies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<ScenarioMode>,
     /// The data planes the scenario applies to (both when absent). Only for what one of them
     /// cannot have, such as Istio's metric names (stock Envoy lacks Istio's stats extension);
     /// the others' runs are reported as skipped, never as passed.
@@ -246,7 +287,25 @@ pub struct Scenario {
     pub dataplanes: Option<Vec<crate::mesh::Dataplane>>,
 }
 
+/// How a scenario's mesh runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScenarioMode {
+    /// Loopback addresses; the client and apps use their sidecar as an HTTP proxy.
+    Explicit,
+    /// Pods in network namespaces with iptables capture; curl in a pod is the client (root).
+    Capture,
+}
+
 impl Scenario {
+    /// Why the scenario cannot run on this machine (a captured one needs root, iptables,
+    /// setpriv and curl), if so: the run is reported as skipped.
+    pub fn cannot_run_here(&self) -> Option<String> {
+        (self.mode == Some(ScenarioMode::Capture))
+            .then(capture::missing_requirements)
+            .flatten()
+    }
+
     /// Whether the scenario runs on `dataplane` (see [`Scenario::dataplanes`]).
     pub fn runs_on(&self, dataplane: crate::mesh::Dataplane) -> bool {
         self.dataplanes
@@ -470,6 +529,9 @@ pub struct RequestDef {
     /// Extra request headers (gRPC: request metadata).
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// The request body (HTTP requests; none by default), sent with its `content-length`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
     /// Make gRPC calls to the echo service instead of HTTP requests (h2c; `path`, `method`
     /// and `protocol` do not apply).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -493,6 +555,11 @@ pub struct RequestDef {
     /// With `via: gateway`: which gateway, port and TLS.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<GatewayRequest>,
+    /// HTTP/1.1 written byte for byte: `headers` keep the case of their names (`Host` first),
+    /// one connection per request, and the response's header names are kept as received (for
+    /// `request_header_names` / `response_header_names`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub raw_header_case: bool,
 }
 
 /// Where a `via: gateway` request goes: a gateway's port, in plaintext or over TLS.

@@ -37,6 +37,9 @@ impl Scenario {
 
     /// Checks what the types cannot.
     pub fn validate(&self) -> anyhow::Result<()> {
+        if self.mode == Some(super::ScenarioMode::Capture) {
+            super::capture::validate(self)?;
+        }
         let parts: Vec<&str> = self.name.split('/').collect();
         if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
             bail!(

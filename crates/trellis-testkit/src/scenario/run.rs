@@ -87,6 +87,10 @@ pub async fn run(
     options: &RunOptions,
     mut progress: impl FnMut(&str),
 ) -> RunReport {
+    if scenario.mode == Some(super::ScenarioMode::Capture) {
+        // The pod launcher is synchronous; nothing else runs on this task meanwhile.
+        return super::capture::run(scenario, options, &mut progress);
+    }
     let started = Instant::now();
     // Before the mesh is up, a failure ends the run without steps.
     let not_started = |e: anyhow::Error| RunReport {
@@ -334,13 +338,19 @@ async fn with_ext_authz(
     Ok((Some(server), out))
 }
 
-/// Starts the scenario's JWKS server (if any) and expands the test issuer's templates in its
+/// The scenario's HTTPS servers (JWKS, mTLS), kept running while it runs.
+type TestIssuers = (
+    Option<crate::jwt::server::JwksServer>,
+    Option<crate::jwt::mtls::MtlsServer>,
+);
+
+/// Starts the scenario's JWKS and mTLS servers (if any) and expands `{{MTLS_*}}` and the test issuer's templates in its
 /// config and applied files: `{{JWT_JWKS}}` (the JWKS text) and `{{JWT_CA_CERT}}` (the file of
 /// the CA that signed the JWKS server's certificate).
 async fn with_jwt_issuer(
     scenario: &Scenario,
     options: &RunOptions,
-) -> anyhow::Result<(Option<crate::jwt::server::JwksServer>, Scenario)> {
+) -> anyhow::Result<(TestIssuers, Scenario)> {
     let server = match &scenario.jwks_server {
         None => None,
         Some(def) => Some(
@@ -352,10 +362,24 @@ async fn with_jwt_issuer(
             .context("starting the JWKS server")?,
         ),
     };
-    let extra: Vec<(&str, String)> = server
+    let mtls = match &scenario.mtls_server {
+        None => None,
+        Some(def) => Some(
+            crate::jwt::mtls::MtlsServer::start(
+                SocketAddr::from(([127, 0, 0, 1], def.port)),
+                &options.run_dir.join("mtls-server"),
+            )
+            .await
+            .context("starting the mTLS server")?,
+        ),
+    };
+    let mut extra: Vec<(&str, String)> = server
         .iter()
         .map(|s| ("JWT_CA_CERT", s.ca_file().display().to_string()))
         .collect();
+    if let Some(m) = &mtls {
+        extra.extend(m.files().templates());
+    }
     let expand = |text: &str| crate::jwt::expand(text, &extra);
     let mut out = scenario.clone();
     if let Some(config) = &mut out.config {
@@ -369,5 +393,5 @@ async fn with_jwt_issuer(
             change.apply.content = expand(&change.apply.content)?;
         }
     }
-    Ok((server, out))
+    Ok(((server, mtls), out))
 }

@@ -59,7 +59,18 @@ pub struct TraceExpect {
     /// Local service names (`WORKLOAD.NAMESPACE`) that recorded both a SERVER and a CLIENT span.
     #[serde(default)]
     pub services: Vec<String>,
+    /// Duration of every span of a kind, in whole milliseconds (`{SERVER: {min: 300}}`): a span
+    /// must last as long as the work it covers (e.g. an app's `delay_ms`), not end early.
+    #[serde(default)]
+    pub duration_ms: BTreeMap<String, Bound>,
+    /// Every span has a start and a duration, and lies within its parent's interval (±1 ms):
+    /// a hop's span covers the spans of the hops it called.
+    #[serde(default)]
+    pub nested: bool,
 }
+
+/// Slack for [`TraceExpect::nested`]: spans from different processes are rounded differently.
+const NESTING_SLACK_US: u64 = 1_000;
 
 /// All spans the collector holds.
 pub(crate) async fn fetch(collector: SocketAddr) -> anyhow::Result<Vec<Span>> {
@@ -147,6 +158,23 @@ fn problems(spans: &[Span], e: &TraceExpect) -> Vec<String> {
             out.push(format!("no span has tag {tag}={value:?}"));
         }
     }
+    for (kind, bound) in &e.duration_ms {
+        for span in spans
+            .iter()
+            .filter(|s| s.kind.as_deref() == Some(kind.as_str()))
+        {
+            let ms = span.duration.map(|us| (us / 1000) as usize);
+            if !ms.is_some_and(|ms| bound.holds(ms)) {
+                out.push(format!(
+                    "{kind} span {} ({}) lasted {ms:?} ms, expected {bound}",
+                    span.id, span.name
+                ));
+            }
+        }
+    }
+    if e.nested {
+        out.extend(nesting_problems(spans));
+    }
     for service in &e.services {
         let kinds: BTreeSet<&str> = spans
             .iter()
@@ -161,6 +189,35 @@ fn problems(spans: &[Span], e: &TraceExpect) -> Vec<String> {
         if !(kinds.contains("SERVER") && kinds.contains("CLIENT")) {
             out.push(format!(
                 "service {service} recorded span kinds {kinds:?}, expected SERVER and CLIENT"
+            ));
+        }
+    }
+    out
+}
+
+/// Spans without timing, or outside their parent's `[start, end]` (with [`NESTING_SLACK_US`]).
+fn nesting_problems(spans: &[Span]) -> Vec<String> {
+    let interval = |s: &Span| Some((s.timestamp?, s.timestamp? + s.duration?));
+    let mut out = Vec::new();
+    for span in spans {
+        let Some((start, end)) = interval(span) else {
+            out.push(format!(
+                "span {} ({}) has no timestamp or duration",
+                span.id, span.name
+            ));
+            continue;
+        };
+        let parent = span.parent_id.as_deref().and_then(|p| {
+            spans
+                .iter()
+                .find(|s| s.id == p && s.trace_id == span.trace_id)
+        });
+        if let Some((p_start, p_end)) = parent.and_then(interval)
+            && (start + NESTING_SLACK_US < p_start || end > p_end + NESTING_SLACK_US)
+        {
+            out.push(format!(
+                "span {} ({}) [{start}, {end}] µs is outside its parent's [{p_start}, {p_end}]",
+                span.id, span.name
             ));
         }
     }
@@ -200,6 +257,8 @@ mod tests {
             parent_id: parent.map(str::to_string),
             name: "n".into(),
             kind: Some(kind.into()),
+            timestamp: None,
+            duration: None,
             local_endpoint: None,
             tags: [("node_id".to_string(), "x".to_string())].into(),
         }
@@ -234,5 +293,58 @@ mod tests {
         let p = problems(&broken, &e);
         assert!(p.iter().any(|p| p.contains("2 traces")), "{p:?}");
         assert!(p.iter().any(|p| p.contains("parent zz")), "{p:?}");
+    }
+
+    fn timed(id: &str, parent: Option<&str>, kind: &str, start: u64, duration: u64) -> Span {
+        Span {
+            timestamp: Some(start),
+            duration: Some(duration),
+            ..span("t", id, parent, kind)
+        }
+    }
+
+    #[test]
+    fn durations_and_nesting() {
+        let e = TraceExpect {
+            duration_ms: [(
+                "SERVER".to_string(),
+                Bound {
+                    min: Some(300),
+                    max: Some(2000),
+                },
+            )]
+            .into(),
+            nested: true,
+            ..Default::default()
+        };
+        let good = [
+            timed("a", None, "SERVER", 1_000_000, 400_000),
+            timed("b", Some("a"), "CLIENT", 1_010_000, 380_000),
+            timed("c", Some("b"), "SERVER", 1_020_000, 360_500),
+        ];
+        assert!(problems(&good, &e).is_empty(), "{:?}", problems(&good, &e));
+        // A server span that ended before the work it covers, and a child outliving its parent.
+        let bad = [
+            timed("a", None, "SERVER", 1_000_000, 400_000),
+            timed("b", Some("a"), "CLIENT", 1_010_000, 500_000),
+            timed("c", Some("b"), "SERVER", 1_020_000, 5_000),
+            span("t", "d", Some("a"), "CLIENT"),
+        ];
+        let p = problems(&bad, &e);
+        assert!(
+            p.iter()
+                .any(|p| p.contains("span c") && p.contains("lasted Some(5) ms")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|p| p.contains("span b") && p.contains("outside")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|p| p.contains("span d") && p.contains("no timestamp")),
+            "{p:?}"
+        );
     }
 }

@@ -69,6 +69,8 @@ pub fn spans(message: &[u8]) -> Result<Vec<Value>, String> {
                 "name": span.name,
                 "kind": kind,
                 "tags": tags,
+                "timestamp": span.start_time_unix_nano / 1000,
+                "duration": span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano) / 1000,
             });
             if !span.parent_span_id.is_empty() {
                 v["parentId"] = Value::String(hex(&span.parent_span_id));

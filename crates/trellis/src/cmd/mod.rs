@@ -6,6 +6,7 @@ pub mod control_plane;
 pub mod dashboard;
 pub mod demo;
 pub mod echo;
+pub mod pods;
 pub mod proxy;
 pub mod token;
 pub mod validate;

@@ -109,6 +109,60 @@ pub fn provider_errors(resources: &[Resource], mesh: &MeshConfig) -> Vec<String>
         .collect()
 }
 
+/// Warnings for CUSTOM policies that name different providers and can select the same workload
+/// (same namespace, or one in the root namespace; selectors without a label of different
+/// values). Istio allows one provider per workload: such a workload's CUSTOM rules fail closed
+/// (istiod's "only 1 provider can be used per workload"), which this says before it happens.
+/// Policies bound by `targetRef(s)` address gateways and are left out.
+pub fn provider_conflicts(resources: &[Resource], root_namespace: &str) -> Vec<String> {
+    let custom: Vec<(&Resource, &AuthorizationPolicy, &str)> = resources
+        .iter()
+        .filter_map(|r| match &r.spec {
+            Spec::AuthorizationPolicy(ap)
+                if ap.action == Some(AuthorizationAction::Custom)
+                    && ap.target_ref.is_none()
+                    && ap.target_refs.is_empty() =>
+            {
+                let name = ap.provider.as_ref()?.name.as_deref()?;
+                Some((r, ap, name))
+            }
+            _ => None,
+        })
+        .collect();
+    let labels = |ap: &AuthorizationPolicy| {
+        ap.selector
+            .as_ref()
+            .map(|s| s.match_labels.clone())
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for (i, (ra, a, pa)) in custom.iter().enumerate() {
+        for (rb, b, pb) in &custom[i + 1..] {
+            let namespaces_meet = ra.meta.namespace == rb.meta.namespace
+                || ra.meta.namespace == root_namespace
+                || rb.meta.namespace == root_namespace;
+            let (la, lb) = (labels(a), labels(b));
+            let selectors_meet = la
+                .iter()
+                .all(|(k, v)| lb.get(k).is_none_or(|other| other == v));
+            if pa != pb && namespaces_meet && selectors_meet {
+                out.push(format!(
+                    "{}: {}: CUSTOM with provider {pa:?} and {} with provider {pb:?} can select the same workload: only 1 provider can be used per workload, found multiple providers: [{}]; such a workload's CUSTOM rules deny (fail closed)",
+                    ra.source.file.display(),
+                    ra.key(),
+                    rb.key(),
+                    {
+                        let mut names = [*pa, *pb];
+                        names.sort_unstable();
+                        names.join(" ")
+                    }
+                ));
+            }
+        }
+    }
+    out
+}
+
 /// The CUSTOM policies among `policies`.
 fn custom<'m>(policies: &[&'m Named<AuthorizationPolicy>]) -> Vec<&'m Named<AuthorizationPolicy>> {
     policies
@@ -276,7 +330,7 @@ fn resolve<'m>(
     names.dedup();
     let [name] = names[..] else {
         return Err(format!(
-            "the CUSTOM policies of one workload must name one provider, found {names:?}"
+            "only 1 provider can be used per workload, found multiple providers: {names:?}"
         ));
     };
     let provider = model
@@ -285,10 +339,12 @@ fn resolve<'m>(
         .ok_or_else(|| format!("no extension provider named {name:?}"))?;
     if let Some(config) = &provider.envoy_ext_authz_grpc {
         status_on_error(config.status_on_error.as_deref())?;
+        request_body_valid(config.include_request_body_in_check.as_ref())?;
         let (cluster, _) = cluster(model, proxy, &config.service, config.port)?;
         Ok(Provider::Grpc { cluster, config })
     } else if let Some(config) = &provider.envoy_ext_authz_http {
         status_on_error(config.status_on_error.as_deref())?;
+        request_body_valid(config.include_request_body_in_check.as_ref())?;
         let (cluster, host) = cluster(model, proxy, &config.service, config.port)?;
         Ok(Provider::Http {
             cluster,
@@ -375,12 +431,30 @@ fn grpc_service(cluster: &str, timeout: Option<std::time::Duration>) -> GrpcServ
     }
 }
 
-fn with_request_body(body: Option<&ExtAuthzRequestBody>) -> Option<http_authz::BufferSettings> {
+/// `includeRequestBodyInCheck` → Envoy's `with_request_body`. `packAsBytes` is passed for a
+/// gRPC provider only: Istio documents it as having no effect on an HTTP provider (whose check
+/// request carries the body as its own body either way).
+fn with_request_body(
+    body: Option<&ExtAuthzRequestBody>,
+    grpc: bool,
+) -> Option<http_authz::BufferSettings> {
     body.map(|b| http_authz::BufferSettings {
         max_request_bytes: b.max_request_bytes,
         allow_partial_message: b.allow_partial_message,
-        pack_as_bytes: false,
+        pack_as_bytes: grpc && b.pack_as_bytes,
     })
+}
+
+/// Envoy rejects `max_request_bytes: 0` (it must be positive): such a provider cannot be used
+/// and its policies fail closed rather than have the listener NACKed.
+fn request_body_valid(body: Option<&ExtAuthzRequestBody>) -> Result<(), String> {
+    match body {
+        Some(b) if b.max_request_bytes == 0 => Err(
+            "includeRequestBodyInCheck.maxRequestBytes must be greater than 0 (Envoy rejects 0)"
+                .to_string(),
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Istio's header lists: `*x` → suffix, `x*` → prefix, else exact; all case-insensitive.
@@ -417,7 +491,10 @@ fn http_ext_authz(provider: &Provider<'_>) -> http_authz::ExtAuthz {
             status_on_error: status_on_error(config.status_on_error.as_deref())
                 .ok()
                 .flatten(),
-            with_request_body: with_request_body(config.include_request_body_in_check.as_ref()),
+            with_request_body: with_request_body(
+                config.include_request_body_in_check.as_ref(),
+                true,
+            ),
             filter_enabled_metadata,
             services: Some(http_authz::ext_authz::Services::GrpcService(grpc_service(
                 cluster,
@@ -475,7 +552,10 @@ fn http_ext_authz(provider: &Provider<'_>) -> http_authz::ExtAuthz {
                 status_on_error: status_on_error(config.status_on_error.as_deref())
                     .ok()
                     .flatten(),
-                with_request_body: with_request_body(config.include_request_body_in_check.as_ref()),
+                with_request_body: with_request_body(
+                    config.include_request_body_in_check.as_ref(),
+                    false,
+                ),
                 filter_enabled_metadata,
                 allowed_headers: headers(&config.include_request_headers_in_check),
                 services: Some(http_authz::ext_authz::Services::HttpService(service)),

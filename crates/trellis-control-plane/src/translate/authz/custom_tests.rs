@@ -316,3 +316,35 @@ fn a_provider_of_another_kind_is_a_config_error_naming_the_field() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn different_providers_that_can_meet_on_a_workload_are_warned_about() {
+    let selected = |name: &str, provider: &str, labels: &str| {
+        ap(
+            name,
+            &format!(
+                "  selector: {{matchLabels: {labels}}}\n  action: CUSTOM\n  provider: {{name: {provider}}}\n  rules: [{{}}]"
+            ),
+        )
+    };
+    let yaml = [
+        selected("a", "grpc", "{app: echo}"),
+        // Same provider: no conflict.
+        selected("b", "grpc", "{app: echo, version: v1}"),
+        // Another provider on a disjoint selector: no conflict.
+        selected("c", "http", "{app: other}"),
+        // Another provider that can select app=echo workloads: a conflict with a and b.
+        selected("d", "http", "{version: v1}"),
+    ]
+    .concat();
+    let parsed = trellis_api::parse_documents(std::path::Path::new("p.yaml"), &yaml);
+    let warnings = provider_conflicts(&parsed.resources, "istio-system");
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(
+        warnings[0].contains("AuthorizationPolicy default/a")
+            && warnings[0].contains("AuthorizationPolicy default/d")
+            && warnings[0].contains("found multiple providers: [grpc http]"),
+        "{warnings:?}"
+    );
+    assert!(warnings[1].contains("AuthorizationPolicy default/b"), "{warnings:?}");
+}

@@ -297,3 +297,119 @@ spec: {mtls: {mode: STRICT}}
     assert!(names.contains(&"virtualInbound-catchall-tls"), "{names:?}");
     assert!(!names.contains(&"virtualInbound-catchall-tcp"), "{names:?}");
 }
+
+const SNIFFED: &str = r#"
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: mail, namespace: default}
+spec:
+  hosts: [mail.default.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 2525, name: smtp}]
+  workloadSelector: {labels: {app: mail}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: mail, namespace: default}
+spec: {address: 10.9.0.13, labels: {app: mail}}
+"#;
+
+fn inspectors(l: &Listener) -> Vec<String> {
+    l.listener_filters.iter().map(|f| f.name.clone()).collect()
+}
+
+#[test]
+fn a_port_without_a_declared_protocol_is_sniffed_outbound() {
+    let out = resources(&format!("{MESH}{SNIFFED}"), &captured("10.9.0.10", true));
+    let l = listener(&out, "0.0.0.0_2525");
+    assert_eq!(
+        inspectors(&l),
+        [
+            "envoy.filters.listener.tls_inspector",
+            "envoy.filters.listener.http_inspector"
+        ]
+    );
+    let matches: Vec<_> = l
+        .filter_chains
+        .iter()
+        .map(|c| {
+            let m = c.filter_chain_match.clone().unwrap_or_default();
+            (m.transport_protocol, m.application_protocols)
+        })
+        .collect();
+    assert_eq!(
+        matches,
+        [
+            (
+                "raw_buffer".to_string(),
+                vec!["http/1.0".to_string(), "http/1.1".into(), "h2c".into()]
+            ),
+            ("raw_buffer".to_string(), vec![]),
+            (String::new(), vec![]),
+        ]
+    );
+    assert_eq!(
+        hcm(&l.filter_chains[0].filters[0]).route_specifier,
+        Some(RouteSpecifier::Rds(
+            envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::Rds {
+                config_source: Some(super::super::proto::ads()),
+                route_config_name: "2525".into(),
+            }
+        ))
+    );
+    for chain in &l.filter_chains[1..] {
+        assert_eq!(
+            tcp_target(&chain.filters[0]),
+            "outbound|2525||mail.default.svc.cluster.local"
+        );
+    }
+    // A declared HTTP port is not sniffed.
+    assert!(inspectors(&listener(&out, "0.0.0.0_9080")).is_empty());
+}
+
+#[test]
+fn a_served_port_without_a_declared_protocol_is_sniffed_inbound() {
+    let out = resources(&format!("{MESH}{SNIFFED}"), &captured("10.9.0.13", true));
+    let l = listener(&out, "virtualInbound");
+    assert_eq!(
+        inspectors(&l),
+        [
+            "envoy.filters.listener.original_dst",
+            "envoy.filters.listener.tls_inspector",
+            "envoy.filters.listener.http_inspector"
+        ]
+    );
+    let on_port: Vec<_> = l
+        .filter_chains
+        .iter()
+        .filter(|c| {
+            c.filter_chain_match
+                .as_ref()
+                .and_then(|m| m.destination_port.as_ref())
+                .is_some_and(|p| p.value == 2525)
+        })
+        .map(|c| {
+            let m = c.filter_chain_match.clone().unwrap_or_default();
+            (c.name.clone(), m.transport_protocol, m.application_protocols.len())
+        })
+        .collect();
+    assert_eq!(
+        on_port,
+        [
+            ("0.0.0.0_2525_tls".to_string(), "tls".to_string(), 0),
+            ("0.0.0.0_2525_plaintext".to_string(), "raw_buffer".into(), 3),
+            ("0.0.0.0_2525_plaintext-tcp".to_string(), "raw_buffer".into(), 0),
+        ]
+    );
+    let tcp = l
+        .filter_chains
+        .iter()
+        .find(|c| c.name == "0.0.0.0_2525_plaintext-tcp")
+        .expect("tcp chain");
+    assert_eq!(
+        tcp_target(tcp.filters.last().expect("filter")),
+        "inbound|2525||"
+    );
+}

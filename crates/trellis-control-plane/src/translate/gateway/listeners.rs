@@ -172,6 +172,7 @@ fn hcm(port: u32, route_name: String, telemetry: &HcmTelemetry) -> Filter {
         })),
         http_filters: crate::translate::routes::http_filters(),
         upgrade_configs: crate::translate::routes::upgrade_configs(),
+        http_protocol_options: Some(crate::translate::header_case::http1_options()),
         access_log: telemetry.access_log.clone(),
         tracing: telemetry.tracing.clone(),
         ..Default::default()

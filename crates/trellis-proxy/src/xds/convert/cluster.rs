@@ -701,8 +701,8 @@ fn protocol_options(
     match &explicit.protocol_config {
         Some(P::HttpProtocolOptions(h1)) => {
             let path = join(&path, "http_protocol_options");
-            reject_unsupported!(cx, &path, h1, core::Http1ProtocolOptions {}
-                unsupported { allow_absolute_url, accept_http_10, default_host_for_http_10, header_key_format, enable_trailers, allow_chunked_length, override_stream_error_on_invalid_http_message, send_fully_qualified_url, use_balsa_parser, allow_custom_methods, ignore_http_11_upgrade });
+            out.connection_pool.preserve_header_case =
+                super::header_case::preserve_header_case(cx, &path, h1)?;
             out.protocol = config::UpstreamProtocol::Http1;
             Ok(())
         }

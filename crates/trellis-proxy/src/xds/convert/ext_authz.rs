@@ -36,8 +36,8 @@ pub(crate) fn http_ext_authz(
     any: &Any,
 ) -> Result<config::ExtAuthz, ConvertError> {
     let f: proto::ExtAuthz = decode_any(cx, path, any, HTTP_EXT_AUTHZ_TYPE)?;
-    reject_unsupported!(cx, path, &f, proto::ExtAuthz { transport_api_version, failure_mode_allow, status_on_error, filter_enabled_metadata, allowed_headers, services }
-        unsupported { with_request_body, failure_mode_allow_header_add, clear_route_cache, validate_mutations, metadata_context_namespaces, typed_metadata_context_namespaces, route_metadata_context_namespaces, route_typed_metadata_context_namespaces, filter_enabled, deny_at_disable, include_peer_certificate, stat_prefix, bootstrap_metadata_labels_key, disallowed_headers, include_tls_session, charge_cluster_response_stats, encode_raw_headers, decoder_header_mutation_rules, enable_dynamic_metadata_ingestion, filter_metadata, emit_filter_state_stats, max_denied_response_body_bytes, enforce_response_header_limits, shadow_mode, emit_client_span });
+    reject_unsupported!(cx, path, &f, proto::ExtAuthz { transport_api_version, failure_mode_allow, status_on_error, filter_enabled_metadata, allowed_headers, services, with_request_body }
+        unsupported { failure_mode_allow_header_add, clear_route_cache, validate_mutations, metadata_context_namespaces, typed_metadata_context_namespaces, route_metadata_context_namespaces, route_typed_metadata_context_namespaces, filter_enabled, deny_at_disable, include_peer_certificate, stat_prefix, bootstrap_metadata_labels_key, disallowed_headers, include_tls_session, charge_cluster_response_stats, encode_raw_headers, decoder_header_mutation_rules, enable_dynamic_metadata_ingestion, filter_metadata, emit_filter_state_stats, max_denied_response_body_bytes, enforce_response_header_limits, shadow_mode, emit_client_span });
     let service = match &f.services {
         Some(proto::ext_authz::Services::GrpcService(g)) => {
             if f.transport_api_version != core::ApiVersion::V3 as i32 {
@@ -73,12 +73,37 @@ pub(crate) fn http_ext_authz(
         .as_ref()
         .map(|l| list(cx, &join(path, "allowed_headers"), l))
         .transpose()?;
+    let with_request_body = f
+        .with_request_body
+        .as_ref()
+        .map(|b| body_settings(cx, &join(path, "with_request_body"), b))
+        .transpose()?;
     Ok(config::ExtAuthz {
         service,
         failure_mode_allow: f.failure_mode_allow,
         status_on_error,
         filter_enabled_metadata,
         allowed_headers,
+        with_request_body,
+    })
+}
+
+/// `with_request_body`: `max_request_bytes` (more than 0, as Envoy validates),
+/// `allow_partial_message`, `pack_as_bytes`.
+fn body_settings(
+    cx: &Cx,
+    path: &str,
+    b: &proto::BufferSettings,
+) -> Result<config::BodySettings, ConvertError> {
+    reject_unsupported!(cx, path, b, proto::BufferSettings { max_request_bytes, allow_partial_message, pack_as_bytes }
+        unsupported {});
+    if b.max_request_bytes == 0 {
+        return Err(cx.err(&join(path, "max_request_bytes"), "must be greater than 0"));
+    }
+    Ok(config::BodySettings {
+        max_request_bytes: b.max_request_bytes,
+        allow_partial_message: b.allow_partial_message,
+        pack_as_bytes: b.pack_as_bytes,
     })
 }
 
@@ -108,6 +133,7 @@ pub(crate) fn network_ext_authz(
         status_on_error: DEFAULT_STATUS_ON_ERROR,
         filter_enabled_metadata,
         allowed_headers: None,
+        with_request_body: None,
     })
 }
 

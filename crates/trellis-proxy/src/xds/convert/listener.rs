@@ -22,6 +22,13 @@ pub const TLS_INSPECTOR: &str = "envoy.filters.listener.tls_inspector";
 /// Its config type.
 pub const TLS_INSPECTOR_TYPE: &str =
     "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector";
+/// The HTTP inspector listener filter's name (protocol sniffing).
+pub const HTTP_INSPECTOR: &str = "envoy.filters.listener.http_inspector";
+/// Its config type (an empty message).
+pub const HTTP_INSPECTOR_TYPE: &str =
+    "type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector";
+/// The application protocols the HTTP inspector reports, which chains may match.
+const DETECTED_APPLICATION_PROTOCOLS: [&str; 3] = ["http/1.0", "http/1.1", "h2c"];
 
 impl TryFrom<&proto::Listener> for config::Listener {
     type Error = ConvertError;
@@ -35,6 +42,7 @@ impl TryFrom<&proto::Listener> for config::Listener {
             unsupported { additional_addresses, stat_prefix, stats_matcher, fcds_config, filter_chain_matcher, default_filter_chain, per_connection_buffer_limit_bytes, per_connection_buffer_high_watermark_timeout, metadata, deprecated_v1, drain_type, listener_filters_timeout, continue_on_listener_filters_timeout, transparent, freebind, socket_options, tcp_fast_open_queue_length, traffic_direction, udp_listener_config, api_listener, connection_balance_config, reuse_port, enable_reuse_port, access_log, tcp_backlog_size, max_connections_to_accept_per_socket_event, enable_mptcp, ignore_global_conn_limit, bypass_overload_manager, tcp_keepalive, listener_specifier });
         let address = super::socket_address(&cx, "address", l.address.as_ref())?;
         let mut tls_inspector = false;
+        let mut http_inspector = false;
         let mut original_dst_filter = false;
         for (i, f) in l.listener_filters.iter().enumerate() {
             let fpath = format!("listener_filters[{i}]");
@@ -43,6 +51,11 @@ impl TryFrom<&proto::Listener> for config::Listener {
             if f.name == super::capture::ORIGINAL_DST {
                 super::capture::original_dst_filter(&cx, &fpath, f)?;
                 original_dst_filter = true;
+                continue;
+            }
+            if f.name == HTTP_INSPECTOR {
+                http_inspector_filter(&cx, &fpath, f)?;
+                http_inspector = true;
                 continue;
             }
             if f.name != TLS_INSPECTOR {
@@ -74,11 +87,22 @@ impl TryFrom<&proto::Listener> for config::Listener {
                     "\"tls\" needs the envoy.filters.listener.tls_inspector listener filter",
                 ));
             }
+            if !chain.application_protocols.is_empty() && !http_inspector {
+                return Err(cx.err(
+                    &format!("filter_chains[{i}].filter_chain_match.application_protocols"),
+                    "needs the envoy.filters.listener.http_inspector listener filter",
+                ));
+            }
             // Envoy's rule: no two chains with the same match (a server name, or none, with
             // the same transport protocol).
             let overlaps = |c: &config::FilterChain| {
                 c.destination_port == chain.destination_port
                     && c.transport_protocol == chain.transport_protocol
+                    && (c.application_protocols.is_empty()
+                        && chain.application_protocols.is_empty()
+                        || c.application_protocols
+                            .iter()
+                            .any(|p| chain.application_protocols.contains(p)))
                     && (c.server_names.is_empty() && chain.server_names.is_empty()
                         || c.server_names
                             .iter()
@@ -96,6 +120,7 @@ impl TryFrom<&proto::Listener> for config::Listener {
             name: l.name.clone(),
             address,
             tls_inspector,
+            http_inspector,
             filter_chains,
             capture: super::capture::listener_capture(l, original_dst_filter),
         })
@@ -112,10 +137,20 @@ fn convert_chain(
     let mut transport_protocol = None;
     let mut destination_port = None;
     let mut server_names = Vec::new();
+    let mut application_protocols = Vec::new();
     if let Some(m) = &chain.filter_chain_match {
         let mpath = join(path, "filter_chain_match");
-        reject_unsupported!(cx, &mpath, m, proto::FilterChainMatch { transport_protocol, server_names, destination_port }
-            unsupported { prefix_ranges, address_suffix, suffix_len, direct_source_prefix_ranges, source_type, source_prefix_ranges, source_ports, application_protocols });
+        reject_unsupported!(cx, &mpath, m, proto::FilterChainMatch { transport_protocol, server_names, destination_port, application_protocols }
+            unsupported { prefix_ranges, address_suffix, suffix_len, direct_source_prefix_ranges, source_type, source_prefix_ranges, source_ports });
+        for (i, p) in m.application_protocols.iter().enumerate() {
+            if !DETECTED_APPLICATION_PROTOCOLS.contains(&p.as_str()) {
+                return Err(cx.unsupported_value(
+                    &join(&mpath, &format!("application_protocols[{i}]")),
+                    format_args!("{p:?}"),
+                ));
+            }
+        }
+        application_protocols = m.application_protocols.clone();
         server_names = convert_server_names(cx, &mpath, &m.server_names)?;
         destination_port = super::capture::destination_port(cx, &mpath, m)?;
         transport_protocol = match m.transport_protocol.as_str() {
@@ -252,6 +287,7 @@ fn convert_chain(
         destination_port,
         transport_protocol,
         server_names,
+        application_protocols,
         tls,
         hcm,
         tcp_proxy,
@@ -288,8 +324,8 @@ fn convert_hcm(
     path: &str,
     m: &hcm::HttpConnectionManager,
 ) -> Result<config::HttpConnectionManager, ConvertError> {
-    reject_unsupported!(cx, path, m, hcm::HttpConnectionManager { codec_type, stat_prefix, http_filters, route_specifier, forward_client_cert_details, set_current_client_cert_details, access_log, tracing, normalize_path, merge_slashes, path_with_escaped_slashes_action, upgrade_configs }
-        unsupported { add_user_agent, common_http_protocol_options, http1_safe_max_connection_duration, http_protocol_options, http2_protocol_options, http3_protocol_options, server_name, server_header_transformation, scheme_header_transformation, max_request_headers_kb, stream_idle_timeout, stream_flush_timeout, request_timeout, request_headers_timeout, drain_timeout, drain_timeout_jitter, delayed_close_timeout, access_log_flush_interval, flush_access_log_on_new_request, access_log_options, use_remote_address, xff_num_trusted_hops, original_ip_detection_extensions, early_header_mutation_extensions, internal_address_config, skip_xff_append, via, generate_request_id, preserve_external_request_id, always_set_request_id_in_response, forward_client_cert_matcher, proxy_100_continue, represent_ipv4_remote_address_as_ipv4_mapped_ipv6, request_id_extension, local_reply_config, strip_matching_host_port, stream_error_on_invalid_http_message, path_normalization_options, strip_trailing_host_dot, proxy_status_config, typed_header_validation_config, append_x_forwarded_port, append_local_overload, add_proxy_protocol_connection_state, forward_proto_config, strip_port_mode });
+    reject_unsupported!(cx, path, m, hcm::HttpConnectionManager { codec_type, stat_prefix, http_filters, route_specifier, forward_client_cert_details, set_current_client_cert_details, access_log, tracing, normalize_path, merge_slashes, path_with_escaped_slashes_action, upgrade_configs, http_protocol_options }
+        unsupported { add_user_agent, common_http_protocol_options, http1_safe_max_connection_duration, http2_protocol_options, http3_protocol_options, server_name, server_header_transformation, scheme_header_transformation, max_request_headers_kb, stream_idle_timeout, stream_flush_timeout, request_timeout, request_headers_timeout, drain_timeout, drain_timeout_jitter, delayed_close_timeout, access_log_flush_interval, flush_access_log_on_new_request, access_log_options, use_remote_address, xff_num_trusted_hops, original_ip_detection_extensions, early_header_mutation_extensions, internal_address_config, skip_xff_append, via, generate_request_id, preserve_external_request_id, always_set_request_id_in_response, forward_client_cert_matcher, proxy_100_continue, represent_ipv4_remote_address_as_ipv4_mapped_ipv6, request_id_extension, local_reply_config, strip_matching_host_port, stream_error_on_invalid_http_message, path_normalization_options, strip_trailing_host_dot, proxy_status_config, typed_header_validation_config, append_x_forwarded_port, append_local_overload, add_proxy_protocol_connection_state, forward_proto_config, strip_port_mode });
     if m.codec_type != hcm::http_connection_manager::CodecType::Auto as i32 {
         let name = hcm::http_connection_manager::CodecType::try_from(m.codec_type)
             .map(|c| c.as_str_name().to_string())
@@ -333,6 +369,14 @@ fn convert_hcm(
             .transpose()?,
         path_normalization,
         upgrade_types: super::upgrade::upgrade_types(cx, path, &m.upgrade_configs)?,
+        preserve_header_case: match &m.http_protocol_options {
+            Some(o) => super::header_case::preserve_header_case(
+                cx,
+                &join(path, "http_protocol_options"),
+                o,
+            )?,
+            None => false,
+        },
     })
 }
 
@@ -491,4 +535,28 @@ fn convert_http_filters(
         return Err(order_error());
     }
     Ok(out)
+}
+
+/// `envoy.filters.listener.http_inspector`: no settings (an empty `HttpInspector`, or none).
+fn http_inspector_filter(
+    cx: &Cx,
+    path: &str,
+    f: &proto::ListenerFilter,
+) -> Result<(), ConvertError> {
+    match &f.config_type {
+        None => Ok(()),
+        Some(proto::listener_filter::ConfigType::TypedConfig(any)) => {
+            let tpath = join(path, "typed_config");
+            if any.type_url != HTTP_INSPECTOR_TYPE {
+                return Err(cx.unsupported_value(&join(&tpath, "type_url"), &any.type_url));
+            }
+            if !any.value.is_empty() {
+                return Err(cx.err(&tpath, "HttpInspector has no supported fields"));
+            }
+            Ok(())
+        }
+        Some(proto::listener_filter::ConfigType::ConfigDiscovery(_)) => {
+            Err(cx.unsupported_field(&join(path, "config_discovery")))
+        }
+    }
 }

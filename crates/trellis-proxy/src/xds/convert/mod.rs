@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod endpoint;
 pub mod ext_authz;
 pub mod filters;
+mod header_case;
 pub mod jwt;
 pub mod listener;
 pub mod rbac;

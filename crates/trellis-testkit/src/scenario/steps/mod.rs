@@ -57,6 +57,8 @@ fn plan_for(r: &RequestDef, mesh: &Mesh) -> anyhow::Result<RequestPlan> {
     plan.grpc = r.grpc;
     plan.websocket = r.websocket.map(|w| w.messages);
     plan.tcp = r.tcp.as_ref().map(|t| (t.port, t.send.clone()));
+    plan.raw_header_case = r.raw_header_case;
+    plan.body = r.body.clone().map(bytes::Bytes::from).unwrap_or_default();
     plan.headers = r
         .headers
         .iter()
@@ -197,12 +199,14 @@ mod test_support {
             concurrency: 1,
             protocol: Protocol::Http1,
             headers: BTreeMap::new(),
+            body: None,
             grpc: None,
             websocket: None,
             tcp: None,
             jwt: None,
             gateway: None,
             via: Default::default(),
+            raw_header_case: false,
         }
     }
 

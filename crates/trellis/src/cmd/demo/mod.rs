@@ -1,7 +1,11 @@
-//! `trellis demo`: a Bookinfo-like mesh on this machine in explicit mode (no root needed):
-//! productpage → reviews v1/v2/v3 → ratings, plus details, each behind a sidecar, with a client
-//! sidecar sending traffic. `--check` applies a 90/10 split, measures it, and tears down.
+//! `trellis demo`: a Bookinfo-like mesh on this machine: productpage → reviews v1/v2/v3 →
+//! ratings, plus details, each behind a sidecar, with traffic. As root with iptables (`--mode
+//! auto`, the default) it runs as pods — network namespaces with captured sidecars, traffic from
+//! curl in a client pod (`pods`); otherwise in explicit mode on loopback addresses, where apps
+//! and the client use their sidecar as an HTTP proxy (`explicit`). `--check` applies a 90/10
+//! split, measures it, and tears down.
 
+mod pods;
 mod prometheus;
 mod traffic;
 
@@ -30,6 +34,42 @@ pub struct Args {
     /// Requests `--check` sends.
     #[arg(long, default_value_t = 1000)]
     requests: usize,
+    /// How to run the workloads: `pods` (network namespaces with iptables capture; root),
+    /// `explicit` (loopback addresses, sidecars as HTTP proxies; any user), or `auto`: pods
+    /// when running as root with iptables, setpriv and curl, explicit otherwise.
+    #[arg(long, value_enum, default_value = "auto")]
+    mode: ModeArg,
+}
+
+/// clap's view of the demo mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ModeArg {
+    /// Pods when possible, explicit otherwise.
+    Auto,
+    /// Network namespaces with captured sidecars (root).
+    Pods,
+    /// Loopback addresses, sidecars as explicit HTTP proxies.
+    Explicit,
+}
+
+/// The mode `auto` picks, and why.
+fn pick_mode(mode: ModeArg) -> anyhow::Result<(ModeArg, String)> {
+    let missing = trellis_testkit::pods::missing_requirements().or_else(|| {
+        let curl = std::process::Command::new("curl")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        (!curl).then(|| "pods need curl (the demo's client in a pod)".to_string())
+    });
+    match (mode, missing) {
+        (ModeArg::Pods, Some(missing)) => {
+            anyhow::bail!("--mode pods: {missing}; use --mode explicit, which needs neither")
+        }
+        (ModeArg::Pods, None) => Ok((ModeArg::Pods, "asked for".into())),
+        (ModeArg::Explicit, _) => Ok((ModeArg::Explicit, "asked for".into())),
+        (ModeArg::Auto, None) => Ok((ModeArg::Pods, "auto: root with iptables".into())),
+        (ModeArg::Auto, Some(missing)) => Ok((ModeArg::Explicit, format!("auto: {missing}"))),
+    }
 }
 
 /// clap's view of the data plane choice.
@@ -57,6 +97,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             DataplaneArg::Trellis => Dataplane::Trellis,
             DataplaneArg::Envoy => Dataplane::Envoy,
         };
+        let (mode, why) = pick_mode(args.mode)?;
+        match mode {
+            ModeArg::Pods => {
+                println!("Mode: pods ({why})");
+                return pods::run(args.base, dataplane, args.check, args.requests).await;
+            }
+            _ => println!("Mode: explicit ({why})"),
+        }
         let run_dir = std::env::temp_dir().join(format!("trellis-demo-{}", std::process::id()));
         let trellis = std::env::current_exe().context("locating the trellis binary")?;
         println!(
@@ -85,7 +133,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 /// The Bookinfo-like topology: testkit's bookinfo plus details, which productpage also calls.
-fn spec(base: Ipv4Addr, dataplane: Dataplane) -> mesh::MeshSpec {
+pub(crate) fn spec(base: Ipv4Addr, dataplane: Dataplane) -> mesh::MeshSpec {
     let mut spec = mesh::bookinfo(base, dataplane);
     if !spec.services.iter().any(|s| s.name == "details") {
         spec.services.push(ServiceSpec {

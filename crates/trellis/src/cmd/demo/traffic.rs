@@ -44,6 +44,11 @@ impl ReviewsCounter {
         }
     }
 
+    /// A counter for answers recorded with [`ReviewsCounter::record`] (it sends nothing).
+    pub fn tally() -> Self {
+        Self::new(SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
     /// Sends `count` requests one after the other.
     pub async fn send(&mut self, count: usize) {
         for _ in 0..count {
@@ -54,14 +59,43 @@ impl ReviewsCounter {
     /// Sends `per_second` requests per second for `window`, then describes that window in one
     /// line and starts counting afresh.
     pub async fn window(&mut self, window: Duration, per_second: u32) -> String {
-        self.by_version.clear();
-        self.failures = 0;
+        self.reset();
         let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second.max(1));
         let end = Instant::now() + window;
         while Instant::now() < end {
             tick.tick().await;
             self.one().await;
         }
+        self.summary()
+    }
+
+    /// Forgets what was counted (a new window starts).
+    pub fn reset(&mut self) {
+        self.by_version.clear();
+        self.failures = 0;
+    }
+
+    /// Counts one answer of productpage that arrived some other way (e.g. curl in a pod).
+    pub fn record(&mut self, status: u16, body: &str) {
+        let version = if status == 200 {
+            serde_json::from_str::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| reviews_version(&v))
+                .ok_or_else(|| format!("no reviews answer in {}", body.trim()))
+        } else {
+            Err(format!("productpage answered {status}: {}", body.trim()))
+        };
+        match version {
+            Ok(v) => *self.by_version.entry(v).or_default() += 1,
+            Err(e) => {
+                self.failures += 1;
+                self.last_error = Some(e);
+            }
+        }
+    }
+
+    /// The current window in one line.
+    pub fn summary(&mut self) -> String {
         let total = self.total();
         let mut line = String::from("reviews:");
         for (version, n) in &self.by_version {

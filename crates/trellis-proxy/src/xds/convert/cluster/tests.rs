@@ -379,6 +379,7 @@ fn common_lb_config_and_connection_options() {
                 time: Some(Duration::from_secs(30)),
                 interval: Some(Duration::from_secs(5)),
             }),
+            preserve_header_case: false,
         }
     );
 
