@@ -142,7 +142,8 @@ impl Family {
         }
     }
 
-    fn tool(self) -> &'static str {
+    /// The command that manages this family's rules (`-save`/`-restore` are its siblings).
+    pub fn tool(self) -> &'static str {
         match self {
             Family::V4 => "iptables",
             Family::V6 => "ip6tables",
