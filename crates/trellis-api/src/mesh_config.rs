@@ -79,6 +79,27 @@ pub struct MeshConfig {
     pub trust_domain: Option<String>,
     /// Where mesh-wide policy lives (only `istio-system` is supported).
     pub root_namespace: Option<String>,
+    /// How sidecars normalize request paths before authorization and routing.
+    pub path_normalization: Option<ProxyPathNormalization>,
+}
+
+/// `pathNormalization`: which normalization the connection manager applies to `:path`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProxyPathNormalization {
+    /// The normalization (absent: `DEFAULT`, which is `BASE`).
+    pub normalization: Option<PathNormalizationType>,
+}
+
+istio_enum! {
+    /// Path normalization levels, each including the one before (`DEFAULT` is `BASE`).
+    PathNormalizationType {
+        Default = "DEFAULT",
+        None = "NONE",
+        Base = "BASE",
+        MergeSlashes = "MERGE_SLASHES",
+        DecodeAndMergeSlashes = "DECODE_AND_MERGE_SLASHES",
+    }
 }
 
 istio_enum! {
@@ -520,6 +541,18 @@ impl MeshConfig {
         self.extension_providers.iter().find(|p| p.name == name)
     }
 
+    /// The mesh-wide path normalization (Istio's default: `BASE`; `DEFAULT` is `BASE`).
+    pub fn path_normalization(&self) -> PathNormalizationType {
+        match self
+            .path_normalization
+            .as_ref()
+            .and_then(|p| p.normalization)
+        {
+            None | Some(PathNormalizationType::Default) => PathNormalizationType::Base,
+            Some(n) => n,
+        }
+    }
+
     /// The mesh-wide outbound traffic mode (Istio's default: `ALLOW_ANY`).
     pub fn outbound_mode(&self) -> OutboundTrafficMode {
         self.outbound_traffic_policy
@@ -616,6 +649,21 @@ defaultProviders: {tracing: [zipkin], accessLogging: [envoy, file]}
                 .is_some_and(|p| p.opentelemetry.is_some())
         );
         assert_eq!(MeshConfig::parse(""), Ok(MeshConfig::default()));
+    }
+
+    #[test]
+    fn path_normalization_defaults_to_base() {
+        let parse = |y: &str| MeshConfig::parse(y).expect("valid").path_normalization();
+        assert_eq!(parse(""), PathNormalizationType::Base);
+        assert_eq!(
+            parse("pathNormalization: {normalization: DEFAULT}"),
+            PathNormalizationType::Base
+        );
+        assert_eq!(
+            parse("pathNormalization: {normalization: DECODE_AND_MERGE_SLASHES}"),
+            PathNormalizationType::DecodeAndMergeSlashes
+        );
+        assert!(MeshConfig::parse("pathNormalization: {normalization: FULL}").is_err());
     }
 
     #[test]

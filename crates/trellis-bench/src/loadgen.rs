@@ -129,7 +129,11 @@ pub fn grpc_echo_frame(bytes: usize) -> Bytes {
     let encoded = msg.encode_to_vec();
     let mut frame = Vec::with_capacity(5 + encoded.len());
     frame.push(0);
-    frame.extend_from_slice(&u32::try_from(encoded.len()).unwrap_or(u32::MAX).to_be_bytes());
+    frame.extend_from_slice(
+        &u32::try_from(encoded.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
     frame.extend_from_slice(&encoded);
     Bytes::from(frame)
 }
@@ -701,7 +705,11 @@ mod tests {
         };
         let a = fetch(&target).await?;
         assert!(a.is_ok(Protocol::Grpc), "{}", a.failure());
-        assert!(a.body_len > 1024, "the reply echoes the message: {}", a.body_len);
+        assert!(
+            a.body_len > 1024,
+            "the reply echoes the message: {}",
+            a.body_len
+        );
         let r = closed_loop(
             &target,
             4,

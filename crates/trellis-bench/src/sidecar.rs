@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use trellis_testkit::mesh::{
-    ADMIN_PORT, Dataplane, Mesh, MeshOptions, MeshSpec, SECURE_XDS_PORT, ServiceSpec,
-    WorkloadSpec,
+    ADMIN_PORT, Dataplane, Mesh, MeshOptions, MeshSpec, SECURE_XDS_PORT, ServiceSpec, WorkloadSpec,
 };
 use trellis_testkit::process::{Spec, spawn_logged};
 
@@ -888,7 +887,9 @@ async fn start_to_ready(
         .arg("--admin-address")
         .arg(admin.to_string());
     if opts.plaintext {
-        spec = spec.arg("--xds-address").arg(m.mesh.xds_address().to_string());
+        spec = spec
+            .arg("--xds-address")
+            .arg(m.mesh.xds_address().to_string());
     } else {
         // Secure, as the mesh's own sidecars: a workload token, xDS over TLS (15012), the
         // certificate from the mesh CA. The token is minted before the clock starts.

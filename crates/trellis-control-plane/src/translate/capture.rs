@@ -204,7 +204,10 @@ fn outbound_http_listener(any: IpAddr, port: u32, telemetry: &HcmTelemetry) -> L
 
 /// The service whose TCP proxy a sniffed port's non-HTTP connections take (the first by host
 /// name), when every service on `port` leaves the protocol to detection.
-fn sniffed_service<'a>(http: &[(&'a Service, Vec<&ServicePort>)], port: u32) -> Option<&'a Service> {
+fn sniffed_service<'a>(
+    http: &[(&'a Service, Vec<&ServicePort>)],
+    port: u32,
+) -> Option<&'a Service> {
     let mut on_port: Vec<&(&Service, Vec<&ServicePort>)> = http
         .iter()
         .filter(|(_, ports)| ports.iter().any(|p| p.number == port))
@@ -412,11 +415,12 @@ fn virtual_inbound(
             Vec::new()
         };
         for mut chain in explicit.filter_chains.into_iter().chain(opaque) {
-            let sniffed_http = p.sniff
-                && chain.transport_socket.is_none()
-                && !chain.name.ends_with("-tcp");
+            let sniffed_http =
+                p.sniff && chain.transport_socket.is_none() && !chain.name.ends_with("-tcp");
             chain.name = format!("{}_{}_{}", any, p.port, chain.name);
-            let m = chain.filter_chain_match.get_or_insert_with(Default::default);
+            let m = chain
+                .filter_chain_match
+                .get_or_insert_with(Default::default);
             m.destination_port = Some(UInt32Value { value: p.port });
             if sniffed_http {
                 m.application_protocols = SNIFFED_HTTP.iter().map(|p| p.to_string()).collect();

@@ -155,7 +155,7 @@ fn inbound_hcm(
     http_filters.extend(super::authz::http_filters(model, proxy));
     http_filters.extend(super::routes::http_filters());
     let (normalize_path, merge_slashes, path_with_escaped_slashes_action) =
-        super::authz::path_normalization();
+        super::authz::path_normalization(&model.mesh);
     HttpConnectionManager {
         stat_prefix: format!("inbound_0.0.0.0_{port}"),
         codec_type: CodecType::Auto as i32,

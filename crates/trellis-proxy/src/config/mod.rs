@@ -285,14 +285,17 @@ pub struct HttpConnectionManager {
     pub preserve_header_case: bool,
 }
 
-/// `normalize_path` and `merge_slashes` (`path_with_escaped_slashes_action` is always
-/// `KEEP_UNCHANGED`).
+/// `normalize_path`, `merge_slashes` and `path_with_escaped_slashes_action`
+/// (`KEEP_UNCHANGED` or `UNESCAPE_AND_FORWARD`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct PathNormalization {
     /// RFC 3986 normalization: unreserved escapes decoded, dot segments removed.
     pub normalize_path: bool,
     /// Runs of `/` merged into one.
     pub merge_slashes: bool,
+    /// `UNESCAPE_AND_FORWARD`: `%2F`/`%5C` decoded to `/` and `\` before the rest, and the
+    /// decoded path forwarded.
+    pub unescape_slashes: bool,
 }
 
 /// `forward_client_cert_details` (with `set_current_client_cert_details.uri`).

@@ -424,7 +424,7 @@ async fn serve_chain<S>(
 async fn tcp_authorized(ctx: &http::ConnCtx, chain: &TcpChain) -> bool {
     let (_, network_rbac, network_ext_authz) = chain;
     // envoy.filters.network.ext_authz (Istio's CUSTOM): checked once, before network RBAC.
-    if let Some(n) = &network_ext_authz {
+    if let Some(n) = network_ext_authz {
         let headers = ::http::HeaderMap::new();
         let attributes = crate::authz::RequestAttributes {
             headers: &headers,
@@ -471,7 +471,7 @@ async fn tcp_authorized(ctx: &http::ConnCtx, chain: &TcpChain) -> bool {
             jwt: None,
         };
         if let crate::authz::Verdict::Denied(cause) =
-            crate::authz::evaluate(&network_rbac, &attributes)
+            crate::authz::evaluate(network_rbac, &attributes)
         {
             tracing::debug!(%cause, "RBAC closed the TCP connection");
             return false;

@@ -7,18 +7,14 @@ use crate::config::PathNormalization;
 
 /// Normalizes the request's `:path` in place as the connection manager is configured to.
 pub(crate) fn apply<B>(config: PathNormalization, req: &mut http::Request<B>) {
-    if !config.normalize_path && !config.merge_slashes {
+    if !config.normalize_path && !config.merge_slashes && !config.unescape_slashes {
         return;
     }
     let Some(pq) = req.uri().path_and_query() else {
         return;
     };
     let original = pq.as_str();
-    let normalized = if config.normalize_path {
-        normalize_path(original, config.merge_slashes)
-    } else {
-        merge(original)
-    };
+    let normalized = normalize(config, original);
     if normalized == original {
         return;
     }
@@ -32,13 +28,47 @@ pub(crate) fn apply<B>(config: PathNormalization, req: &mut http::Request<B>) {
     }
 }
 
-/// `merge_slashes` alone: runs of `/` in the path merged, the query untouched.
-fn merge(path_and_query: &str) -> String {
+/// `path_and_query` as Envoy's connection manager rewrites it, in Envoy's order: escaped
+/// slashes decoded (`UNESCAPE_AND_FORWARD`), then RFC 3986 normalization, then slashes merged
+/// (so `/%2Fadmin` becomes `//admin`, then `/admin`). The query is left as it is.
+pub fn normalize(config: PathNormalization, path_and_query: &str) -> String {
     let (path, query) = match path_and_query.find('?') {
         Some(i) => path_and_query.split_at(i),
         None => (path_and_query, ""),
     };
-    format!("{}{query}", merge_runs(path))
+    let mut path = path.to_string();
+    if config.unescape_slashes {
+        path = unescape_slashes(&path);
+    }
+    if config.normalize_path {
+        path = normalize_path(&path, false);
+    }
+    if config.merge_slashes {
+        path = merge_runs(&path);
+    }
+    format!("{path}{query}")
+}
+
+/// `%2F` and `%5C` (either case) decoded to `/` and `\`, as Envoy's `unescapeSlashes`.
+fn unescape_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut rest = path;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let escape = rest.get(i..i + 3).unwrap_or("");
+        if escape.eq_ignore_ascii_case("%2f") {
+            out.push('/');
+            rest = &rest[i + 3..];
+        } else if escape.eq_ignore_ascii_case("%5c") {
+            out.push('\\');
+            rest = &rest[i + 3..];
+        } else {
+            out.push('%');
+            rest = &rest[i + 1..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn merge_runs(path: &str) -> String {
@@ -68,8 +98,8 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
-/// `path_and_query` normalized: unreserved characters percent-decoded (other escapes kept,
-/// hex digits uppercased, `%2F` stays: `path_with_escaped_slashes_action: KEEP_UNCHANGED`),
+/// `path_and_query` normalized: unreserved characters percent-decoded (other escapes kept as
+/// they are, case included, as Chromium's canonicalizer in Envoy does; `%2F` stays),
 /// `\` turned into `/`, dot segments removed, and with `merge_slashes` runs of `/` merged.
 /// A path not starting with `/` (`*`) is returned as is.
 pub fn normalize_path(path_and_query: &str, merge_slashes: bool) -> String {
@@ -88,7 +118,7 @@ pub fn normalize_path(path_and_query: &str, merge_slashes: bool) -> String {
     format!("{segments}{query}")
 }
 
-/// Decodes `%XX` of unreserved characters, uppercases the others, and turns `\` into `/`.
+/// Decodes `%XX` of unreserved characters, keeps the others, and turns `\` into `/`.
 fn decode_unreserved(path: &str) -> String {
     let bytes = path.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -105,9 +135,7 @@ fn decode_unreserved(path: &str) -> String {
             if unreserved(c) {
                 out.push(c);
             } else {
-                out.push(b'%');
-                out.push(bytes[i + 1].to_ascii_uppercase());
-                out.push(bytes[i + 2].to_ascii_uppercase());
+                out.extend_from_slice(&bytes[i..i + 3]);
             }
             i += 3;
             continue;
@@ -146,7 +174,7 @@ fn remove_dot_segments(path: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::normalize_path;
+    use super::{PathNormalization, normalize, normalize_path};
 
     #[test]
     fn dot_segments_and_unreserved_escapes_are_resolved() {
@@ -160,14 +188,97 @@ mod tests {
             ("/%2e%2E/admin", "/admin"),
             ("/admin/.", "/admin/"),
             ("/admin/x/..", "/admin/"),
-            ("/a%2fb", "/a%2Fb"),
+            ("/a%2fb", "/a%2fb"),
             ("/a%20b", "/a%20b"),
-            ("/a%2a", "/a%2A"),
+            ("/a%2a", "/a%2a"),
             ("/a\\..\\admin", "/admin"),
             ("*", "*"),
             ("/", "/"),
         ] {
             assert_eq!(normalize_path(input, false), want, "{input}");
+        }
+    }
+
+    #[test]
+    fn istio_normalization_levels_match_envoy() {
+        let level = |normalize_path, merge_slashes, unescape_slashes| PathNormalization {
+            normalize_path,
+            merge_slashes,
+            unescape_slashes,
+        };
+        let none = level(false, false, false);
+        let base = level(true, false, false);
+        let merge = level(true, true, false);
+        let decode = level(true, true, true);
+        // Istio's own expectations (its normalization integration test) for each level.
+        for (input, want_none, want_base, want_merge, want_decode) in [
+            (
+                "/app/../admin",
+                "/app/../admin",
+                "/admin",
+                "/admin",
+                "/admin",
+            ),
+            ("/app//", "/app//", "/app//", "/app/", "/app/"),
+            ("/app/%2f", "/app/%2f", "/app/%2f", "/app/%2f", "/app/"),
+            (
+                "/xyz%30..//abc",
+                "/xyz%30..//abc",
+                "/xyz0..//abc",
+                "/xyz0../abc",
+                "/xyz0../abc",
+            ),
+            (
+                "/app/%2E./admin",
+                "/app/%2E./admin",
+                "/admin",
+                "/admin",
+                "/admin",
+            ),
+            (
+                r"/app/\/\/\admin",
+                r"/app/\/\/\admin",
+                "/app//////admin",
+                "/app/admin",
+                "/app/admin",
+            ),
+            (
+                r"/%5Capp%2f%5c%2F%2e%2e%2fadmin%5c\abc",
+                r"/%5Capp%2f%5c%2F%2e%2e%2fadmin%5c\abc",
+                "/%5Capp%2f%5c%2F..%2fadmin%5c/abc",
+                "/%5Capp%2f%5c%2F..%2fadmin%5c/abc",
+                "/app/admin/abc",
+            ),
+            (
+                "/app//../../admin",
+                "/app//../../admin",
+                "/admin",
+                "/admin",
+                "/admin",
+            ),
+            (
+                "/%2Fadmin?q=%2F",
+                "/%2Fadmin?q=%2F",
+                "/%2Fadmin?q=%2F",
+                "/%2Fadmin?q=%2F",
+                "/admin?q=%2F",
+            ),
+            (
+                "/%c0%2fadmin",
+                "/%c0%2fadmin",
+                "/%c0%2fadmin",
+                "/%c0%2fadmin",
+                "/%c0/admin",
+            ),
+        ] {
+            assert_eq!(normalize(none, input), want_none, "NONE {input}");
+            assert_eq!(normalize(base, input), want_base, "BASE {input}");
+            assert_eq!(normalize(merge, input), want_merge, "MERGE_SLASHES {input}");
+            assert_eq!(
+                normalize(decode, input),
+                want_decode,
+                "DECODE_AND_MERGE_SLASHES {input}"
+            );
         }
     }
 

@@ -582,11 +582,7 @@ impl PoolInner {
                 .is_none_or(|d| meta.created.elapsed() < d)
     }
 
-    fn start_stream(
-        self: &Arc<Self>,
-        _state: &mut PoolState,
-        conn: Arc<H2Conn>,
-    ) -> StreamGuard {
+    fn start_stream(self: &Arc<Self>, _state: &mut PoolState, conn: Arc<H2Conn>) -> StreamGuard {
         conn.streams.fetch_add(1, Ordering::AcqRel);
         let served = conn.meta.served.fetch_add(1, Ordering::AcqRel) + 1;
         if self

@@ -265,7 +265,7 @@ pub fn mesh_yaml_with(spec: &MeshSpec, options: &MeshOptions) -> anyhow::Result<
                 "hosts": [s.host()],
                 "location": "MESH_INTERNAL",
                 "resolution": "STATIC",
-                "ports": [{"number": s.port, "name": s.protocol.to_ascii_lowercase(), "protocol": s.protocol}],
+                "ports": [crate::scenario::service_port_json(s.port, &s.protocol)],
                 "workloadSelector": {"labels": {"app": s.name}},
             }
         }));
@@ -372,9 +372,9 @@ pub(super) fn validate(spec: &MeshSpec) -> anyhow::Result<()> {
         );
     }
     for s in &spec.services {
-        if !matches!(s.protocol.as_str(), "HTTP" | "HTTP2" | "GRPC" | "TCP") {
+        if !matches!(s.protocol.as_str(), "HTTP" | "HTTP2" | "GRPC" | "TCP" | "AUTO") {
             bail!(
-                "service {}: protocol {:?} is not supported (HTTP, HTTP2, GRPC or TCP)",
+                "service {}: protocol {:?} is not supported (HTTP, HTTP2, GRPC, TCP or AUTO)",
                 s.name,
                 s.protocol
             );

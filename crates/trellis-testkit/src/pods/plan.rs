@@ -165,7 +165,7 @@ pub(super) fn mesh_yaml(spec: &MeshSpec, plan: &PodPlan) -> anyhow::Result<Strin
                 "addresses": [plan.service_vip(j).to_string()],
                 "location": "MESH_INTERNAL",
                 "resolution": "STATIC",
-                "ports": [{"number": s.port, "name": s.protocol.to_ascii_lowercase(), "protocol": s.protocol}],
+                "ports": [crate::scenario::service_port_json(s.port, &s.protocol)],
                 "workloadSelector": {"labels": {"app": s.name}},
             }
         }));

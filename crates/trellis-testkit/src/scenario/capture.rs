@@ -6,8 +6,9 @@
 //! Every captured scenario also gets the `outside` pod's echo app (`outside:9080`), a host the
 //! mesh does not know. Requests are judged with the same expectations as explicit mode.
 //!
-//! Supported steps: `request` (HTTP/1.1: `authority`, `path`, `method`, `headers`, `body`,
-//! `count`, `via: sidecar | direct`), `apply`, `remove`, `sleep_ms`.
+//! Supported steps: `request` (`authority`, `path`, `method`, `headers`, `body`, `count`,
+//! `protocol` — `http2` is curl's `--http2-prior-knowledge` —, `via: sidecar | direct`),
+//! `apply`, `remove`, `sleep_ms`.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -75,7 +76,7 @@ pub(super) fn validate(scenario: &Scenario) -> anyhow::Result<()> {
 
 fn check_request(r: &RequestDef) -> anyhow::Result<()> {
     if r.grpc.is_some() || r.websocket.is_some() || r.tcp.is_some() || r.jwt.is_some() {
-        bail!("mode capture sends plain HTTP/1.1 requests (no grpc, websocket, tcp or jwt)");
+        bail!("mode capture sends plain HTTP requests (no grpc, websocket, tcp or jwt)");
     }
     if matches!(r.via, Via::Gateway) {
         bail!("mode capture has no gateways");
@@ -221,6 +222,9 @@ fn send(mesh: &PodMesh, r: &RequestDef) -> anyhow::Result<Vec<Outcome>> {
     }
     if let Some(body) = &r.body {
         cmd.arg("--data-binary").arg(body);
+    }
+    if matches!(r.protocol, crate::http::Protocol::Http2) {
+        cmd.arg("--http2-prior-knowledge");
     }
     let out = cmd.arg(&url).output().context("running curl in a pod")?;
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();

@@ -3,7 +3,8 @@
 //! ```yaml
 //! name: traffic/weighted-split          # AREA/NAME, matches the file's path under scenarios/
 //! description: 80/20 split between v1 and v2
-//! services: [{name: echo, port: 9080, protocol: HTTP}]     # namespace defaults to default
+//! services: [{name: echo, port: 9080, protocol: HTTP}]     # namespace defaults to default;
+//!                                       # protocol HTTP|HTTP2|GRPC|TCP|AUTO (AUTO: undeclared, sniffed)
 //! workloads: [{service: echo, version: v1}, {service: echo, version: v2, instances: 1, calls: [],
 //!              locality: us-east/zone-a, labels: {tier: gold}}]   # locality/labels: WorkloadEntry
 //! client: {namespace: default, labels: {role: tester}, locality: us-east/zone-a}   # optional
@@ -149,8 +150,8 @@
 //! `mode: capture` at the top level runs the mesh as pods with iptables capture and sends each
 //! request with curl from the `client` pod (`via: direct`: from the `outside` pod, which has no
 //! sidecar, to the service's first pod); an `outside` pod serves `outside:9080` outside the
-//! mesh. Only `request` (HTTP/1.1), `apply`, `remove` and `sleep_ms` steps and response
-//! expectations; needs root (skipped otherwise). See `capture.rs`.
+//! mesh. Only `request` (HTTP/1.1, or h2c with `protocol: http2`), `apply`, `remove` and
+//! `sleep_ms` steps and response expectations; needs root (skipped otherwise). See `capture.rs`.
 //!
 //! `dataplanes: [trellis]` at the top level limits a scenario to the data planes listed (both
 //! when absent): only for what one of them cannot have, such as Istio's metric names (stock
@@ -325,9 +326,20 @@ pub struct ServiceDef {
     pub namespace: String,
     /// Service port.
     pub port: u16,
-    /// `HTTP` (default), `HTTP2` or `GRPC` (the port's name is the protocol in lower case).
+    /// `HTTP` (default), `HTTP2`, `GRPC` or `TCP` (the port's name is the protocol in lower
+    /// case); `AUTO` declares none (port name `auto`, no `protocol`): Istio sniffs it.
     #[serde(default = "default_protocol")]
     pub protocol: String,
+}
+
+/// A ServiceEntry port for a scenario service: named after its protocol, or undeclared for
+/// `AUTO` (protocol detection).
+pub fn service_port_json(port: u16, protocol: &str) -> serde_json::Value {
+    if protocol.eq_ignore_ascii_case("AUTO") {
+        serde_json::json!({"number": port, "name": "auto"})
+    } else {
+        serde_json::json!({"number": port, "name": protocol.to_ascii_lowercase(), "protocol": protocol})
+    }
 }
 
 /// Workloads of one service and version in a scenario.
@@ -560,6 +572,21 @@ pub struct RequestDef {
     /// `request_header_names` / `response_header_names`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub raw_header_case: bool,
+    /// An app that originates TLS itself: HTTPS (origin form) to the client sidecar's outbound
+    /// listener on `port` (a TLS service port), sending SNI `sni` and verifying the server
+    /// certificate for it against the run's test CA (`credentials`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sidecar_tls: Option<SidecarTls>,
+}
+
+/// TLS an app originates through its sidecar's outbound TLS listener (routed by SNI).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SidecarTls {
+    /// The service port (the sidecar's outbound listener on its own IP).
+    pub port: u16,
+    /// The SNI sent, and the name the server certificate is verified for.
+    pub sni: String,
 }
 
 /// Where a `via: gateway` request goes: a gateway's port, in plaintext or over TLS.

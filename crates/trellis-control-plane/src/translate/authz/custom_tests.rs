@@ -346,5 +346,8 @@ fn different_providers_that_can_meet_on_a_workload_are_warned_about() {
             && warnings[0].contains("found multiple providers: [grpc http]"),
         "{warnings:?}"
     );
-    assert!(warnings[1].contains("AuthorizationPolicy default/b"), "{warnings:?}");
+    assert!(
+        warnings[1].contains("AuthorizationPolicy default/b"),
+        "{warnings:?}"
+    );
 }

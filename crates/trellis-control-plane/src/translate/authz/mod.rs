@@ -148,22 +148,29 @@ fn plan(
     out
 }
 
-/// The inbound HCM's path normalization, from Istio's default mesh config
-/// (`pathNormalization: BASE`): `normalize_path: true` (RFC 3986: percent-decoding of
-/// unreserved characters, dot segments removed), `merge_slashes: false` (only the
-/// `MERGE_SLASHES` mode merges them: `//admin` stays `//admin`), and escaped slashes
-/// (`%2F`) kept unchanged.
-pub fn path_normalization() -> (
+/// The inbound HCM's path normalization for the mesh's `pathNormalization`, as istiod sets
+/// it: `NONE` leaves the path alone (`normalize_path: false`); `BASE` (the default) is RFC 3986
+/// normalization (unreserved escapes decoded, dot segments removed) without merging slashes
+/// (`//admin` stays `//admin`); `MERGE_SLASHES` adds `merge_slashes`; and
+/// `DECODE_AND_MERGE_SLASHES` also decodes `%2F`/`%5C` first (`UNESCAPE_AND_FORWARD`), so
+/// `/%2Fadmin` is `/admin`. Escaped slashes are otherwise kept unchanged.
+pub fn path_normalization(
+    mesh: &trellis_api::mesh_config::MeshConfig,
+) -> (
     Option<envoy_types::pb::google::protobuf::BoolValue>,
     bool,
     i32,
 ) {
-    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::PathWithEscapedSlashesAction;
-    (
-        Some(envoy_types::pb::google::protobuf::BoolValue { value: true }),
-        false,
-        PathWithEscapedSlashesAction::KeepUnchanged as i32,
-    )
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::PathWithEscapedSlashesAction as Action;
+    use envoy_types::pb::google::protobuf::BoolValue;
+    use trellis_api::mesh_config::PathNormalizationType as N;
+    let normalize = |value| Some(BoolValue { value });
+    match mesh.path_normalization() {
+        N::None => (normalize(false), false, Action::KeepUnchanged as i32),
+        N::Default | N::Base => (normalize(true), false, Action::KeepUnchanged as i32),
+        N::MergeSlashes => (normalize(true), true, Action::KeepUnchanged as i32),
+        N::DecodeAndMergeSlashes => (normalize(true), true, Action::UnescapeAndForward as i32),
+    }
 }
 
 /// Istio's policy name for rule `i`.

@@ -392,7 +392,11 @@ fn a_served_port_without_a_declared_protocol_is_sniffed_inbound() {
         })
         .map(|c| {
             let m = c.filter_chain_match.clone().unwrap_or_default();
-            (c.name.clone(), m.transport_protocol, m.application_protocols.len())
+            (
+                c.name.clone(),
+                m.transport_protocol,
+                m.application_protocols.len(),
+            )
         })
         .collect();
     assert_eq!(
@@ -400,7 +404,11 @@ fn a_served_port_without_a_declared_protocol_is_sniffed_inbound() {
         [
             ("0.0.0.0_2525_tls".to_string(), "tls".to_string(), 0),
             ("0.0.0.0_2525_plaintext".to_string(), "raw_buffer".into(), 3),
-            ("0.0.0.0_2525_plaintext-tcp".to_string(), "raw_buffer".into(), 0),
+            (
+                "0.0.0.0_2525_plaintext-tcp".to_string(),
+                "raw_buffer".into(),
+                0
+            ),
         ]
     );
     let tcp = l

@@ -119,9 +119,9 @@ mod tests {
                 counted.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(|_req| async {
-                        Ok::<_, std::convert::Infallible>(Response::new(
-                            http_body_util::Full::new(Bytes::from_static(b"ok")),
-                        ))
+                        Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(
+                            Bytes::from_static(b"ok"),
+                        )))
                     });
                     let io = hyper_util::rt::TokioIo::new(stream);
                     let _ = if h2 {

@@ -381,7 +381,8 @@ fn convert_hcm(
 }
 
 /// `normalize_path` (absent: false), `merge_slashes`, and `path_with_escaped_slashes_action`
-/// only `KEEP_UNCHANGED` (or unset, which Envoy treats the same by default).
+/// `KEEP_UNCHANGED` (or unset, which Envoy treats the same by default) or
+/// `UNESCAPE_AND_FORWARD` (Istio's `DECODE_AND_MERGE_SLASHES`).
 fn path_normalization(
     cx: &Cx,
     path: &str,
@@ -389,15 +390,20 @@ fn path_normalization(
 ) -> Result<config::PathNormalization, ConvertError> {
     use hcm::http_connection_manager::PathWithEscapedSlashesAction as A;
     let action = m.path_with_escaped_slashes_action;
-    if action != A::ImplementationSpecificDefault as i32 && action != A::KeepUnchanged as i32 {
-        let name = A::try_from(action)
-            .map(|a| a.as_str_name().to_string())
-            .unwrap_or_else(|_| action.to_string());
-        return Err(cx.unsupported_value(&join(path, "path_with_escaped_slashes_action"), name));
-    }
+    let unescape_slashes = match A::try_from(action) {
+        Ok(A::ImplementationSpecificDefault | A::KeepUnchanged) => false,
+        Ok(A::UnescapeAndForward) => true,
+        other => {
+            let name = other
+                .map(|a| a.as_str_name().to_string())
+                .unwrap_or_else(|_| action.to_string());
+            return Err(cx.unsupported_value(&join(path, "path_with_escaped_slashes_action"), name));
+        }
+    };
     Ok(config::PathNormalization {
         normalize_path: m.normalize_path.as_ref().is_some_and(|b| b.value),
         merge_slashes: m.merge_slashes,
+        unescape_slashes,
     })
 }
 

@@ -514,16 +514,16 @@ fn unsupported_listener_fields_are_named() {
     });
     assert_eq!(
         listener_err(&l),
-        "Listener virtualOutbound: filter_chains[0].filter_chain_match.application_protocols: field is not supported"
+        "Listener virtualOutbound: filter_chains[0].filter_chain_match.application_protocols[0]: \"h2\" is not supported"
     );
     let mut l = listener_with(rds_hcm());
     l.listener_filters.push(ListenerFilter {
-        name: "envoy.filters.listener.http_inspector".into(),
+        name: "envoy.filters.listener.proxy_protocol".into(),
         ..Default::default()
     });
     assert_eq!(
         listener_err(&l),
-        "Listener virtualOutbound: listener_filters[0].name: envoy.filters.listener.http_inspector is not supported"
+        "Listener virtualOutbound: listener_filters[0].name: envoy.filters.listener.proxy_protocol is not supported"
     );
     let mut l = listener_with(rds_hcm());
     l.filter_chains[0].transport_socket = Some(core::TransportSocket {

@@ -50,6 +50,18 @@ fn plan_for(r: &RequestDef, mesh: &Mesh) -> anyhow::Result<RequestPlan> {
             });
         }
     }
+    if let Some(t) = &r.sidecar_tls {
+        let alpn: &[&str] = match r.protocol {
+            crate::http::Protocol::Http1 => &["http/1.1"],
+            crate::http::Protocol::Http2 => &["h2"],
+        };
+        plan.target = std::net::SocketAddr::new(target.ip(), t.port);
+        plan.origin_form = true;
+        plan.tls = Some(crate::http::ClientTls {
+            server_name: t.sni.clone(),
+            config: mesh.credentials()?.client_config(false, alpn)?,
+        });
+    }
     plan.method = http::Method::from_bytes(r.method.as_bytes())
         .map_err(|_| anyhow!("bad method {:?}", r.method))?;
     plan.concurrency = r.concurrency;
@@ -207,6 +219,7 @@ mod test_support {
             gateway: None,
             via: Default::default(),
             raw_header_case: false,
+            sidecar_tls: None,
         }
     }
 

@@ -179,3 +179,72 @@ fn original_dst_clusters_take_an_upstream_source_address() {
         .to_string();
     assert!(err.contains("upstream_bind_config.freebind"), "{err}");
 }
+
+/// A sniffed port: the HTTP inspector, TCP chains told apart by `application_protocols`.
+fn sniffed(inspector: bool, protocols: &[&str]) -> PListener {
+    let mut http = tcp_chain(None, "http");
+    http.filter_chain_match = Some(FilterChainMatch {
+        transport_protocol: "raw_buffer".into(),
+        application_protocols: protocols.iter().map(|p| p.to_string()).collect(),
+        ..Default::default()
+    });
+    let mut raw = tcp_chain(None, "tcp");
+    raw.filter_chain_match = Some(FilterChainMatch {
+        transport_protocol: "raw_buffer".into(),
+        ..Default::default()
+    });
+    PListener {
+        name: "0.0.0.0_2525".into(),
+        address: Some(addr("0.0.0.0", 2525)),
+        bind_to_port: Some(BoolValue { value: false }),
+        listener_filters: inspector
+            .then(|| ListenerFilter {
+                name: super::super::listener::HTTP_INSPECTOR.into(),
+                config_type: Some(listener_filter::ConfigType::TypedConfig(
+                    envoy_types::pb::google::protobuf::Any {
+                        type_url: super::super::listener::HTTP_INSPECTOR_TYPE.into(),
+                        value: Vec::new(),
+                    },
+                )),
+                ..Default::default()
+            })
+            .into_iter()
+            .collect(),
+        filter_chains: vec![http, raw, tcp_chain(None, "tls")],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn application_protocols_pick_the_sniffed_chain_in_envoys_order() {
+    let l = config::Listener::try_from(&sniffed(true, &["http/1.0", "http/1.1", "h2c"]))
+        .expect("converts");
+    assert!(l.http_inspector);
+    let pick = |transport, app| {
+        let (i, _) = l
+            .chain_for_connection(Some(2525), transport, None, app)
+            .expect("a chain");
+        i
+    };
+    use config::TransportProtocol::{RawBuffer, Tls};
+    assert_eq!(pick(RawBuffer, Some("http/1.1")), 0);
+    assert_eq!(pick(RawBuffer, Some("h2c")), 0);
+    assert_eq!(pick(RawBuffer, None), 1);
+    assert_eq!(pick(Tls, None), 2);
+}
+
+#[test]
+fn application_protocols_need_the_inspector_and_its_values() {
+    let err = config::Listener::try_from(&sniffed(false, &["http/1.1"])).expect_err("no inspector");
+    assert!(
+        err.to_string()
+            .contains("filter_chains[0].filter_chain_match.application_protocols"),
+        "{err}"
+    );
+    let err =
+        config::Listener::try_from(&sniffed(true, &["istio-http/1.1"])).expect_err("an ALPN value");
+    assert!(
+        err.to_string().contains("application_protocols[0]"),
+        "{err}"
+    );
+}
