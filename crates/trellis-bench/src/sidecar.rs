@@ -894,7 +894,9 @@ async fn start_to_ready(
         // Secure, as the mesh's own sidecars: a workload token, xDS over TLS (15012), the
         // certificate from the mesh CA. The token is minted before the clock starts.
         let ca_dir = m.mesh.run_dir().join("ca");
-        let token = mint_token(&opts.trellis_bin, &ca_dir, "bench-extra").await?;
+        let token =
+            trellis_testkit::mesh::mint_token(&opts.trellis_bin, &ca_dir, NAMESPACE, "bench-extra")
+                .await?;
         let secure = SocketAddr::new(m.mesh.xds_address().ip(), SECURE_XDS_PORT);
         spec = spec
             .arg("--xds-address")
@@ -949,34 +951,6 @@ async fn start_to_ready(
         .await
         .map_err(|e| anyhow!("stopping the extra proxy: {e}"))?;
     result
-}
-
-/// A workload token for `NAMESPACE`/`service_account` from `trellis token create` with the
-/// mesh's CA (what the `Mesh` launcher gives each of its sidecars).
-async fn mint_token(
-    bin: &std::path::Path,
-    ca_dir: &std::path::Path,
-    service_account: &str,
-) -> anyhow::Result<String> {
-    let out = tokio::process::Command::new(bin)
-        .args(["token", "create", "--namespace", NAMESPACE])
-        .args(["--service-account", service_account, "--ca-dir"])
-        .arg(ca_dir)
-        .output()
-        .await
-        .with_context(|| format!("running {} token create", bin.display()))?;
-    if !out.status.success() {
-        bail!(
-            "trellis token create failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if token.is_empty() {
-        bail!("trellis token create printed no token");
-    }
-    Ok(token)
 }
 
 /// (3) and (4b) with a large config: a mesh per data plane whose proxies see

@@ -47,15 +47,14 @@ async fn start_mesh(dataplane: Dataplane, n: u8, run_dir: &Path) -> anyhow::Resu
 
 /// A workload token for the client's identity, from the mesh's CA.
 async fn client_token(mesh: &Mesh) -> String {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
-        .args(["token", "create", "--namespace", "default"])
-        .args(["--service-account", "client", "--ca-dir"])
-        .arg(mesh.run_dir().join("ca"))
-        .output()
-        .await
-        .expect("trellis token create runs");
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    trellis_testkit::mesh::mint_token(
+        std::path::Path::new(env!("CARGO_BIN_EXE_trellis")),
+        &mesh.run_dir().join("ca"),
+        "default",
+        "client",
+    )
+    .await
+    .expect("trellis token create runs")
 }
 
 /// An extra client sidecar on `ip` (same flags as the mesh's own client sidecar).

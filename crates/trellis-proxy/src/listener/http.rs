@@ -213,6 +213,26 @@ pub(crate) fn request_authority<B>(req: &Request<B>) -> Option<&str> {
     }
 }
 
+/// What the authorization filters (RBAC, ext_authz) see of a request on this connection.
+fn request_attributes<'a>(
+    ctx: &'a ConnCtx,
+    req: &'a Request<Incoming>,
+    authority: &'a str,
+    path_and_query: &'a str,
+) -> crate::authz::RequestAttributes<'a> {
+    crate::authz::RequestAttributes {
+        headers: req.headers(),
+        authority,
+        method: req.method().as_str(),
+        path_and_query,
+        local: ctx.local,
+        peer: ctx.peer,
+        peer_identity: ctx.peer_identity.as_deref(),
+        sni: ctx.sni.as_deref(),
+        jwt: req.extensions().get::<crate::authn::VerifiedJwt>(),
+    }
+}
+
 /// Starts the access log record of a request when its filter chain logs.
 fn start_access_log(
     ctx: &ConnCtx,
@@ -306,17 +326,7 @@ async fn route_and_forward(
     if chain.hcm.http_filters.ext_authz.is_some() {
         // `with_request_body`: buffered before the check when the filter checks this request.
         let body_settings = if upgrade.is_none() && !hyper::body::Body::is_end_stream(req.body()) {
-            let attributes = crate::authz::RequestAttributes {
-                headers: req.headers(),
-                authority: &authority,
-                method: req.method().as_str(),
-                path_and_query: &path_and_query,
-                local: ctx.local,
-                peer: ctx.peer,
-                peer_identity: ctx.peer_identity.as_deref(),
-                sni: ctx.sni.as_deref(),
-                jwt: req.extensions().get::<crate::authn::VerifiedJwt>(),
-            };
+            let attributes = request_attributes(ctx, &req, &authority, &path_and_query);
             crate::ext_authz::body_settings(&chain.hcm.http_filters, &attributes)
         } else {
             None
@@ -333,17 +343,7 @@ async fn route_and_forward(
                 }
             }
         };
-        let attributes = crate::authz::RequestAttributes {
-            headers: req.headers(),
-            authority: &authority,
-            method: req.method().as_str(),
-            path_and_query: &path_and_query,
-            local: ctx.local,
-            peer: ctx.peer,
-            peer_identity: ctx.peer_identity.as_deref(),
-            sni: ctx.sni.as_deref(),
-            jwt: req.extensions().get::<crate::authn::VerifiedJwt>(),
-        };
+        let attributes = request_attributes(ctx, &req, &authority, &path_and_query);
         let protocol = if req.version() == http::Version::HTTP_2 {
             "HTTP/2"
         } else {
@@ -382,17 +382,7 @@ async fn route_and_forward(
     }
     // envoy.filters.http.rbac: after jwt_authn, before the other filters and the router.
     if !chain.hcm.http_filters.rbac.is_empty() {
-        let attributes = crate::authz::RequestAttributes {
-            headers: req.headers(),
-            authority: &authority,
-            method: req.method().as_str(),
-            path_and_query: &path_and_query,
-            local: ctx.local,
-            peer: ctx.peer,
-            peer_identity: ctx.peer_identity.as_deref(),
-            sni: ctx.sni.as_deref(),
-            jwt: req.extensions().get::<crate::authn::VerifiedJwt>(),
-        };
+        let attributes = request_attributes(ctx, &req, &authority, &path_and_query);
         let verdict = crate::authz::evaluate(&chain.hcm.http_filters.rbac, &attributes);
         let allowed = verdict == crate::authz::Verdict::Allowed;
         ctx.shared

@@ -279,7 +279,7 @@ impl Mesh {
                 spec = spec.arg("--type").arg("router");
             }
             if options.mtls {
-                let token = mint_token(bin, &ca_dir, &namespace, &service_account).await?;
+                let token = super::mint_token(bin, &ca_dir, &namespace, &service_account).await?;
                 spec = spec
                     .arg("--xds-address")
                     .arg(&secure_xds)
@@ -416,35 +416,6 @@ impl Drop for Mesh {
     fn drop(&mut self) {
         self.stop_all();
     }
-}
-
-/// A workload token for `namespace`/`service_account` from `trellis token create` against the
-/// mesh's CA directory.
-async fn mint_token(
-    bin: &Path,
-    ca_dir: &Path,
-    namespace: &str,
-    service_account: &str,
-) -> anyhow::Result<String> {
-    let out = tokio::process::Command::new(bin)
-        .args(["token", "create", "--namespace", namespace])
-        .args(["--service-account", service_account, "--ca-dir"])
-        .arg(ca_dir)
-        .output()
-        .await
-        .with_context(|| format!("running {} token create", bin.display()))?;
-    if !out.status.success() {
-        bail!(
-            "trellis token create failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if token.is_empty() {
-        bail!("trellis token create printed no token");
-    }
-    Ok(token)
 }
 
 /// A `trellis echo` process listening on `listen`, answering as `service`/`version`/`instance`.

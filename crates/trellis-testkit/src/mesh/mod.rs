@@ -34,6 +34,7 @@ mod mesh_config;
 mod restart;
 mod spec;
 mod syncz;
+mod token;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -59,10 +60,11 @@ pub use spec::{
     mesh_yaml, mesh_yaml_with, workload_name,
 };
 pub use syncz::{ConfigReport, Diagnostics, Nack, ProxySync, Syncz, TypeSync, metric_sum};
+pub use token::{mint_token, mint_token_blocking};
 
 use crate::http::{self, snippet};
 use crate::process::{ChildGuard, Spec};
-use spec::service_of;
+pub(crate) use spec::service_of;
 
 /// How often readiness and sync status are polled within a deadline.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);

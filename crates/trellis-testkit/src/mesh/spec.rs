@@ -345,7 +345,7 @@ pub fn mesh_yaml_with(spec: &MeshSpec, options: &MeshOptions) -> anyhow::Result<
 }
 
 /// The service workload `w` belongs to.
-pub(super) fn service_of<'a>(
+pub(crate) fn service_of<'a>(
     spec: &'a MeshSpec,
     w: &WorkloadSpec,
 ) -> anyhow::Result<&'a ServiceSpec> {
@@ -372,7 +372,10 @@ pub(super) fn validate(spec: &MeshSpec) -> anyhow::Result<()> {
         );
     }
     for s in &spec.services {
-        if !matches!(s.protocol.as_str(), "HTTP" | "HTTP2" | "GRPC" | "TCP" | "AUTO") {
+        if !matches!(
+            s.protocol.as_str(),
+            "HTTP" | "HTTP2" | "GRPC" | "TCP" | "AUTO"
+        ) {
             bail!(
                 "service {}: protocol {:?} is not supported (HTTP, HTTP2, GRPC, TCP or AUTO)",
                 s.name,

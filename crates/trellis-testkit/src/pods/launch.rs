@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, anyhow, bail};
@@ -165,7 +164,7 @@ impl PodMesh {
                 Dataplane::Trellis => "proxy",
                 Dataplane::Envoy => "agent",
             };
-            let token = mint_token(bin, &ca_dir, namespace, service_account)?;
+            let token = crate::mesh::mint_token_blocking(bin, &ca_dir, namespace, service_account)?;
             let mut sidecar = self
                 .in_pod(pod, &format!("sidecar {pod}"), Some(PROXY_UID), bin)
                 .arg(sub)
@@ -458,30 +457,6 @@ fn envoy_for_proxy_user(options: &PodOptions, run_dir: &Path) -> anyhow::Result<
     }
     std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))?;
     Ok(target)
-}
-
-/// A workload token from `trellis token create` against the mesh's CA directory.
-fn mint_token(
-    bin: &Path,
-    ca_dir: &Path,
-    namespace: &str,
-    service_account: &str,
-) -> anyhow::Result<String> {
-    let out = Command::new(bin)
-        .args(["token", "create", "--namespace", namespace])
-        .args(["--service-account", service_account, "--ca-dir"])
-        .arg(ca_dir)
-        .output()
-        .with_context(|| format!("running {} token create", bin.display()))?;
-    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    if !out.status.success() || token.is_empty() {
-        bail!(
-            "trellis token create failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(token)
 }
 
 #[cfg(test)]

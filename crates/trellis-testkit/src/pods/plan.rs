@@ -15,7 +15,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use anyhow::{Context, bail};
 use serde_json::json;
 
-use crate::mesh::{MeshSpec, ServiceSpec, WorkloadSpec, workload_name};
+pub(super) use crate::mesh::service_of;
+use crate::mesh::{MeshSpec, ServiceSpec, workload_name};
 
 /// The label Istio's injector puts on workloads with a sidecar (auto mTLS keys on it).
 const TLS_MODE_LABEL: &str = "security.istio.io/tlsMode";
@@ -101,23 +102,6 @@ pub(super) fn validate(spec: &MeshSpec) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The service workload `w` belongs to.
-pub(super) fn service_of<'a>(
-    spec: &'a MeshSpec,
-    w: &WorkloadSpec,
-) -> anyhow::Result<&'a ServiceSpec> {
-    spec.services
-        .iter()
-        .find(|s| s.name == w.service)
-        .with_context(|| {
-            format!(
-                "workload {} refers to unknown service {:?}",
-                workload_name(w),
-                w.service
-            )
-        })
 }
 
 /// The names of a service inside a pod: `NAME`, `NAME.NS`, `NAME.NS.svc` and the full host,

@@ -55,7 +55,10 @@ impl Scenario {
             if !names.insert(s.name.as_str()) {
                 bail!("services[{i}]: service {:?} is listed twice", s.name);
             }
-            if !matches!(s.protocol.as_str(), "HTTP" | "HTTP2" | "GRPC" | "TCP" | "AUTO") {
+            if !matches!(
+                s.protocol.as_str(),
+                "HTTP" | "HTTP2" | "GRPC" | "TCP" | "AUTO"
+            ) {
                 bail!(
                     "services[{i}].protocol: {:?} is not supported (HTTP, HTTP2, GRPC, TCP or AUTO)",
                     s.protocol

@@ -469,3 +469,24 @@ fn identical_configs_encode_identically() {
     let b = http_filters(&m, &proxy);
     assert_eq!(a, b);
 }
+
+#[test]
+fn path_normalization_follows_the_mesh_config_as_istiod() {
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::http_connection_manager::PathWithEscapedSlashesAction as A;
+    let hcm = |yaml: &str| {
+        let mesh = trellis_api::mesh_config::MeshConfig::parse(yaml).expect("valid mesh config");
+        let (normalize, merge, action) = path_normalization(&mesh);
+        (normalize.map(|b| b.value), merge, action)
+    };
+    let mode = |m: &str| hcm(&format!("pathNormalization: {{normalization: {m}}}"));
+    let keep = A::KeepUnchanged as i32;
+    assert_eq!(hcm(""), (Some(true), false, keep));
+    assert_eq!(mode("DEFAULT"), (Some(true), false, keep));
+    assert_eq!(mode("NONE"), (Some(false), false, keep));
+    assert_eq!(mode("BASE"), (Some(true), false, keep));
+    assert_eq!(mode("MERGE_SLASHES"), (Some(true), true, keep));
+    assert_eq!(
+        mode("DECODE_AND_MERGE_SLASHES"),
+        (Some(true), true, A::UnescapeAndForward as i32)
+    );
+}
