@@ -246,27 +246,20 @@ where
     info!(identity = %identity.identity, "workload certificate issued");
     let (tx, rx) = tokio::sync::watch::channel(std::sync::Arc::new(first));
     let socket = security.sds_socket.clone();
+    let listener = crate::sds::SdsServer::bind_unix(&socket).map_err(|source| AgentError::Sds {
+        path: socket.clone(),
+        source,
+    })?;
     let sds = crate::sds::SdsServer::new(rx);
-    let listener_check = socket.clone();
     let serve_stop = stopped();
     tokio::spawn(async move {
-        if let Err(error) = sds.serve_unix(&socket, serve_stop).await {
+        if let Err(error) = sds.serve_unix(listener, &socket, serve_stop).await {
             tracing::error!(%error, socket = %socket.display(), "SDS server stopped");
         }
     });
     let fresh_stop = stopped();
     tokio::spawn(keep_fresh(identity, tx, fresh_stop));
-    // Envoy connects to the socket as soon as it starts: make sure it exists.
-    for _ in 0..100 {
-        if listener_check.exists() {
-            return Ok(());
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    Err(AgentError::Sds {
-        path: listener_check,
-        source: std::io::Error::other("the SDS socket did not appear"),
-    })
+    Ok(())
 }
 
 /// Asks the kernel to SIGKILL the child when the agent dies, so a killed agent never leaves an

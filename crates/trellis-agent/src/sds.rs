@@ -49,21 +49,41 @@ impl SdsServer {
         }
     }
 
-    /// Serves on a Unix socket at `path` (replacing a stale one) until `shutdown`.
-    pub async fn serve_unix(
-        self,
-        path: &Path,
-        shutdown: impl std::future::Future<Output = ()> + Send,
-    ) -> std::io::Result<()> {
-        let _ = std::fs::remove_file(path);
+    /// Binds the Unix socket at `path`, replacing a stale one (a socket file left by a process
+    /// that was killed). Binding before serving makes a failure an error of the caller's, not
+    /// a log line while Envoy waits for certificates that never come.
+    pub fn bind_unix(path: &Path) -> std::io::Result<tokio::net::UnixListener> {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("removing the stale socket {}: {e}", path.display()),
+                ));
+            }
+        }
         let listener = tokio::net::UnixListener::bind(path)?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-        tonic::transport::Server::builder()
+        Ok(listener)
+    }
+
+    /// Serves on `listener` (bound at `path` by [`SdsServer::bind_unix`]) until `shutdown`,
+    /// then removes the socket file.
+    pub async fn serve_unix(
+        self,
+        listener: tokio::net::UnixListener,
+        path: &Path,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
+        let served = tonic::transport::Server::builder()
             .add_service(SecretDiscoveryServiceServer::new(self))
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
             .await
-            .map_err(std::io::Error::other)
+            .map_err(std::io::Error::other);
+        let _ = std::fs::remove_file(path);
+        served
     }
 
     fn response(&self, names: &BTreeSet<String>, cert: &WorkloadCertificate) -> DiscoveryResponse {

@@ -47,22 +47,17 @@ async fn serves_istio_secret_names_and_pushes_rotations() {
     let socket = dir.path().join("sds.sock");
     let (tx, rx) = watch::channel(Arc::new(cert("one", 3600)));
     let (stop_tx, mut stop_rx) = watch::channel(false);
+    // A stale socket file (left by a killed agent) is replaced.
+    std::fs::write(&socket, b"stale").expect("stale file");
+    let listener = SdsServer::bind_unix(&socket).expect("bind over a stale socket");
     let server_socket = socket.clone();
     let server = tokio::spawn(async move {
         SdsServer::new(rx)
-            .serve_unix(&server_socket, async move {
+            .serve_unix(listener, &server_socket, async move {
                 let _ = stop_rx.wait_for(|s| *s).await;
             })
             .await
     });
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !socket.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "socket never appeared"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
     let path = socket.clone();
     let channel = Endpoint::try_from("http://sds.local")
         .expect("endpoint")
@@ -143,7 +138,15 @@ async fn serves_istio_secret_names_and_pushes_rotations() {
     let _ = stop_tx.send(true);
     drop(stream);
     drop(requests);
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let served = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the server stops")
+        .expect("the server task");
+    assert!(served.is_ok(), "{served:?}");
+    assert!(
+        !socket.exists(),
+        "the socket file is removed when the server stops"
+    );
 }
 
 #[test]

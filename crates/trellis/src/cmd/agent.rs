@@ -1,6 +1,8 @@
 //! `trellis agent`.
 
 use std::path::PathBuf;
+
+use anyhow::Context as _;
 use std::process::ExitCode;
 
 use trellis_agent::{AgentConfig, AgentSecurity};
@@ -36,19 +38,28 @@ pub struct Args {
 
 /// Runs Envoy for the workload until SIGTERM/SIGINT.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let workload = args.workload.workload.clone();
+    // The default SDS socket lives in a directory of this process's own (removed when it
+    // exits): a fixed name in the shared temp directory could collide with a stale socket of
+    // another user that this one may not remove (sticky /tmp), e.g. after PID reuse.
+    let mut socket_dir = None;
     let security = match (args.security.root_cert, args.security.token) {
         (Some(root_cert_file), Some(token)) => Some(AgentSecurity {
             root_cert_file,
             token,
             trust_domain: args.security.trust_domain,
             cert_ttl: args.security.cert_ttl,
-            sds_socket: args.sds_socket.unwrap_or_else(|| {
-                std::env::temp_dir().join(format!(
-                    "trellis-sds-{workload}-{}.sock",
-                    std::process::id()
-                ))
-            }),
+            sds_socket: match args.sds_socket {
+                Some(path) => path,
+                None => {
+                    let dir = tempfile::Builder::new()
+                        .prefix("trellis-sds-")
+                        .tempdir()
+                        .context("creating a directory for the SDS socket")?;
+                    let path = dir.path().join("sds.sock");
+                    socket_dir = Some(dir);
+                    path
+                }
+            },
         }),
         _ => None,
     };
@@ -73,5 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     signals::runtime()?.block_on(trellis_agent::run_envoy(&config, signals::shutdown()))?;
+    // Only now: Envoy read its certificates through the socket until it stopped.
+    drop(socket_dir);
     Ok(ExitCode::SUCCESS)
 }
