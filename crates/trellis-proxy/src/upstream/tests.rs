@@ -495,29 +495,8 @@ async fn strict_dns_clusters_resolve_names() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_pool_limits_and_reuse() {
-    use std::sync::atomic::AtomicUsize;
     // An HTTP/1.1 upstream counting connections.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let conns = Arc::new(AtomicUsize::new(0));
-    let counted = conns.clone();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            counted.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|_req| async {
-                    Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(
-                        Bytes::from_static(b"ok"),
-                    )))
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+    let (addr, conns) = counting_upstream(false).await;
     let run = |max_requests_per_connection: Option<u32>| {
         let mut c = eds_cluster("pool");
         c.connection_pool.max_requests_per_connection = max_requests_per_connection;
@@ -635,4 +614,37 @@ async fn http2_max_concurrent_streams_opens_more_connections() {
         assert_eq!(&a.await.expect("a")[..], b"ok");
         assert_eq!(&b.await.expect("b")[..], b"ok");
     }
+}
+
+/// An upstream (HTTP/1.1 or h2c) answering `ok`, counting the connections it accepted.
+pub(crate) async fn counting_upstream(h2: bool) -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let conns = Arc::new(AtomicUsize::new(0));
+    let counted = conns.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(
+                        Bytes::from_static(b"ok"),
+                    )))
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = if h2 {
+                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .serve_connection(io, svc)
+                        .await
+                } else {
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, svc)
+                        .await
+                };
+            });
+        }
+    });
+    (addr, conns)
 }

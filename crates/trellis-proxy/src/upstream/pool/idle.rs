@@ -96,50 +96,15 @@ impl PoolInner {
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
-    use std::sync::atomic::AtomicUsize;
 
     use bytes::Bytes;
-    use http::{Request, Response};
+    use http::Request;
     use http_body_util::BodyExt;
 
     use super::*;
     use crate::config::{CircuitBreakers, Cluster, Discovery, LbPolicy, UpstreamProtocol};
     use crate::upstream::pool::Pool;
-
-    /// An upstream (HTTP/1.1 or h2c) answering `ok`, counting the connections it accepted.
-    async fn upstream(h2: bool) -> (SocketAddr, Arc<AtomicUsize>) {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let conns = Arc::new(AtomicUsize::new(0));
-        let counted = conns.clone();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                counted.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(|_req| async {
-                        Ok::<_, std::convert::Infallible>(Response::new(http_body_util::Full::new(
-                            Bytes::from_static(b"ok"),
-                        )))
-                    });
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let _ = if h2 {
-                        hyper::server::conn::http2::Builder::new(
-                            hyper_util::rt::TokioExecutor::new(),
-                        )
-                        .serve_connection(io, svc)
-                        .await
-                    } else {
-                        hyper::server::conn::http1::Builder::new()
-                            .serve_connection(io, svc)
-                            .await
-                    };
-                });
-            }
-        });
-        (addr, conns)
-    }
+    use crate::upstream::tests::counting_upstream as upstream;
 
     async fn get(pool: &Pool, addr: SocketAddr) {
         let req = Request::get("/")

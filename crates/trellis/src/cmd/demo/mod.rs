@@ -179,6 +179,18 @@ async fn check(mut mesh: Mesh, requests: usize) -> anyhow::Result<ExitCode> {
     let nacks = mesh.nack_count().await;
     mesh.shutdown().await;
     let counter = outcome?;
+    let ok = verdict(&counter, nacks);
+    println!("All demo processes stopped.");
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Prints the observed split against the 90/10 the check applied and the verdict: whether the
+/// split is within [`TOLERANCE`] with no failed request and no NACK.
+fn verdict(counter: &ReviewsCounter, nacks: usize) -> bool {
     let expected = [Split::new("v1", 90.0), Split::new("v2", 10.0)];
     println!();
     println!("{}", counter.table(&expected));
@@ -189,12 +201,7 @@ async fn check(mut mesh: Mesh, requests: usize) -> anyhow::Result<ExitCode> {
         counter.failures(),
         if ok { "PASS" } else { "FAIL" }
     );
-    println!("All demo processes stopped.");
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    ok
 }
 
 async fn interactive(mut mesh: Mesh) -> anyhow::Result<ExitCode> {

@@ -11,8 +11,8 @@ use anyhow::Context;
 use trellis_testkit::mesh::Dataplane;
 use trellis_testkit::pods::{CLIENT_POD, PodMesh, PodOptions};
 
-use super::traffic::{ReviewsCounter, Split};
-use super::{DESTINATION_RULES, REVIEWS_90_10, TOLERANCE};
+use super::traffic::ReviewsCounter;
+use super::{DESTINATION_RULES, REVIEWS_90_10, verdict};
 
 /// The namespace prefix of the demo's pods (`trellis pods down --prefix demo` cleans up).
 const PREFIX: &str = "demo";
@@ -77,16 +77,7 @@ fn check_split(mesh: &mut PodMesh, requests: usize) -> anyhow::Result<ExitCode> 
     let mut counter = ReviewsCounter::tally();
     tokio::task::block_in_place(|| curl_productpage(mesh, requests, None, &mut counter))?;
     let nacks = tokio::task::block_in_place(|| mesh.nack_count());
-    let expected = [Split::new("v1", 90.0), Split::new("v2", 10.0)];
-    println!();
-    println!("{}", counter.table(&expected));
-    let off = counter.worst_deviation(&expected);
-    let ok = off <= TOLERANCE && counter.failures() == 0 && nacks == 0;
-    println!(
-        "largest deviation {off:.1} points (allowed {TOLERANCE}), {} failed request(s), {nacks} NACK(s): {}",
-        counter.failures(),
-        if ok { "PASS" } else { "FAIL" }
-    );
+    let ok = verdict(&counter, nacks);
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
