@@ -246,11 +246,26 @@ impl Authorization for Checker {
     }
 }
 
+/// Binds the server's fixed port. The previous run of the same scenario (on the other data
+/// plane) released it a moment ago from another task, so "address in use" is retried until a
+/// deadline rather than failing the run.
 async fn bind(port: u16, what: &str) -> anyhow::Result<TcpListener> {
     let address = SocketAddr::from(([127, 0, 0, 1], port));
-    TcpListener::bind(address)
-        .await
-        .with_context(|| format!("binding the {what} ext_authz server on {address}"))
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match TcpListener::bind(address).await {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            bound => {
+                return bound
+                    .with_context(|| format!("binding the {what} ext_authz server on {address}"));
+            }
+        }
+    }
 }
 
 async fn serve_grpc(
@@ -260,17 +275,19 @@ async fn serve_grpc(
 ) -> anyhow::Result<SocketAddr> {
     let listener = bind(port, "gRPC").await?;
     let address = listener.local_addr()?;
-    let incoming = futures::stream::unfold(listener, |l| async move {
-        let accepted = l.accept().await.map(|(stream, _)| stream);
-        Some((accepted, l))
+    // The accept stream ends (dropping the listener, freeing the port) as soon as `stop` fires;
+    // tonic's graceful shutdown alone would hold the listener until every proxy connection closed.
+    let incoming = futures::stream::unfold((listener, stop), |(l, mut stop)| async move {
+        tokio::select! {
+            _ = &mut stop => None,
+            accepted = l.accept() => Some((accepted.map(|(stream, _)| stream), (l, stop))),
+        }
     });
     let service = AuthorizationServer::new(Checker { checks });
     tokio::spawn(async move {
         let served = tonic::transport::Server::builder()
             .add_service(service)
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stop.await;
-            })
+            .serve_with_incoming(incoming)
             .await;
         if let Err(e) = served {
             tracing::warn!(error = %e, "the gRPC ext_authz server stopped");
