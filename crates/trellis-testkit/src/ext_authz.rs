@@ -26,7 +26,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use anyhow::Context;
 use bytes::Bytes;
 use envoy_types::pb::envoy::config::core::v3::{HeaderValue, HeaderValueOption};
 use envoy_types::pb::envoy::service::auth::v3::authorization_server::{
@@ -246,26 +245,9 @@ impl Authorization for Checker {
     }
 }
 
-/// Binds the server's fixed port. The previous run of the same scenario (on the other data
-/// plane) released it a moment ago from another task, so "address in use" is retried until a
-/// deadline rather than failing the run.
 async fn bind(port: u16, what: &str) -> anyhow::Result<TcpListener> {
     let address = SocketAddr::from(([127, 0, 0, 1], port));
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match TcpListener::bind(address).await {
-            Err(e)
-                if e.kind() == std::io::ErrorKind::AddrInUse
-                    && tokio::time::Instant::now() < deadline =>
-            {
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
-            bound => {
-                return bound
-                    .with_context(|| format!("binding the {what} ext_authz server on {address}"));
-            }
-        }
-    }
+    crate::fixed_port::bind(address, &format!("{what} ext_authz server")).await
 }
 
 async fn serve_grpc(

@@ -9,6 +9,7 @@ pub mod client;
 pub mod echo;
 pub mod envoy;
 pub mod ext_authz;
+pub mod fixed_port;
 pub mod grpc;
 pub mod http;
 pub mod jwt;

@@ -18,7 +18,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Deserialize;
-use tokio::net::TcpListener;
 
 mod otlp;
 
@@ -26,8 +25,6 @@ mod otlp;
 pub const SPANS_PATH: &str = "/api/v2/spans";
 /// The largest batch accepted (bytes).
 const MAX_BODY: usize = 16 << 20;
-/// How long binding may wait for the port to be free.
-pub const BIND_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 /// The most spans kept (older ones are forgotten beyond).
 const MAX_SPANS: usize = 100_000;
 
@@ -88,21 +85,9 @@ impl Drop for Collector {
 impl Collector {
     /// Listens on `address` (port 0 picks one). A previous collector on the same port may
     /// still be shutting down (its task is aborted asynchronously): binding is retried for up
-    /// to [`BIND_WITHIN`].
+    /// to [`crate::fixed_port::BIND_WITHIN`].
     pub async fn start(address: SocketAddr) -> anyhow::Result<Collector> {
-        let deadline = std::time::Instant::now() + BIND_WITHIN;
-        let listener = loop {
-            match TcpListener::bind(address).await {
-                Ok(l) => break l,
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::AddrInUse
-                        && std::time::Instant::now() < deadline =>
-                {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+        let listener = crate::fixed_port::bind(address, "Zipkin collector").await?;
         let address = listener.local_addr()?;
         let spans: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
         let store = spans.clone();

@@ -136,9 +136,7 @@ impl MtlsServer {
         };
         let tls = tls_config(&server_cert, &server_key, &client_ca.pem())?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .with_context(|| format!("binding the mTLS server on {address}"))?;
+        let listener = crate::fixed_port::bind(address, "mTLS server").await?;
         let address = listener.local_addr()?;
         let (stop, mut stopped) = oneshot::channel::<()>();
         tokio::spawn(async move {

@@ -43,9 +43,7 @@ impl JwksServer {
             .with_context(|| format!("writing {}", ca_file.display()))?;
         let tls = tls_config(&cert_pem, &key_pem)?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .with_context(|| format!("binding the JWKS server on {address}"))?;
+        let listener = crate::fixed_port::bind(address, "JWKS server").await?;
         let address = listener.local_addr()?;
         let fetches = Arc::new(AtomicUsize::new(0));
         let (stop, mut stopped) = oneshot::channel::<()>();
