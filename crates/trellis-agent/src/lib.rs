@@ -3,6 +3,7 @@
 //! finds the Envoy binary, and supervises Envoy so it never outlives the agent.
 
 mod bootstrap;
+pub mod dns;
 mod envoy;
 pub mod identity;
 pub mod lifecycle;

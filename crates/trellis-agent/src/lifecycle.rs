@@ -169,6 +169,12 @@ impl Health {
 pub async fn serve(listener: tokio::net::TcpListener, health: Arc<Health>) -> std::io::Result<()> {
     let router = Router::new()
         .route(READY_PATH, get(ready))
+        // The agent's own metrics (the DNS proxy's `trellis_dns_requests_total`); Envoy's are
+        // on its 15090.
+        .route(
+            "/stats/prometheus",
+            get(|| async { crate::dns::stats().render() }),
+        )
         .with_state(health);
     axum::serve(listener, router).await
 }

@@ -81,6 +81,14 @@ pub struct MeshConfig {
     pub root_namespace: Option<String>,
     /// How sidecars normalize request paths before authorization and routing.
     pub path_normalization: Option<ProxyPathNormalization>,
+    /// Whether HTTP/1.1 connections to declared HTTP ports are upgraded to HTTP/2 (default
+    /// `DO_NOT_UPGRADE`); a DestinationRule's `connectionPool.http.h2UpgradePolicy` overrides it.
+    pub h2_upgrade_policy: Option<MeshH2UpgradePolicy>,
+}
+
+istio_enum! {
+    /// The mesh-wide HTTP/2 upgrade policy (`MeshConfig.H2UpgradePolicy`).
+    MeshH2UpgradePolicy { DoNotUpgrade = "DO_NOT_UPGRADE", Upgrade = "UPGRADE" }
 }
 
 /// `pathNormalization`: which normalization the connection manager applies to `:path`.

@@ -211,3 +211,18 @@ fn selector_and_target_refs_are_exclusive() {
     assert_eq!(path, "spec");
     assert!(reason.contains("selector"), "{reason}");
 }
+
+#[test]
+fn target_refs_load_with_a_warning_that_sidecars_ignore_them() {
+    let out = parse_documents(
+        Path::new("ap.yaml"),
+        &ap("  targetRefs: [{kind: ServiceEntry, group: networking.istio.io, name: a}]\n"),
+    );
+    assert!(out.errors.is_empty(), "{:#?}", out.errors);
+    assert_eq!(out.resources.len(), 1);
+    assert_eq!(out.warnings.len(), 1, "{:#?}", out.warnings);
+    let w = out.warnings[0].to_string();
+    assert!(w.contains("spec.targetRefs"), "{w}");
+    assert!(w.contains("kind ServiceEntry"), "{w}");
+    assert!(w.contains("sidecars ignore them"), "{w}");
+}

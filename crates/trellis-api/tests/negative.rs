@@ -641,3 +641,81 @@ fn security_and_telemetry_kinds_parse() {
         "PeerAuthentication istio-system/default: mtls STRICT"
     );
 }
+
+fn telemetry_metrics(overrides: &str) -> String {
+    format!(
+        "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {{name: m, namespace: default}}\nspec:\n  metrics:\n  - overrides:\n{overrides}"
+    )
+}
+
+#[test]
+fn telemetry_metric_overrides_outside_the_supported_subset() {
+    let (path, reason) = one_error(&telemetry_metrics(
+        "    - tagOverrides:\n        peer: {value: \"upstream_peer.labels['app']\"}\n",
+    ));
+    assert_eq!(path, "spec.metrics[0].overrides[0].tagOverrides.peer.value");
+    assert!(
+        reason.starts_with("unsupported value expression"),
+        "{reason}"
+    );
+    let (path, reason) = one_error(&telemetry_metrics(
+        "    - tagOverrides:\n        bad-name: {value: request.host}\n",
+    ));
+    assert_eq!(path, "spec.metrics[0].overrides[0].tagOverrides.bad-name");
+    assert!(reason.contains("Prometheus label name"), "{reason}");
+    let (path, reason) = one_error(&telemetry_metrics(
+        "    - tagOverrides:\n        tenant: {operation: UPSERT}\n",
+    ));
+    assert_eq!(
+        (path.as_str(), reason.as_str()),
+        (
+            "spec.metrics[0].overrides[0].tagOverrides.tenant.value",
+            "required for UPSERT"
+        )
+    );
+    let (path, reason) = one_error(&telemetry_metrics(
+        "    - match: {customMetric: my_own_metric}\n      disabled: true\n",
+    ));
+    assert_eq!(path, "spec.metrics[0].overrides[0].match.customMetric");
+    assert!(reason.contains("only Istio's standard metrics"), "{reason}");
+    let ok = parse(&telemetry_metrics(
+        "    - match: {customMetric: istio_requests_total, mode: SERVER}\n      tagOverrides:\n        tenant: {value: \"request.headers['x-tenant'] | 'none'\"}\n        destination_version: {operation: REMOVE}\n",
+    ));
+    assert!(ok.errors.is_empty(), "{:#?}", ok.errors);
+}
+
+#[test]
+fn app_protocol_loads_and_warns_when_it_selects_nothing_or_is_overridden() {
+    let port = |extra: &str| {
+        se(&format!(
+            "  hosts: [web.example.com]\n  ports:\n  - {{number: 80, name: web{extra}}}\n"
+        ))
+    };
+    let out = parse(&port(", appProtocol: http2"));
+    assert!(out.errors.is_empty(), "{:#?}", out.errors);
+    assert!(out.warnings.is_empty(), "{:#?}", out.warnings);
+    assert_eq!(out.resources.len(), 1);
+    assert!(
+        parse(&port(", appProtocol: kubernetes.io/h2c"))
+            .warnings
+            .is_empty()
+    );
+
+    let unknown = parse(&port(", appProtocol: example.com/custom"));
+    assert!(unknown.errors.is_empty(), "{:#?}", unknown.errors);
+    assert_eq!(unknown.warnings.len(), 1, "{:#?}", unknown.warnings);
+    assert_eq!(unknown.warnings[0].path, "spec.ports[0].appProtocol");
+    assert!(
+        unknown.warnings[0]
+            .reason
+            .contains("unknown application protocol")
+    );
+
+    let overridden = parse(&port(", protocol: HTTP, appProtocol: tcp"));
+    assert_eq!(overridden.warnings.len(), 1, "{:#?}", overridden.warnings);
+    assert!(
+        overridden.warnings[0]
+            .reason
+            .contains("appProtocol \"tcp\" is ignored: the port's protocol \"HTTP\" is set")
+    );
+}

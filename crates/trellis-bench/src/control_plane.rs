@@ -46,7 +46,8 @@ pub struct ControlPlaneOptions {
     pub proxies: usize,
     /// Services in the config.
     pub services: usize,
-    /// Config changes measured (median reported).
+    /// VirtualService changes measured (their median is `ack99_ms`), and as many endpoint
+    /// changes (EDS only, reported in the phase table).
     pub changes: usize,
     /// The `trellis` binary.
     pub trellis_bin: PathBuf,
@@ -278,6 +279,33 @@ async fn one_stream(
     Ok(())
 }
 
+/// What a measured config change changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// A VirtualService of `svc-0` (its route configuration: RDS on every proxy).
+    VirtualService,
+    /// An endpoint of `svc-0` moves (endpoint churn: EDS only).
+    Endpoint,
+}
+
+impl Change {
+    fn label(self) -> &'static str {
+        match self {
+            Change::VirtualService => "VirtualService change",
+            Change::Endpoint => "endpoint change",
+        }
+    }
+}
+
+/// A second endpoint of `svc-0` at an address that differs for each `k` (endpoint churn).
+fn churn_workload_entry(k: usize) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: WorkloadEntry\nmetadata: {{name: svc-0-churn, namespace: default}}\nspec: {{address: 10.99.{}.{}, labels: {{app: svc-0, version: v1}}, serviceAccount: svc-0}}\n",
+        (k >> 8) & 0xff,
+        k & 0xff
+    )
+}
+
 fn node_for(i: usize) -> envoy_types::pb::envoy::config::core::v3::Node {
     let ip = Ipv4Addr::new(127, 212, (i / 250) as u8, (i % 250 + 2) as u8);
     NodeIdentity {
@@ -435,15 +463,22 @@ pub async fn run(opts: ControlPlaneOptions) -> anyhow::Result<String> {
             fmt_opt(mem.map(|m| m.rss_mb()), 1)
         ));
 
-        // Config changes.
+        // Config changes: VirtualService changes (ack99_ms), then endpoint churn (EDS only).
         let mut ack99 = Vec::new();
         let mut change_rows = Vec::new();
-        for k in 1..=opts.changes.max(1) {
+        let rounds = opts.changes.max(1);
+        let kinds = (1..=rounds).map(|k| (Change::VirtualService, k)).chain((1..=rounds).map(|k| (Change::Endpoint, k)));
+        for (kind, k) in kinds {
             let g0 = shared.clients.iter().map(|c| c.max_version.load(Relaxed)).max().unwrap_or(0);
             let bytes0 = shared.bytes.load(Relaxed);
             let cpu_before = cp_cpu(cp.as_ref());
-            let yaml = revision_virtual_service("svc-0", "default", "svc-0.default.svc.cluster.local", k as u64);
-            write_atomic(&config_dir.join("change.yaml"), &yaml)?;
+            match kind {
+                Change::VirtualService => {
+                    let yaml = revision_virtual_service("svc-0", "default", "svc-0.default.svc.cluster.local", k as u64);
+                    write_atomic(&config_dir.join("change.yaml"), &yaml)?;
+                }
+                Change::Endpoint => write_atomic(&config_dir.join("churn.yaml"), &churn_workload_entry(k))?,
+            }
             let t0 = shared.now_ns();
             let need = (n * 99).div_ceil(100);
             let reached = wait_until(Duration::from_secs(300), || {
@@ -451,7 +486,7 @@ pub async fn run(opts: ControlPlaneOptions) -> anyhow::Result<String> {
             })
             .await;
             if !reached {
-                bail!("change {k}: fewer than 99% of the proxies ACKed within 300s");
+                bail!("{} {k}: fewer than 99% of the proxies ACKed within 300s", kind.label());
             }
             // Let the push finish (no ACK for 500 ms) so each client's last ACK is recorded.
             wait_until(Duration::from_secs(60), || {
@@ -471,11 +506,14 @@ pub async fn run(opts: ControlPlaneOptions) -> anyhow::Result<String> {
             let bytes = shared.bytes.load(Relaxed) - bytes0;
             let cpu = cp_cpu(cp.as_ref()) - cpu_before;
             progress(format!(
-                "change {k}: 50% ACKed in {p50:.0} ms, 99% in {p99:.0} ms; {:.1} MB pushed; control plane {cpu:.2} CPU s",
+                "{} {k}: 50% ACKed in {p50:.0} ms, 99% in {p99:.0} ms; {:.1} MB pushed; control plane {cpu:.2} CPU s",
+                kind.label(),
                 bytes as f64 / 1e6
             ));
-            ack99.push(p99);
-            change_rows.push((k, p50, p99, bytes, cpu));
+            if kind == Change::VirtualService {
+                ack99.push(p99);
+            }
+            change_rows.push((kind, k, p50, p99, bytes, cpu));
         }
         let mem_after = cp.as_ref().and_then(ChildGuard::pid).and_then(|p| procfs::status(p).ok());
         let cpu_first = cp_cpu(cp.as_ref()) - cpu0;
@@ -558,9 +596,9 @@ pub async fn run(opts: ControlPlaneOptions) -> anyhow::Result<String> {
                 fmt_opt(mem_after.map(|m| m.hwm_mb()), 1)
             ),
         ]);
-        for (k, p50, p99, bytes, cpu) in &change_rows {
+        for (kind, k, p50, p99, bytes, cpu) in &change_rows {
             phases.row([
-                format!("VirtualService change {k}"),
+                format!("{} {k}", kind.label()),
                 format!("50% ACKed {p50:.0} ms, 99% {p99:.0} ms"),
                 bytes.to_string(),
                 format!("{cpu:.2}"),

@@ -59,7 +59,8 @@ struct SidecarArgs {
     /// Repetitions of each measurement (interleaved across data planes; medians reported).
     #[arg(long)]
     runs: Option<usize>,
-    /// Data planes: direct, trellis, envoy.
+    /// Data planes: direct, trellis, envoy, and the opt-in trellis-notelemetry /
+    /// envoy-notelemetry (a mesh-wide Telemetry turns metrics, access logs and tracing off).
     #[arg(long, value_delimiter = ',')]
     dataplanes: Option<Vec<String>>,
     /// Protocols: http1, http2, grpc (unary calls, ≈1 KiB messages).

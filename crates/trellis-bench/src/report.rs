@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 /// Fields that do not apply are `null`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SidecarRun {
-    /// `direct`, `trellis` or `envoy`.
+    /// `direct`, `trellis`, `envoy`, or the opt-in `trellis-notelemetry` / `envoy-notelemetry`
+    /// (the same under a mesh-wide Telemetry turning metrics, access logs and tracing off).
     pub dataplane: String,
     /// `http1`, `http2` or `grpc`.
     pub protocol: String,

@@ -38,7 +38,32 @@ pub enum Plane {
     Trellis,
     /// Envoy sidecars (via `trellis agent`).
     Envoy,
+    /// Trellis sidecars under a mesh-wide Telemetry that turns metrics, access logs and
+    /// tracing off: what telemetry costs (opt-in).
+    TrellisNoTelemetry,
+    /// The same Telemetry on Envoy sidecars (it changes little there: stock Envoy has no Istio
+    /// metrics to drop and skips the `istio.stats` filter; access logs and tracing are off by
+    /// default anyway).
+    EnvoyNoTelemetry,
 }
+
+/// The mesh-wide Telemetry of the `*-notelemetry` planes: no metrics (no Prometheus provider
+/// in force drops every Istio metric), no access logs, no spans.
+pub const NO_TELEMETRY_YAML: &str = "apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata:
+  name: mesh-default
+  namespace: istio-system
+spec:
+  metrics:
+  - overrides:
+    - match: {metric: ALL_METRICS}
+      disabled: true
+  accessLogging:
+  - disabled: true
+  tracing:
+  - disableSpanReporting: true
+";
 
 impl Plane {
     /// `direct`, `trellis`, `envoy`.
@@ -47,15 +72,26 @@ impl Plane {
             Plane::Direct => "direct",
             Plane::Trellis => "trellis",
             Plane::Envoy => "envoy",
+            Plane::TrellisNoTelemetry => "trellis-notelemetry",
+            Plane::EnvoyNoTelemetry => "envoy-notelemetry",
         }
     }
 
     fn mesh(self) -> Option<Dataplane> {
         match self {
             Plane::Direct => None,
-            Plane::Trellis => Some(Dataplane::Trellis),
-            Plane::Envoy => Some(Dataplane::Envoy),
+            Plane::Trellis | Plane::TrellisNoTelemetry => Some(Dataplane::Trellis),
+            Plane::Envoy | Plane::EnvoyNoTelemetry => Some(Dataplane::Envoy),
         }
+    }
+
+    fn is_envoy(self) -> bool {
+        self.mesh() == Some(Dataplane::Envoy)
+    }
+
+    /// A `*-notelemetry` variant: measured for latency and CPU only.
+    pub fn telemetry_off(self) -> bool {
+        matches!(self, Plane::TrellisNoTelemetry | Plane::EnvoyNoTelemetry)
     }
 }
 
@@ -66,7 +102,11 @@ impl std::str::FromStr for Plane {
             "direct" => Ok(Plane::Direct),
             "trellis" => Ok(Plane::Trellis),
             "envoy" => Ok(Plane::Envoy),
-            other => bail!("unknown data plane {other:?} (expected direct, trellis or envoy)"),
+            "trellis-notelemetry" => Ok(Plane::TrellisNoTelemetry),
+            "envoy-notelemetry" => Ok(Plane::EnvoyNoTelemetry),
+            other => bail!(
+                "unknown data plane {other:?} (expected direct, trellis, envoy, trellis-notelemetry or envoy-notelemetry)"
+            ),
         }
     }
 }
@@ -404,14 +444,14 @@ pub async fn run(mut opts: SidecarOptions) -> anyhow::Result<String> {
     let started = now_utc();
     let facts = machine_facts();
     let mut envoy_desc = None;
-    if opts.dataplanes.contains(&Plane::Envoy) {
+    if opts.dataplanes.iter().any(|d| d.is_envoy()) {
         match trellis_testkit::envoy::find_envoy() {
             Ok(p) => {
                 envoy_desc = Some(envoy_version(&p).unwrap_or_else(|| p.display().to_string()))
             }
             Err(e) => {
                 progress(format!("warning: skipping envoy: {e:#}"));
-                opts.dataplanes.retain(|d| *d != Plane::Envoy);
+                opts.dataplanes.retain(|d| !d.is_envoy());
             }
         }
     }
@@ -473,6 +513,24 @@ pub async fn run(mut opts: SidecarOptions) -> anyhow::Result<String> {
             )
             .await?,
         );
+    }
+    // The telemetry-off variants: the same meshes under a mesh-wide Telemetry.
+    for (plane, third) in [
+        (Plane::TrellisNoTelemetry, 9),
+        (Plane::EnvoyNoTelemetry, 10),
+    ] {
+        if opts.dataplanes.contains(&plane) {
+            meshes.push(
+                start_mesh(
+                    &opts,
+                    plane,
+                    Ipv4Addr::new(127, 211, third, 0),
+                    NO_TELEMETRY_YAML.to_string(),
+                    plane.as_str(),
+                )
+                .await?,
+            );
+        }
     }
     let mut results = Results::default();
     let outcome = measure_all(&opts, &mut meshes, &mut results).await;
@@ -717,7 +775,7 @@ async fn measure_all(
         .dataplanes
         .iter()
         .copied()
-        .filter(|d| *d != Plane::Direct)
+        .filter(|d| *d != Plane::Direct && !d.telemetry_off())
         .collect();
     for rep in 0..opts.runs {
         for d in rotated(&planes, rep) {
@@ -867,11 +925,7 @@ async fn start_to_ready(
     let ip = Ipv4Addr::new(base[0], base[1], base[2], 3);
     let admin = SocketAddr::new(ip.into(), ADMIN_PORT);
     let workload = format!("bench-extra-{rep}");
-    let sub = if m.plane == Plane::Envoy {
-        "agent"
-    } else {
-        "proxy"
-    };
+    let sub = if m.plane.is_envoy() { "agent" } else { "proxy" };
     let mut spec = Spec::new(format!("{sub} {workload}"), &opts.trellis_bin)
         .arg(sub)
         .arg("--ip")
@@ -905,7 +959,7 @@ async fn start_to_ready(
             .arg(ca_dir.join("root-cert.pem").as_os_str())
             .env("TRELLIS_TOKEN", token);
     }
-    if m.plane == Plane::Envoy {
+    if m.plane.is_envoy() {
         let envoy = trellis_testkit::envoy::find_envoy()?;
         spec = spec
             .arg("--envoy")
@@ -962,7 +1016,7 @@ async fn measure_scale(opts: &SidecarOptions, results: &mut Results) -> anyhow::
     for (i, &d) in opts
         .dataplanes
         .iter()
-        .filter(|d| **d != Plane::Direct)
+        .filter(|d| **d != Plane::Direct && !d.telemetry_off())
         .enumerate()
     {
         progress(format!("{} with {label}: starting", d.as_str()));

@@ -3,7 +3,9 @@
 //! namespace. The shape follows Istio's init container, so its documented behaviour holds:
 //! outbound TCP goes to 15001 and inbound TCP to 15006, except the proxy's own traffic (by UID
 //! and GID), the app's loopback traffic, the proxy's connections to its own app (from
-//! `127.0.0.6`), and excluded ports and CIDRs.
+//! `127.0.0.6`), and excluded ports and CIDRs. With [`CaptureConfig::dns_port`] the app's DNS
+//! (UDP and TCP port 53, to any server) goes to the proxy's DNS proxy as well, as Istio's
+//! `--redirect-dns` does; the proxy's own queries (its UID/GID) pass.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -11,12 +13,16 @@ use std::net::IpAddr;
 use std::process::{Command, Stdio};
 
 /// Chains Trellis owns in the `nat` table.
-const CHAINS: [&str; 4] = [
+const CHAINS: [&str; 5] = [
     "TRELLIS_INBOUND",
     "TRELLIS_IN_REDIRECT",
     "TRELLIS_OUTPUT",
     "TRELLIS_REDIRECT",
+    "TRELLIS_DNS",
 ];
+
+/// Istio's DNS proxy port.
+pub const DNS_PROXY_PORT: u16 = 15053;
 
 /// What to capture.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +45,9 @@ pub struct CaptureConfig {
     pub include_outbound_cidrs: Vec<Cidr>,
     /// Outbound destinations never captured.
     pub exclude_outbound_cidrs: Vec<Cidr>,
+    /// Where the app's DNS queries (UDP and TCP port 53) are redirected (Istio: 15053, when
+    /// DNS capture is on); `None` leaves DNS alone.
+    pub dns_port: Option<u16>,
 }
 
 /// Ports of the proxy itself that inbound capture must not loop back into the proxy
@@ -57,6 +66,7 @@ impl Default for CaptureConfig {
             exclude_outbound_ports: Vec::new(),
             include_outbound_cidrs: Vec::new(),
             exclude_outbound_cidrs: Vec::new(),
+            dns_port: None,
         }
     }
 }
@@ -164,6 +174,17 @@ impl CaptureConfig {
         }
         r.push_str("-A PREROUTING -p tcp -j TRELLIS_INBOUND\n");
         r.push_str("-A OUTPUT -p tcp -j TRELLIS_OUTPUT\n");
+        let mut owners = vec![format!("--uid-owner {}", self.proxy_uid)];
+        if let Some(gid) = self.proxy_gid {
+            owners.push(format!("--gid-owner {gid}"));
+        }
+        if let Some(dns) = self.dns_port {
+            r.push_str("-A OUTPUT -p udp --dport 53 -j TRELLIS_DNS\n");
+            for owner in &owners {
+                let _ = writeln!(r, "-A TRELLIS_DNS -m owner {owner} -j RETURN");
+            }
+            let _ = writeln!(r, "-A TRELLIS_DNS -p udp -j REDIRECT --to-ports {dns}");
+        }
 
         let mut excluded_inbound: Vec<u16> = PROXY_PORTS.to_vec();
         excluded_inbound.extend(&self.exclude_inbound_ports);
@@ -193,9 +214,19 @@ impl CaptureConfig {
             "-A TRELLIS_OUTPUT -s {} -o lo -j RETURN",
             family.inbound_source()
         );
-        let mut owners = vec![format!("--uid-owner {}", self.proxy_uid)];
-        if let Some(gid) = self.proxy_gid {
-            owners.push(format!("--gid-owner {gid}"));
+        if let Some(dns) = self.dns_port {
+            // DNS over TCP, to any server: the proxy's own queries pass, the app's go to the
+            // DNS proxy (before the loopback rules: a nameserver may be a local address).
+            for owner in &owners {
+                let _ = writeln!(
+                    r,
+                    "-A TRELLIS_OUTPUT -p tcp --dport 53 -m owner {owner} -j RETURN"
+                );
+            }
+            let _ = writeln!(
+                r,
+                "-A TRELLIS_OUTPUT -p tcp --dport 53 -j REDIRECT --to-ports {dns}"
+            );
         }
         for owner in &owners {
             // The proxy calling its own pod's IP over loopback is inbound traffic for that pod.
@@ -304,6 +335,18 @@ pub fn remove(family: Family) {
         "-j",
         "TRELLIS_OUTPUT",
     ]);
+    quiet(&[
+        "-t",
+        "nat",
+        "-D",
+        "OUTPUT",
+        "-p",
+        "udp",
+        "--dport",
+        "53",
+        "-j",
+        "TRELLIS_DNS",
+    ]);
     for chain in CHAINS {
         quiet(&["-t", "nat", "-F", chain]);
     }
@@ -369,6 +412,35 @@ mod tests {
         let v6 = config.rules(Family::V6);
         assert!(v6.contains("-A TRELLIS_OUTPUT -d fd00::/8 -j TRELLIS_REDIRECT"));
         assert!(v6.contains("! -d ::1/128 -o lo"));
+    }
+
+    #[test]
+    fn dns_capture_is_optional_and_spares_the_proxy() {
+        assert!(!CaptureConfig::default().rules(Family::V4).contains("53"));
+        let config = CaptureConfig {
+            dns_port: Some(DNS_PROXY_PORT),
+            ..CaptureConfig::default()
+        };
+        for family in [Family::V4, Family::V6] {
+            let rules = config.rules(family);
+            for line in [
+                "-A OUTPUT -p udp --dport 53 -j TRELLIS_DNS",
+                "-A TRELLIS_DNS -m owner --uid-owner 1337 -j RETURN",
+                "-A TRELLIS_DNS -m owner --gid-owner 1337 -j RETURN",
+                "-A TRELLIS_DNS -p udp -j REDIRECT --to-ports 15053",
+                "-A TRELLIS_OUTPUT -p tcp --dport 53 -m owner --uid-owner 1337 -j RETURN",
+                "-A TRELLIS_OUTPUT -p tcp --dport 53 -j REDIRECT --to-ports 15053",
+            ] {
+                assert!(
+                    rules.lines().any(|l| l == line),
+                    "missing {line:?} in\n{rules}"
+                );
+            }
+            // TCP DNS is redirected before the app's loopback traffic is let go.
+            let dns = rules.find("--dport 53 -j REDIRECT").expect("dns");
+            let lo = rules.find("-o lo -m owner !").expect("loopback");
+            assert!(dns < lo);
+        }
     }
 
     #[test]

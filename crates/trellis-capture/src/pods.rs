@@ -3,10 +3,10 @@
 //! never touches the host's namespace and everything it made disappears with it — also when a
 //! test fails half way.
 //!
-//! Names resolve inside a pod through its own `/etc/hosts`: [`Pod::write_hosts`] writes
-//! `/etc/netns/NAME/hosts`, which `ip netns exec` bind-mounts over `/etc/hosts` for the
-//! commands it runs (not for threads that [`Netns::run`] moves into the namespace). The
-//! directory is removed with the pod.
+//! Names resolve inside a pod through its own `/etc/resolv.conf` ([`Pod::write_resolv_conf`])
+//! or `/etc/hosts` ([`Pod::write_hosts`]): files in `/etc/netns/NAME/`, which `ip netns exec`
+//! bind-mounts over `/etc/` for the commands it runs (not for threads that [`Netns::run`]
+//! moves into the namespace). The directory is removed with the pod.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -46,6 +46,32 @@ impl Pod {
         &mut self,
         entries: &[(std::net::IpAddr, Vec<String>)],
     ) -> Result<(), NetnsError> {
+        let mut text = String::from("127.0.0.1 localhost\n::1 localhost\n");
+        for (ip, names) in entries {
+            text.push_str(&format!("{ip} {}\n", names.join(" ")));
+        }
+        self.write_etc("hosts", &text)
+    }
+
+    /// Sets the pod's `/etc/resolv.conf` (for commands run with `ip netns exec`): its
+    /// nameservers and search domains, as a cluster's DNS config does.
+    pub fn write_resolv_conf(
+        &mut self,
+        nameservers: &[std::net::IpAddr],
+        search: &[String],
+    ) -> Result<(), NetnsError> {
+        let mut text = String::new();
+        for ns in nameservers {
+            text.push_str(&format!("nameserver {ns}\n"));
+        }
+        if !search.is_empty() {
+            text.push_str(&format!("search {}\n", search.join(" ")));
+        }
+        self.write_etc("resolv.conf", &text)
+    }
+
+    /// Writes `/etc/netns/NAME/FILE`.
+    fn write_etc(&mut self, file: &str, text: &str) -> Result<(), NetnsError> {
         let dir = PathBuf::from("/etc/netns").join(self.netns.name());
         let io = |path: &std::path::Path| {
             let path = path.display().to_string();
@@ -53,11 +79,7 @@ impl Pod {
         };
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         self.etc = Some(dir.clone());
-        let mut text = String::from("127.0.0.1 localhost\n::1 localhost\n");
-        for (ip, names) in entries {
-            text.push_str(&format!("{ip} {}\n", names.join(" ")));
-        }
-        let file = dir.join("hosts");
+        let file = dir.join(file);
         std::fs::write(&file, text).map_err(io(&file))
     }
 }
@@ -119,6 +141,10 @@ impl PodNetwork {
         netns.exec("ip", &["link", "set", &inside, "name", "eth0"])?;
         netns.exec("ip", &["addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
         netns.exec("ip", &["link", "set", "eth0", "up"])?;
+        // A default route, as a cluster's pods have: a connect() to an address off the pod
+        // network (a ServiceEntry's or an auto-allocated virtual IP) must get as far as the
+        // capture rules instead of failing with "network unreachable".
+        netns.exec("ip", &["route", "add", "default", "dev", "eth0"])?;
         self.pods.push(Pod {
             name: name.to_string(),
             ip,

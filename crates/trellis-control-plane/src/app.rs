@@ -52,7 +52,14 @@ pub async fn run(
     let config_report = Arc::new(RwLock::new(ConfigReport::default()));
     let trust_domain = config.security.trust_domain.clone();
     let credentials_dir = config.credentials_dir.clone();
-    let first_snapshot = publishable(&first, 1, &config_report, &trust_domain, &credentials_dir);
+    let jwks_refresh = config.security.jwks_refresh_interval;
+    let first_snapshot = publishable(
+        &first,
+        1,
+        &config_report,
+        (&trust_domain, jwks_refresh),
+        &credentials_dir,
+    );
     let (snapshot_tx, snapshot_rx) = watch::channel(Arc::new(first_snapshot));
     let registry = SyncRegistry::default();
 
@@ -136,7 +143,7 @@ pub async fn run(
                             &loaded,
                             generation,
                             &config_report,
-                            &trust_domain,
+                            (&trust_domain, jwks_refresh),
                             &credentials_dir,
                         );
                         info!(
@@ -196,7 +203,7 @@ fn publishable(
     loaded: &Loaded,
     generation: u64,
     config_report: &Arc<RwLock<ConfigReport>>,
-    trust_domain: &str,
+    (trust_domain, jwks_refresh): (&str, std::time::Duration),
     credentials_dir: &Option<PathBuf>,
 ) -> Snapshot {
     if let Ok(mut r) = config_report.write() {
@@ -216,9 +223,11 @@ fn publishable(
         model: Arc::new(
             MeshModel::build(&loaded.resources)
                 .with_trust_domain(trust_domain)
+                .with_jwks_refresh_interval(jwks_refresh)
                 .with_mesh_config(loaded.mesh.clone())
                 .with_credentials_dir(credentials_dir.clone()),
         ),
+        cache: Default::default(),
     }
 }
 

@@ -22,6 +22,9 @@ pub struct Snapshot {
     pub generation: u64,
     /// What the proxies' config is computed from.
     pub model: Arc<MeshModel>,
+    /// Config parts shared between proxies, translated from `model` on first use (so the
+    /// cache is dropped with its generation).
+    pub cache: crate::xds::ConfigCache,
 }
 
 /// A config object with its identity, for the translators.
@@ -75,6 +78,9 @@ pub struct MeshModel {
     /// Where gateway `credentialName`s are resolved: `DIR/NAME/` holds `tls.crt`, `tls.key`
     /// and `ca.crt` (or `cert`, `key`, `cacert`); `None` resolves none.
     pub credentials_dir: Option<std::path::PathBuf>,
+    /// How often proxies fetch a RequestAuthentication's `jwksUri` again (the remote JWKS
+    /// `cache_duration`; the control plane's `--jwks-refresh-interval`).
+    pub jwks_refresh_interval: std::time::Duration,
 }
 
 /// The trust domain when none is configured (Istio's).
@@ -162,7 +168,14 @@ impl MeshModel {
             mesh: Arc::default(),
             gateways,
             credentials_dir: None,
+            jwks_refresh_interval: crate::security::DEFAULT_JWKS_REFRESH_INTERVAL,
         }
+    }
+
+    /// The same model with proxies refreshing remote JWKS every `interval`.
+    pub fn with_jwks_refresh_interval(mut self, interval: std::time::Duration) -> Self {
+        self.jwks_refresh_interval = interval;
+        self
     }
 
     /// The same model resolving gateway credentials in `dir` (see [`MeshModel::credentials_dir`]).

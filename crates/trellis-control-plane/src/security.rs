@@ -22,7 +22,13 @@ pub struct SecurityConfig {
     pub trust_domain: String,
     /// Default lifetime of workload certificates.
     pub workload_ttl: Duration,
+    /// How often proxies fetch a `jwksUri` again (the `cache_duration` of every remote JWKS;
+    /// istiod's `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL`).
+    pub jwks_refresh_interval: Duration,
 }
+
+/// istiod's default `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL`: how stale a rotated JWKS may be.
+pub const DEFAULT_JWKS_REFRESH_INTERVAL: Duration = Duration::from_secs(20 * 60);
 
 impl SecurityConfig {
     /// The default CA directory: the user's state directory, so restarts keep the same root.

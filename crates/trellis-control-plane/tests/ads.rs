@@ -30,6 +30,7 @@ fn snapshot(generation: u64, yaml: &str) -> Arc<Snapshot> {
     Arc::new(Snapshot {
         generation,
         model: Arc::new(MeshModel::build(&parsed.resources)),
+        cache: Default::default(),
     })
 }
 

@@ -352,10 +352,10 @@ pub async fn start(config: ProxyConfig) -> anyhow::Result<ProxyHandle> {
         routes: routes.clone(),
         listeners: ListenerManager::new(Shared {
             routes,
-            clusters,
+            clusters: clusters.clone(),
             stats: stats.clone(),
             secrets: secrets.clone(),
-            jwks: Arc::new(crate::authn::JwksCache::new()),
+            jwks: Arc::new(crate::authn::JwksCache::with_clusters(clusters.clone())),
             tracer: Arc::new(crate::trace::Tracer::new(
                 config.node.node_id(),
                 String::new(),

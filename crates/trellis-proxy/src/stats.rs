@@ -102,6 +102,8 @@ impl Stats {
         ext_authz.register(&mut registry);
         let detection = crate::listener::DetectionStats::default();
         detection.register(&mut registry);
+        // The DNS proxy's counters (`trellis_dns_requests_total`), one set per process.
+        trellis_agent::dns::stats().register(&mut registry);
         let xds_updates = Family::<XdsLabels, Counter>::default();
         let xds_connected = Gauge::default();
         registry.register(

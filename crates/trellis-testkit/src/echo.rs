@@ -16,6 +16,9 @@
 //! the request's header names exactly as they came over the wire (hyper lowercases them in
 //! `headers`), to check that the mesh preserves their case.
 //!
+//! Every HTTP answer carries `x-echo-connection: N`: the number of the connection it came on
+//! (1, 2, … in the order the app accepted them).
+//!
 //! `GET /_echo/stats` (sent to the app directly, not through the mesh) answers
 //! `{"requests": N, "shadow": M}`: how many requests the app has served (stats and
 //! `/ready-check` excluded), and how many of them were mirrored copies (Host ending in
@@ -143,6 +146,10 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 let config = config.clone();
                 let counters = counters.clone();
+                let connection = counters
+                    .connections
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                    + 1;
                 connections.spawn(async move {
                     // Raw TCP (not HTTP) gets the TCP echo.
                     let mut first = [0u8; 4];
@@ -171,9 +178,13 @@ pub async fn serve(
                                 counters.count(&req);
                                 crate::grpc::server::handle(req, &config).await
                             } else {
-                                handle(req, &config, &counters, &recording)
+                                let mut response = handle(req, &config, &counters, &recording)
                                     .await
-                                    .map(|b| b.map_err(|e| match e {}).boxed_unsync())
+                                    .map(|b| b.map_err(|e| match e {}).boxed_unsync());
+                                response
+                                    .headers_mut()
+                                    .insert(CONNECTION_HEADER, HeaderValue::from(connection));
+                                response
                             };
                             Ok::<_, Infallible>(response)
                         }
@@ -204,7 +215,13 @@ pub const STATS_PATH: &str = "/_echo/stats";
 struct Counters {
     requests: std::sync::atomic::AtomicU64,
     shadow: std::sync::atomic::AtomicU64,
+    /// Connections accepted so far (the last one's number is its `x-echo-connection`).
+    connections: std::sync::atomic::AtomicU64,
 }
+
+/// The response header carrying the number of the connection a request came on (1, 2, … per
+/// app), so scenarios can count the connections a proxy opened to the app.
+pub const CONNECTION_HEADER: &str = "x-echo-connection";
 
 impl Counters {
     /// Counts a request served (and whether it is a mirrored copy: Host ending in `-shadow`).

@@ -6,6 +6,7 @@
 //! synchronising: readiness is polled against a deadline.
 
 pub mod client;
+pub mod dns;
 pub mod echo;
 pub mod envoy;
 pub mod ext_authz;

@@ -2,7 +2,9 @@
 //! pack resources into `Any`. Keeping these in one place stops the control plane, the proxy and
 //! the Envoy agent from drifting apart on names.
 
+pub mod nds;
 pub mod node;
+pub mod stats;
 pub mod telemetry;
 pub mod type_url;
 

@@ -2,6 +2,7 @@
 //! commands. This file only parses the command line and hands off to `cmd/`.
 
 mod cmd;
+mod dns;
 mod signals;
 mod workload;
 

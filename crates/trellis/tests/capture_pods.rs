@@ -3,7 +3,8 @@
 //! pods (`productpage-v1-0`, `reviews-v1-0`, `reviews-v2-0`), each running its app (`trellis
 //! echo` on 0.0.0.0:9080) and a sidecar as UID 1337 behind Istio's iptables rules, in secure mode
 //! (mutual TLS between sidecars). Unmodified clients in the `productpage` pod — curl and a
-//! Python `requests` script — call `http://reviews:9080` by name (the pod's hosts file) and get
+//! Python `requests` script — call `http://reviews:9080` by name (DNS: the sidecar's DNS proxy
+//! answers from the control plane's name table, see `tests/dns.rs`) and get
 //! the version a VirtualService picks; the answer shows the server sidecar's
 //! `x-forwarded-client-cert` with the client sidecar's identity, so the request went through
 //! both. A destination outside the mesh passes through (`ALLOW_ANY`). Runs on both data planes:

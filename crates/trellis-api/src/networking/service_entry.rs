@@ -72,4 +72,9 @@ pub struct ServicePort {
     pub name: String,
     /// Port on the endpoints.
     pub target_port: Option<u32>,
+    /// The application protocol, as on a Kubernetes Service port (`http2`, `tcp`,
+    /// `kubernetes.io/h2c`, ...): a Trellis extension, since ServiceEntry plays the Service's part
+    /// in universal mode. It takes precedence over the name's prefix; `protocol` over both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_protocol: Option<String>,
 }

@@ -6,6 +6,40 @@ use super::common::{cidr, required};
 use super::others::selector_and_targets;
 use crate::security::{AuthorizationAction, AuthorizationPolicy, Condition, Operation, Source};
 
+/// The warning for a security policy bound with `targetRef(s)`: istiod attaches such a policy
+/// only to gateways and waypoints (`WorkloadPolicyMatcher::ShouldAttachPolicy`): a sidecar
+/// ignores it even when it names the sidecar's Service or ServiceEntry (those kinds are for
+/// waypoints). Trellis has no waypoints and its gateways do not enforce these policies, so the
+/// policy applies to no proxy: said once, at the field, rather than silently.
+pub(super) fn warn_targets_ignored(
+    target_ref: Option<&crate::types::PolicyTargetReference>,
+    target_refs: &[crate::types::PolicyTargetReference],
+    p: &str,
+    f: &mut Findings,
+) {
+    let field = if target_ref.is_some() {
+        "targetRef"
+    } else if !target_refs.is_empty() {
+        "targetRefs"
+    } else {
+        return;
+    };
+    let kinds: Vec<&str> = target_ref
+        .into_iter()
+        .chain(target_refs)
+        .map(|r| r.kind.as_str())
+        .collect();
+    f.warn(
+        format!("{p}.{field}"),
+        format!(
+            "policies bound with {field} (kind {}) apply to gateways and waypoints only: \
+             sidecars ignore them, as Istio's do, so this policy applies to no Trellis proxy \
+             (select workloads with a selector)",
+            kinds.join(", ")
+        ),
+    );
+}
+
 /// The `when` keys Istio knows whose values are free-form strings.
 const PLAIN_KEYS: [&str; 6] = [
     "source.namespace",
@@ -32,6 +66,7 @@ pub(crate) fn validate(ap: &AuthorizationPolicy, p: &str, f: &mut Findings) {
         p,
         f,
     );
+    warn_targets_ignored(ap.target_ref.as_ref(), &ap.target_refs, p, f);
     let custom = ap.action == Some(AuthorizationAction::Custom);
     if custom
         && ap

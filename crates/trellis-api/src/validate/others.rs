@@ -312,7 +312,41 @@ pub(crate) fn telemetry(t: &Telemetry, p: &str, f: &mut Findings) {
                         ("customMetric", sel.custom_metric.is_some()),
                     ],
                 );
+                if let Some(name) = &sel.custom_metric
+                    && trellis_xds::stats::metric_name(name).is_none()
+                {
+                    f.error(
+                        format!("{p}.metrics[{i}].overrides[{j}].match.customMetric"),
+                        format!("unsupported custom metric {name:?}: only Istio's standard metrics can be selected (e.g. requests_total)"),
+                    );
+                }
+            }
+            for (tag, o) in &o.tag_overrides {
+                let path = format!("{p}.metrics[{i}].overrides[{j}].tagOverrides.{tag}");
+                metric_tag(f, &path, tag, o);
             }
         }
+    }
+}
+
+/// One `tagOverrides` entry: a Prometheus label name; `UPSERT` (the default) needs a value in
+/// the supported expression subset; `REMOVE` takes none.
+fn metric_tag(f: &mut Findings, path: &str, tag: &str, o: &crate::telemetry::TagOverride) {
+    use crate::telemetry::TagOperation;
+    if !trellis_xds::stats::is_label_name(tag) {
+        f.error(path, "not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)");
+    }
+    match (
+        o.operation.unwrap_or(TagOperation::Upsert),
+        o.value.as_deref(),
+    ) {
+        (TagOperation::Upsert, None) => f.error(format!("{path}.value"), "required for UPSERT"),
+        (TagOperation::Upsert, Some(v)) => {
+            if let Err(reason) = trellis_xds::stats::ValueExpr::parse(v) {
+                f.error(format!("{path}.value"), reason);
+            }
+        }
+        (TagOperation::Remove, Some(_)) => f.warn(format!("{path}.value"), "ignored for REMOVE"),
+        (TagOperation::Remove, None) => {}
     }
 }

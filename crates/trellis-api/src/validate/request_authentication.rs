@@ -14,6 +14,12 @@ pub(crate) fn validate(ra: &RequestAuthentication, p: &str, f: &mut Findings) {
         p,
         f,
     );
+    super::authorization_policy::warn_targets_ignored(
+        ra.target_ref.as_ref(),
+        &ra.target_refs,
+        p,
+        f,
+    );
     for (i, rule) in ra.jwt_rules.iter().enumerate() {
         let rp = format!("{p}.jwtRules[{i}]");
         let issuer = rule.issuer.as_deref().unwrap_or("");

@@ -14,6 +14,30 @@ pub(crate) const PROTOCOLS: &[&str] = &[
     "HBONE",
 ];
 
+/// Kubernetes' standard application protocols (Istio maps them: h2c is HTTP2, ws HTTP, wss TLS).
+pub(crate) const KUBERNETES_APP_PROTOCOLS: &[&str] =
+    &["kubernetes.io/h2c", "kubernetes.io/ws", "kubernetes.io/wss"];
+
+/// Warns about an `appProtocol` that selects nothing (it is read like a port name: up to the
+/// first `-`) or that `protocol` overrides.
+fn app_protocol(app: &str, protocol: Option<&str>, path: &str, f: &mut Findings) {
+    let prefix = app.split('-').next().unwrap_or(app);
+    let known = KUBERNETES_APP_PROTOCOLS.contains(&app)
+        || PROTOCOLS.iter().any(|k| k.eq_ignore_ascii_case(prefix));
+    if !known {
+        f.warn(
+            path,
+            format!("unknown application protocol {app:?}; the protocol is detected"),
+        );
+    }
+    if let Some(proto) = protocol {
+        f.warn(
+            path,
+            format!("appProtocol {app:?} is ignored: the port's protocol {proto:?} is set"),
+        );
+    }
+}
+
 pub(crate) fn validate(se: &ServiceEntry, p: &str, f: &mut Findings) {
     let resolution = se.resolution_or_default();
     if se.hosts.is_empty() {
@@ -74,6 +98,9 @@ pub(crate) fn validate(se: &ServiceEntry, p: &str, f: &mut Findings) {
                 format!("{pp}.protocol"),
                 format!("unknown protocol {proto:?}; treated as TCP"),
             );
+        }
+        if let Some(app) = &sp.app_protocol {
+            app_protocol(app, sp.protocol.as_deref(), &format!("{pp}.appProtocol"), f);
         }
     }
     if se.workload_selector.is_some() && !se.endpoints.is_empty() {

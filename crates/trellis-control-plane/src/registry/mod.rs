@@ -84,6 +84,8 @@ pub struct Service {
     pub export_to: Vec<String>,
     /// The ServiceEntry's `subjectAltNames`: identities its endpoints may present.
     pub subject_alt_names: Vec<String>,
+    /// The ServiceEntry's `addresses` (virtual IPs or CIDRs): what the DNS proxy answers.
+    pub addresses: Vec<String>,
 }
 
 impl Service {
@@ -162,6 +164,7 @@ impl ServiceRegistry {
                     location: se.location.unwrap_or(Location::MeshExternal),
                     export_to: se.export_to.clone(),
                     subject_alt_names: se.subject_alt_names.clone(),
+                    addresses: se.addresses.clone(),
                 });
             }
         }
@@ -189,7 +192,11 @@ impl ServicePort {
         ServicePort {
             number: port.number,
             name: port.name.clone(),
-            protocol: Protocol::of_port(port.protocol.as_deref(), &port.name),
+            protocol: Protocol::select(
+                port.protocol.as_deref(),
+                port.app_protocol.as_deref(),
+                &port.name,
+            ),
             target_port: port.target_port,
         }
     }

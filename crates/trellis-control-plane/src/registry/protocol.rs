@@ -1,5 +1,5 @@
 //! Protocol selection for a service port, as Istio does it: the explicit `protocol` field,
-//! else the port name's prefix (`http-web`, `grpc`, ...).
+//! else the `appProtocol`, else the port name's prefix (`http-web`, `grpc`, ...).
 
 /// How the mesh treats traffic on a port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,9 +19,26 @@ pub enum Protocol {
 }
 
 impl Protocol {
-    /// Istio's rule: the `protocol` field wins, else the name up to the first `-`.
-    pub fn of_port(protocol: Option<&str>, name: &str) -> Self {
-        let declared = protocol.unwrap_or_else(|| name.split('-').next().unwrap_or(""));
+    /// Istio's protocol selection for a service port: the `protocol` field, else the
+    /// `appProtocol` (Kubernetes' `kubernetes.io/h2c`, `ws` and `wss` mapped as Istio maps them),
+    /// else the port name; an `appProtocol` or a name is read up to its first `-`. As in
+    /// Istio, an `appProtocol` that names no protocol is not a fallback to the name: the port
+    /// is undeclared (sniffed).
+    pub fn select(protocol: Option<&str>, app_protocol: Option<&str>, name: &str) -> Self {
+        if let Some(p) = protocol {
+            return Self::parse(p);
+        }
+        let declared = match app_protocol {
+            Some("kubernetes.io/h2c") => return Protocol::Http2,
+            Some("kubernetes.io/ws") => return Protocol::Http,
+            Some("kubernetes.io/wss") => return Protocol::Tls,
+            Some(app) => app,
+            None => name,
+        };
+        Self::parse(declared.split('-').next().unwrap_or(""))
+    }
+
+    fn parse(declared: &str) -> Self {
         match declared.to_ascii_uppercase().as_str() {
             "HTTP" => Protocol::Http,
             "HTTP2" => Protocol::Http2,
@@ -58,12 +75,53 @@ mod tests {
     #[test]
     fn protocol_field_wins_over_name() {
         assert_eq!(
-            Protocol::of_port(Some("HTTP2"), "http-web"),
+            Protocol::select(Some("HTTP2"), None, "http-web"),
             Protocol::Http2
         );
-        assert_eq!(Protocol::of_port(None, "grpc-api"), Protocol::Grpc);
-        assert_eq!(Protocol::of_port(None, "http"), Protocol::Http);
-        assert_eq!(Protocol::of_port(None, "mysql"), Protocol::Tcp);
-        assert_eq!(Protocol::of_port(None, "web"), Protocol::Unknown);
+        assert_eq!(Protocol::select(None, None, "grpc-api"), Protocol::Grpc);
+        assert_eq!(Protocol::select(None, None, "http"), Protocol::Http);
+        assert_eq!(Protocol::select(None, None, "mysql"), Protocol::Tcp);
+        assert_eq!(Protocol::select(None, None, "web"), Protocol::Unknown);
+    }
+
+    #[test]
+    fn app_protocol_wins_over_name_and_protocol_over_both() {
+        assert_eq!(
+            Protocol::select(None, Some("http2"), "web"),
+            Protocol::Http2
+        );
+        assert_eq!(
+            Protocol::select(None, Some("tcp"), "http-web"),
+            Protocol::Tcp
+        );
+        assert_eq!(
+            Protocol::select(None, Some("grpc-web"), "tcp"),
+            Protocol::Grpc
+        );
+        assert_eq!(
+            Protocol::select(Some("HTTP"), Some("tcp"), "tcp"),
+            Protocol::Http
+        );
+        // An unknown appProtocol leaves the port undeclared rather than falling back.
+        assert_eq!(
+            Protocol::select(None, Some("custom.io/thing"), "http"),
+            Protocol::Unknown
+        );
+    }
+
+    #[test]
+    fn kubernetes_standard_app_protocols() {
+        assert_eq!(
+            Protocol::select(None, Some("kubernetes.io/h2c"), "web"),
+            Protocol::Http2
+        );
+        assert_eq!(
+            Protocol::select(None, Some("kubernetes.io/ws"), "tcp"),
+            Protocol::Http
+        );
+        assert_eq!(
+            Protocol::select(None, Some("kubernetes.io/wss"), "http"),
+            Protocol::Tls
+        );
     }
 }

@@ -124,7 +124,7 @@ pub fn generate(
     http_ports.sort_unstable();
     http_ports.dedup();
     for &port in &http_ports {
-        let listener = outbound_http_listener(any, port, &client);
+        let listener = outbound_http_listener(any, port, &client, &model.mesh);
         let listener = match sniffed_service(http, port) {
             Some(service) => sniffing_outbound(model, proxy, listener, service, port),
             None => listener,
@@ -184,7 +184,12 @@ fn blackhole_chain(name: &str, port: u32) -> FilterChain {
 }
 
 /// `0.0.0.0_PORT`: what `virtualOutbound` hands HTTP connections for `PORT` to.
-fn outbound_http_listener(any: IpAddr, port: u32, telemetry: &HcmTelemetry) -> Listener {
+fn outbound_http_listener(
+    any: IpAddr,
+    port: u32,
+    telemetry: &HcmTelemetry,
+    mesh: &trellis_api::mesh_config::MeshConfig,
+) -> Listener {
     let hcm = HttpConnectionManager {
         stat_prefix: format!("outbound_0.0.0.0_{port}"),
         codec_type: CodecType::Auto as i32,
@@ -192,13 +197,14 @@ fn outbound_http_listener(any: IpAddr, port: u32, telemetry: &HcmTelemetry) -> L
             config_source: Some(ads()),
             route_config_name: port.to_string(),
         })),
-        http_filters: super::routes::http_filters(),
+        http_filters: telemetry.http_filters(super::routes::http_filters()),
         upgrade_configs: super::routes::upgrade_configs(),
         http_protocol_options: Some(super::header_case::http1_options()),
         access_log: telemetry.access_log.clone(),
         tracing: telemetry.tracing.clone(),
         ..Default::default()
     };
+    let hcm = super::authz::normalized(mesh, hcm);
     unbound_listener(any, port, vec![hcm_filter(hcm)])
 }
 

@@ -27,6 +27,7 @@ use envoy_types::pb::envoy::extensions::upstreams::http::v3::{
 };
 use envoy_types::pb::envoy::r#type::v3::Percent;
 use envoy_types::pb::google::protobuf::{UInt32Value, UInt64Value};
+use trellis_api::mesh_config::MeshH2UpgradePolicy;
 use trellis_api::networking::{
     H2UpgradePolicy, OutlierDetection, Resolution, SimpleLb, TrafficPolicy,
 };
@@ -120,7 +121,11 @@ pub fn outbound(c: &OutboundCluster<'_>, proxy: &ProxyView<'_>, model: &MeshMode
         )),
         circuit_breakers: Some(circuit_breakers(policy)),
         upstream_connection_options: upstream_connection_options(policy),
-        typed_extension_protocol_options: outbound_protocol_options(c.port, policy),
+        typed_extension_protocol_options: outbound_protocol_options(
+            c.port,
+            policy,
+            model.mesh.h2_upgrade_policy,
+        ),
         transport_socket,
         transport_socket_matches,
         ..Default::default()
@@ -367,6 +372,7 @@ pub fn inbound(node: &NodeIdentity, ports: &[InboundPort]) -> Vec<Cluster> {
 fn outbound_protocol_options(
     port: &ServicePort,
     policy: Option<&TrafficPolicy>,
+    mesh_h2: Option<MeshH2UpgradePolicy>,
 ) -> HashMap<String, envoy_types::pb::google::protobuf::Any> {
     if port.protocol.is_opaque() {
         // A TCP proxy's cluster: no HTTP settings.
@@ -375,8 +381,8 @@ fn outbound_protocol_options(
     let cp = policy.and_then(|p| p.connection_pool.as_ref());
     let http = cp.and_then(|cp| cp.http.as_ref());
     let tcp = cp.and_then(|cp| cp.tcp.as_ref());
-    let upgrade = http.and_then(|h| h.h2_upgrade_policy) == Some(H2UpgradePolicy::Upgrade);
-    let http2 = port.protocol.is_http2() || upgrade;
+    let http2 = port.protocol.is_http2()
+        || h2_upgrade(port, http.and_then(|h| h.h2_upgrade_policy), mesh_h2);
     let mut common = CommonHttpOptions::default();
     let mut any = false;
     if let Some(t) = http.and_then(|h| h.idle_timeout) {
@@ -400,6 +406,25 @@ fn outbound_protocol_options(
         .and_then(|n| u32::try_from(n).ok())
         .filter(|n| *n > 0);
     protocol_options(http2, any.then_some(common), streams)
+}
+
+/// Istio's `shouldH2Upgrade`: the DestinationRule's `UPGRADE` / `DO_NOT_UPGRADE` decides;
+/// otherwise (`DEFAULT` or absent) the mesh-wide policy does, and only for ports declared HTTP
+/// (an undeclared, sniffed port keeps the client's protocol).
+fn h2_upgrade(
+    port: &ServicePort,
+    rule: Option<H2UpgradePolicy>,
+    mesh: Option<MeshH2UpgradePolicy>,
+) -> bool {
+    match rule {
+        Some(H2UpgradePolicy::Upgrade) => true,
+        Some(H2UpgradePolicy::DoNotUpgrade) => false,
+        Some(H2UpgradePolicy::Default) | None => {
+            mesh == Some(MeshH2UpgradePolicy::Upgrade)
+                && port.protocol.is_http()
+                && port.protocol != crate::registry::Protocol::Unknown
+        }
+    }
 }
 
 /// Explicit HTTP/1.1 or HTTP/2 (prior knowledge) to the upstream.
@@ -455,4 +480,42 @@ pub fn upstream_connection_options(
         }),
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Protocol;
+
+    fn port(protocol: Protocol) -> ServicePort {
+        ServicePort {
+            number: 9080,
+            name: "p".into(),
+            protocol,
+            target_port: None,
+        }
+    }
+
+    #[test]
+    fn mesh_wide_upgrade_applies_to_declared_http_ports_unless_the_rule_says_otherwise() {
+        let mesh = Some(MeshH2UpgradePolicy::Upgrade);
+        let http = port(Protocol::Http);
+        assert!(h2_upgrade(&http, None, mesh));
+        assert!(h2_upgrade(&http, Some(H2UpgradePolicy::Default), mesh));
+        assert!(!h2_upgrade(
+            &http,
+            Some(H2UpgradePolicy::DoNotUpgrade),
+            mesh
+        ));
+        assert!(!h2_upgrade(&http, None, None));
+        assert!(!h2_upgrade(
+            &http,
+            None,
+            Some(MeshH2UpgradePolicy::DoNotUpgrade)
+        ));
+        // An undeclared (sniffed) port keeps the client's protocol, unless the rule upgrades.
+        let sniffed = port(Protocol::Unknown);
+        assert!(!h2_upgrade(&sniffed, None, mesh));
+        assert!(h2_upgrade(&sniffed, Some(H2UpgradePolicy::Upgrade), None));
+    }
 }

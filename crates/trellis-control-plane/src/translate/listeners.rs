@@ -43,20 +43,23 @@ pub fn all(model: &MeshModel, proxy: &ProxyView<'_>, inbound: &[InboundPort]) ->
         name: "virtualOutbound".to_string(),
         address: Some(socket_address(node.ip, OUTBOUND_PORT)),
         filter_chains: vec![FilterChain {
-            filters: vec![hcm_filter(HttpConnectionManager {
-                stat_prefix: format!("outbound_0.0.0.0_{OUTBOUND_PORT}"),
-                codec_type: CodecType::Auto as i32,
-                route_specifier: Some(RouteSpecifier::Rds(Rds {
-                    config_source: Some(ads()),
-                    route_config_name: OUTBOUND_ROUTE_NAME.to_string(),
-                })),
-                http_filters: super::routes::http_filters(),
-                upgrade_configs: super::routes::upgrade_configs(),
-                http_protocol_options: Some(super::header_case::http1_options()),
-                access_log: client.access_log,
-                tracing: client.tracing,
-                ..Default::default()
-            })],
+            filters: vec![hcm_filter(super::authz::normalized(
+                &model.mesh,
+                HttpConnectionManager {
+                    stat_prefix: format!("outbound_0.0.0.0_{OUTBOUND_PORT}"),
+                    codec_type: CodecType::Auto as i32,
+                    route_specifier: Some(RouteSpecifier::Rds(Rds {
+                        config_source: Some(ads()),
+                        route_config_name: OUTBOUND_ROUTE_NAME.to_string(),
+                    })),
+                    http_filters: client.http_filters(super::routes::http_filters()),
+                    upgrade_configs: super::routes::upgrade_configs(),
+                    http_protocol_options: Some(super::header_case::http1_options()),
+                    access_log: client.access_log,
+                    tracing: client.tracing,
+                    ..Default::default()
+                },
+            ))],
             ..Default::default()
         }],
         ..Default::default()
@@ -154,6 +157,7 @@ fn inbound_hcm(
     let mut http_filters: Vec<_> = super::authn::jwt_filter(model, proxy).into_iter().collect();
     http_filters.extend(super::authz::http_filters(model, proxy));
     http_filters.extend(super::routes::http_filters());
+    let http_filters = telemetry.http_filters(http_filters);
     let (normalize_path, merge_slashes, path_with_escaped_slashes_action) =
         super::authz::path_normalization(&model.mesh);
     HttpConnectionManager {

@@ -11,6 +11,7 @@ pub mod gateway;
 mod header_case;
 mod listeners;
 mod mtls;
+pub mod nds;
 mod peer_metadata;
 mod policy;
 mod proto;
@@ -77,17 +78,88 @@ fn with_outbound_clusters(
     out
 }
 
-/// Everything `node` should receive for the current model.
+/// Everything `node` should receive for the current model: [`generate_shared`] and
+/// [`generate_own`] together (a name in the own part replaces the same name in the shared one).
 pub fn generate(model: &MeshModel, node: &NodeIdentity) -> ProxyResources {
+    let mut out = generate_shared(model, node);
+    for (type_url, resources) in generate_own(model, node).by_type {
+        let of_type = out.by_type.entry(type_url).or_default();
+        of_type.extend(resources);
+    }
+    out
+}
+
+/// What the shared part of a sidecar's config ([`generate_shared`]) depends on besides the
+/// model: every proxy with the same key gets the same shared part, so the control plane
+/// translates and encodes it once per key and generation. Whatever of the node the outbound
+/// translators (`clusters`, `endpoints`, `routes`, `scope`, `mtls`) read must be here.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SharedKey {
+    /// The namespace: `exportTo`, Sidecar, DestinationRule and VirtualService selection.
+    namespace: String,
+    /// The labels as merged with the proxy's WorkloadEntry: Sidecar and DestinationRule
+    /// `workloadSelector`, VirtualService `sourceLabels`, `failoverPriority` label keys.
+    labels: std::collections::BTreeMap<String, String>,
+    /// The locality from its WorkloadEntry: locality failover and `distribute`.
+    locality: Option<String>,
+    /// Whether the proxy has a workload certificate: Istio mutual TLS upstream.
+    sds: bool,
+    /// Captured rather than explicit (the outbound route is per proxy when captured).
+    captured: bool,
+}
+
+/// The key of `node`'s shared part, or `None` for a proxy whose config is not shared (a
+/// gateway: its config is all its own).
+pub fn shared_key(model: &MeshModel, node: &NodeIdentity) -> Option<SharedKey> {
     if node.proxy_type == trellis_xds::ProxyType::Router {
-        return gateway::generate(model, node);
+        return None;
+    }
+    let proxy = model.proxy_view(node);
+    Some(SharedKey {
+        namespace: node.namespace.clone(),
+        labels: proxy.labels,
+        locality: proxy.locality,
+        sds: node.sds,
+        captured: node.interception == trellis_xds::InterceptionMode::Redirect,
+    })
+}
+
+/// The part of a sidecar's config that depends only on its [`SharedKey`]: the outbound
+/// clusters and endpoints of every service it can reach and, in explicit mode, the outbound
+/// route configuration. Every type is present (possibly empty). Empty for a gateway.
+pub fn generate_shared(model: &MeshModel, node: &NodeIdentity) -> ProxyResources {
+    if node.proxy_type == trellis_xds::ProxyType::Router {
+        return ProxyResources::default();
     }
     let proxy = model.proxy_view(node);
     let outbound = scope::visible_services(model, &proxy);
     let outbound_tcp = scope::visible_tcp_services(model, &proxy);
     let mut out = with_outbound_clusters(model, &proxy, &outbound, &outbound_tcp);
+    if node.interception != trellis_xds::InterceptionMode::Redirect {
+        let mode = scope::outbound_mode(model, &proxy);
+        let routes = routes::outbound(model, &proxy, &outbound, mode);
+        out.insert(
+            type_url::ROUTE,
+            routes.name.clone(),
+            to_any(type_url::ROUTE, &routes),
+        );
+    }
+    out
+}
+
+/// The part of a proxy's config that is its own: inbound clusters and every listener (they
+/// bind its IP and carry its workload's telemetry and policy), captured mode's per-proxy
+/// routes and clusters, or a gateway's whole config.
+pub fn generate_own(model: &MeshModel, node: &NodeIdentity) -> ProxyResources {
+    if node.proxy_type == trellis_xds::ProxyType::Router {
+        return gateway::generate(model, node);
+    }
+    let proxy = model.proxy_view(node);
+    let outbound_tcp = scope::visible_tcp_services(model, &proxy);
     let inbound = inbound_ports(model, node);
+    let mut out = ProxyResources::default();
     if node.interception == trellis_xds::InterceptionMode::Redirect {
+        let outbound = scope::visible_services(model, &proxy);
         let captured = capture::generate(model, &proxy, &outbound, &outbound_tcp, &inbound);
         insert_captured(&mut out, captured);
         return out;
@@ -113,13 +185,6 @@ pub fn generate(model: &MeshModel, node: &NodeIdentity) -> ProxyResources {
             to_any(type_url::LISTENER, &listener),
         );
     }
-    let mode = scope::outbound_mode(model, &proxy);
-    let routes = routes::outbound(model, &proxy, &outbound, mode);
-    out.insert(
-        type_url::ROUTE,
-        routes.name.clone(),
-        to_any(type_url::ROUTE, &routes),
-    );
     out
 }
 
@@ -158,8 +223,8 @@ pub(crate) struct InboundPort {
 /// The ports of every service that has this workload as an endpoint.
 fn inbound_ports(model: &MeshModel, node: &NodeIdentity) -> Vec<InboundPort> {
     let mut ports: Vec<InboundPort> = Vec::new();
+    let ip = node.ip.to_string();
     for service in model.registry.services() {
-        let ip = node.ip.to_string();
         for endpoint in service.endpoints.iter().filter(|e| e.address == ip) {
             for port in service.ports.iter() {
                 let number = endpoint.port_for(port);

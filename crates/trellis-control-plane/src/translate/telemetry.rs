@@ -43,8 +43,13 @@ use trellis_api::MeshConfig;
 use trellis_api::mesh_config::{
     AccessLogEncoding, ExtensionProvider, HeaderValue, DEFAULT_JSON_FORMAT, DEFAULT_TEXT_FORMAT, ENVOY_PROVIDER,
 };
-use trellis_api::telemetry::{CodeComparison, CodeFilter, Telemetry, WorkloadMode};
-use trellis_xds::{telemetry as names, to_any};
+use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::{
+    HttpFilter, http_filter,
+};
+use trellis_api::telemetry::{
+    CodeComparison, CodeFilter, IstioMetric, TagOperation, Telemetry, WorkloadMode,
+};
+use trellis_xds::{stats as stats_names, telemetry as names, to_any};
 
 use super::proto::duration;
 use crate::model::{MeshModel, Named, ProxyView, ROOT_NAMESPACE};
@@ -462,13 +467,203 @@ fn provider(
     Some((http, otel.max_tag_length))
 }
 
-/// What the HTTP connection managers of one side of a proxy log and trace.
+/// The name Istio's prometheus provider is known by without an `extensionProviders` entry.
+const PROMETHEUS_PROVIDER: &str = "prometheus";
+
+/// What Telemetry `metrics` ask of one of Istio's standard metrics on one side.
+#[derive(Debug, Clone, Default)]
+struct MetricState {
+    disabled: bool,
+    /// Label → `Some(value expression)` (UPSERT) or `None` (REMOVE).
+    tags: std::collections::BTreeMap<String, Option<String>>,
+}
+
+/// The `istio.stats` HTTP filter for one side of a proxy, when Telemetry `metrics` (or a mesh
+/// default without a Prometheus provider) change Istio's standard metrics; `None` keeps them
+/// all, with Istio's labels.
+///
+/// Providers: the last non-empty `metrics[].providers`, else `defaultProviders.metrics`, else
+/// Istio's default `prometheus`; without a Prometheus provider every metric is dropped.
+/// `overrides` whose `match.mode` covers the side apply in order (root namespace, namespace,
+/// workload; in each, in list order) to the metrics they select (`ALL_METRICS` or no `match`:
+/// all; `metric` / `customMetric`: one): the last `disabled` wins, `tagOverrides` merge label
+/// by label. As istiod, the result is expanded per metric: `{name, drop: true}` or `{name,
+/// dimensions, tags_to_remove}` in Istio's metric order.
+pub fn stats_filter(
+    mesh: &MeshConfig,
+    telemetries: &[&Telemetry],
+    side: Side,
+) -> Option<HttpFilter> {
+    let mut configured = false;
+    let mut providers: Option<Vec<String>> = None;
+    let mut state: Vec<MetricState> = vec![MetricState::default(); stats_names::METRICS.len()];
+    for entry in telemetries.iter().flat_map(|t| t.metrics.iter()) {
+        configured = true;
+        if !entry.providers.is_empty() {
+            providers = Some(entry.providers.iter().map(|p| p.name.clone()).collect());
+        }
+        for o in &entry.overrides {
+            let selector = o.match_.as_ref();
+            if !side.matches(selector.and_then(|m| m.mode)) {
+                continue;
+            }
+            let selected = selected_metric(selector);
+            for (i, metric) in state.iter_mut().enumerate() {
+                if selected.is_some_and(|name| name != stats_names::METRICS[i].1) {
+                    continue;
+                }
+                if let Some(d) = o.disabled {
+                    metric.disabled = d;
+                }
+                for (tag, t) in &o.tag_overrides {
+                    let value = match t.operation.unwrap_or(TagOperation::Upsert) {
+                        TagOperation::Upsert => t.value.clone(),
+                        TagOperation::Remove => None,
+                    };
+                    metric.tags.insert(tag.clone(), value);
+                }
+            }
+        }
+    }
+    let providers = providers.unwrap_or_else(|| {
+        mesh.default_providers
+            .as_ref()
+            .map(|d| d.metrics.clone())
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| vec![PROMETHEUS_PROVIDER.to_string()])
+    });
+    let prometheus = providers.iter().any(|n| {
+        n == PROMETHEUS_PROVIDER || mesh.provider(n).is_some_and(|p| p.prometheus.is_some())
+    });
+    if !configured && prometheus {
+        return None;
+    }
+    let metrics: Vec<Value> = if prometheus {
+        state
+            .iter()
+            .zip(stats_names::METRICS)
+            .filter(|(m, _)| m.disabled || !m.tags.is_empty())
+            .map(|(m, (_, name))| metric_config(name, m))
+            .collect()
+    } else {
+        vec![struct_value([("drop", bool_value(true))])]
+    };
+    if metrics.is_empty() {
+        return None;
+    }
+    let config = stats_names::TypedStruct {
+        type_url: stats_names::PLUGIN_CONFIG_TYPE.to_string(),
+        value: Some(Struct {
+            fields: [(
+                "metrics".to_string(),
+                Value {
+                    kind: Some(value::Kind::ListValue(
+                        envoy_types::pb::google::protobuf::ListValue { values: metrics },
+                    )),
+                },
+            )]
+            .into_iter()
+            .collect(),
+        }),
+    };
+    Some(HttpFilter {
+        name: stats_names::STATS_FILTER.to_string(),
+        is_optional: true,
+        config_type: Some(http_filter::ConfigType::TypedConfig(to_any(
+            stats_names::TYPED_STRUCT_TYPE,
+            &config,
+        ))),
+        ..Default::default()
+    })
+}
+
+/// The stats name of the one metric a selector picks (`None`: all of them). Validation has
+/// refused custom metrics that are not standard ones.
+fn selected_metric(
+    selector: Option<&trellis_api::telemetry::MetricSelector>,
+) -> Option<&'static str> {
+    let selector = selector?;
+    if let Some(custom) = &selector.custom_metric {
+        return stats_names::metric_name(custom);
+    }
+    match selector.metric? {
+        IstioMetric::AllMetrics => None,
+        m => stats_names::metric_name(m.as_str()),
+    }
+}
+
+/// One `MetricConfig` of Istio's stats config.
+fn metric_config(name: &str, m: &MetricState) -> Value {
+    if m.disabled {
+        return struct_value([("name", string_value(name)), ("drop", bool_value(true))]);
+    }
+    let dimensions = Struct {
+        fields: m
+            .tags
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), string_value(v.as_deref()?))))
+            .collect(),
+    };
+    let removed: Vec<Value> = m
+        .tags
+        .iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(k, _)| string_value(k))
+        .collect();
+    let mut fields = vec![("name", string_value(name))];
+    if !dimensions.fields.is_empty() {
+        fields.push((
+            "dimensions",
+            Value {
+                kind: Some(value::Kind::StructValue(dimensions)),
+            },
+        ));
+    }
+    if !removed.is_empty() {
+        fields.push((
+            "tags_to_remove",
+            Value {
+                kind: Some(value::Kind::ListValue(
+                    envoy_types::pb::google::protobuf::ListValue { values: removed },
+                )),
+            },
+        ));
+    }
+    struct_value(fields)
+}
+
+fn string_value(s: &str) -> Value {
+    Value {
+        kind: Some(value::Kind::StringValue(s.to_string())),
+    }
+}
+
+fn bool_value(b: bool) -> Value {
+    Value {
+        kind: Some(value::Kind::BoolValue(b)),
+    }
+}
+
+fn struct_value<'a>(fields: impl IntoIterator<Item = (&'a str, Value)>) -> Value {
+    Value {
+        kind: Some(value::Kind::StructValue(Struct {
+            fields: fields
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+        })),
+    }
+}
+
+/// What the HTTP connection managers of one side of a proxy log, trace and count.
 #[derive(Debug, Clone, Default)]
 pub struct HcmTelemetry {
     /// The HCM's `access_log`.
     pub access_log: Vec<AccessLog>,
     /// The HCM's `tracing`.
     pub tracing: Option<Tracing>,
+    /// The `istio.stats` HTTP filter, when the standard metrics are changed.
+    pub stats: Option<HttpFilter>,
 }
 
 impl HcmTelemetry {
@@ -483,7 +678,18 @@ impl HcmTelemetry {
         HcmTelemetry {
             access_log: access_logs(&model.mesh, telemetries, side),
             tracing: tracing(model, proxy, telemetries, side),
+            stats: stats_filter(&model.mesh, telemetries, side),
         }
+    }
+
+    /// `filters` (ending with the router) with the stats filter, when there is one, before
+    /// the router, where istiod puts it.
+    pub fn http_filters(&self, mut filters: Vec<HttpFilter>) -> Vec<HttpFilter> {
+        if let Some(stats) = &self.stats {
+            let at = filters.len().saturating_sub(1);
+            filters.insert(at, stats.clone());
+        }
+        filters
     }
 }
 
@@ -555,6 +761,105 @@ mod tests {
             1
         );
         assert!(access_logs(&mesh, &[&root, &server_only], Side::Server).is_empty());
+    }
+
+    /// The `metrics` list of the stats filter `telemetries` give `side`, as JSON.
+    fn stats_json(
+        mesh: &MeshConfig,
+        telemetries: &[&Telemetry],
+        side: Side,
+    ) -> Option<serde_json::Value> {
+        let filter = stats_filter(mesh, telemetries, side)?;
+        assert_eq!(filter.name, "istio.stats");
+        assert!(filter.is_optional, "a stock Envoy must be able to skip it");
+        let Some(http_filter::ConfigType::TypedConfig(any)) = filter.config_type else {
+            panic!("typed config");
+        };
+        assert_eq!(any.type_url, stats_names::TYPED_STRUCT_TYPE);
+        let typed = stats_names::TypedStruct::decode(any.value.as_slice()).expect("typed struct");
+        assert_eq!(typed.type_url, stats_names::PLUGIN_CONFIG_TYPE);
+        fn json(v: &Value) -> serde_json::Value {
+            match &v.kind {
+                Some(value::Kind::StringValue(s)) => s.clone().into(),
+                Some(value::Kind::BoolValue(b)) => (*b).into(),
+                Some(value::Kind::ListValue(l)) => l.values.iter().map(json).collect(),
+                Some(value::Kind::StructValue(s)) => s
+                    .fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), json(v)))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into(),
+                _ => serde_json::Value::Null,
+            }
+        }
+        let value = typed.value.expect("value");
+        Some(json(&value.fields["metrics"]))
+    }
+
+    #[test]
+    fn metrics_overrides_merge_and_expand_per_metric() {
+        let mesh = MeshConfig::default();
+        assert!(
+            stats_json(&mesh, &[], Side::Client).is_none(),
+            "Istio's metrics as they are"
+        );
+        let root = telemetry(
+            r#"{"metrics": [{"overrides": [{"tagOverrides": {"destination_version": {"operation": "REMOVE"}, "tenant": {"value": "request.headers['x-tenant']"}}}]}]}"#,
+        );
+        let workload = telemetry(
+            r#"{"metrics": [{"overrides": [
+                {"match": {"metric": "REQUEST_SIZE", "mode": "SERVER"}, "disabled": true},
+                {"match": {"customMetric": "istio_response_bytes"}, "tagOverrides": {"tenant": {"operation": "REMOVE"}}}
+            ]}]}"#,
+        );
+        let client = stats_json(&mesh, &[&root, &workload], Side::Client).expect("filter");
+        let all_tags = serde_json::json!({"tenant": "request.headers['x-tenant']"});
+        assert_eq!(
+            client.as_array().map(Vec::len),
+            Some(10),
+            "every metric, expanded"
+        );
+        assert_eq!(client[0]["name"], "requests_total");
+        assert_eq!(client[0]["dimensions"], all_tags);
+        assert_eq!(
+            client[0]["tags_to_remove"],
+            serde_json::json!(["destination_version"])
+        );
+        assert_eq!(client[2]["name"], "request_bytes");
+        assert!(client[2].get("drop").is_none(), "SERVER only");
+        assert_eq!(
+            client[3]["tags_to_remove"],
+            serde_json::json!(["destination_version", "tenant"])
+        );
+        assert!(client[3].get("dimensions").is_none());
+        let server = stats_json(&mesh, &[&root, &workload], Side::Server).expect("filter");
+        assert_eq!(
+            server[2],
+            serde_json::json!({"name": "request_bytes", "drop": true})
+        );
+    }
+
+    #[test]
+    fn metrics_without_a_prometheus_provider_are_dropped() {
+        let mesh = MeshConfig::parse(
+            "extensionProviders: [{name: prom, prometheus: {}}, {name: z, zipkin: {service: z.default.svc.cluster.local, port: 9411}}]",
+        )
+        .expect("mesh");
+        let named = telemetry(r#"{"metrics": [{"providers": [{"name": "prom"}]}]}"#);
+        assert!(stats_json(&mesh, &[&named], Side::Client).is_none());
+        let other = telemetry(r#"{"metrics": [{"providers": [{"name": "z"}]}]}"#);
+        assert_eq!(
+            stats_json(&mesh, &[&other], Side::Server),
+            Some(serde_json::json!([{"drop": true}]))
+        );
+        let off = telemetry(r#"{"metrics": [{"overrides": [{"disabled": true}]}]}"#);
+        let on = telemetry(
+            r#"{"metrics": [{"overrides": [{"match": {"metric": "ALL_METRICS"}, "disabled": false}]}]}"#,
+        );
+        assert!(
+            stats_json(&mesh, &[&off, &on], Side::Client).is_none(),
+            "re-enabled"
+        );
     }
 
     /// The OpenTelemetry tracer of the sidecar's outbound HCM for `provider` (YAML of one

@@ -1,12 +1,18 @@
 //! Where xDS is pushed: the ADS server, one task per proxy stream, and the sync status that
 //! `/debug/syncz` reports.
 
+mod cache;
 mod metrics;
+mod names;
+mod nds;
+mod resources;
 mod server;
 mod status;
 mod stream;
 
+pub use cache::ConfigCache;
 pub use metrics::XdsMetrics;
+pub use resources::{Entry, Part, ProxyConfig};
 pub use server::AdsServer;
 pub use status::{ProxyStatus, SyncRegistry, SynczReport, TypeStatus};
 

@@ -14,7 +14,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::status::SyncRegistry;
-use super::stream::{self, AdsStream};
 use crate::model::Snapshot;
 
 /// Serves ADS (state of the world) from the latest snapshot.
@@ -49,9 +48,11 @@ impl AggregatedDiscoveryService for AdsServer {
     ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = mpsc::channel(16);
-        let state = AdsStream::new(conn, tx, self.registry.clone());
-        tokio::spawn(stream::run(
-            state,
+        // The first request tells a DNS proxy's NDS stream (`nds.rs`) from ADS (`stream.rs`).
+        tokio::spawn(super::nds::serve(
+            conn,
+            tx,
+            self.registry.clone(),
             request.into_inner(),
             self.snapshots.clone(),
         ));

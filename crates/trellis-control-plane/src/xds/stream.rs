@@ -2,9 +2,7 @@
 //! snapshot changes. State of the world: every response carries the full set of the type's
 //! resources that the proxy subscribed to.
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{Hash, Hasher};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::service::discovery::v3::{DiscoveryRequest, DiscoveryResponse};
@@ -13,7 +11,8 @@ use tonic::Status;
 use tracing::{debug, info, warn};
 use trellis_xds::{NodeIdentity, type_url};
 
-use super::ProxyResources;
+use super::names::{self, NameSet};
+use super::resources::{Part, ProxyConfig, combine};
 use super::status::{NackStatus, ProxyStatus, SyncRegistry, TypeStatus};
 use crate::model::Snapshot;
 
@@ -23,9 +22,13 @@ pub(super) type ResponseTx = mpsc::Sender<Result<DiscoveryResponse, Status>>;
 #[derive(Debug, Default)]
 struct TypeState {
     /// Names the proxy asked for (ignored for wildcard types).
-    requested: BTreeSet<String>,
+    /// Interned: streams asking for the same names share one set.
+    requested: NameSet,
+    /// `names::hash_names` of `requested`, once computed (`None`: not yet, or empty).
+    requested_hash: Option<u64>,
     /// Names in the last response (what the proxy has).
-    sent_names: BTreeSet<String>,
+    /// Names in the last response (what the proxy has), as a hash of the sorted names.
+    sent_names: Option<u64>,
     /// Hash of the last response's content.
     sent_hash: Option<u64>,
     sent_version: Option<String>,
@@ -35,6 +38,62 @@ struct TypeState {
     /// resource names) is only in effect once this matches `sent_nonce`.
     acked_nonce: Option<String>,
     nack: Option<NackStatus>,
+    /// Per part (by content hash): the hash of the resources of it that were requested, and
+    /// whether all of them were. Valid while `requested` does not change.
+    selections: HashMap<u64, (u64, bool)>,
+}
+
+/// How many parts' selections a type remembers (a few generations' worth).
+const SELECTION_MEMO: usize = 16;
+
+impl TypeState {
+    /// Takes the names of a request, unless they are those already requested (a proxy repeats
+    /// them in every ACK: a thousand EDS names are compared, not rebuilt and re-hashed).
+    fn set_requested(&mut self, names: &[String]) {
+        if self.requested.len() == names.len() && self.requested.iter().eq(names.iter()) {
+            return;
+        }
+        let requested: BTreeSet<String> = names.iter().cloned().collect();
+        if requested != *self.requested {
+            self.requested_hash = Some(names::hash_names(&requested));
+            self.requested = names::intern(requested);
+            self.selections.clear();
+        }
+    }
+
+    fn requested_hash(&self) -> u64 {
+        self.requested_hash
+            .unwrap_or_else(|| names::hash_names(self.requested.iter()))
+    }
+
+    /// A hash of what this proxy gets of `parts`, and whether it asked for all of it (always,
+    /// for a wildcard type). From the parts' precomputed hashes; a part's selection is
+    /// computed once per requested set.
+    fn summary(&mut self, parts: &[Arc<Part>], wildcard: bool) -> (u64, bool) {
+        if wildcard {
+            return (combine(parts.iter().map(|p| p.hash())), true);
+        }
+        if self.selections.len() > SELECTION_MEMO {
+            self.selections.clear();
+        }
+        let mut complete = true;
+        let mut hashes = Vec::with_capacity(parts.len());
+        for part in parts {
+            let requested = &self.requested;
+            let (hash, all) = *self.selections.entry(part.hash()).or_insert_with(|| {
+                let mut all = true;
+                let hash = combine(part.entries().iter().filter_map(|e| {
+                    let wanted = requested.contains(&e.name);
+                    all &= wanted;
+                    wanted.then_some(e.hash)
+                }));
+                (hash, all)
+            });
+            complete &= all;
+            hashes.push(hash);
+        }
+        (combine(hashes), complete)
+    }
 }
 
 /// Wildcard types are subscribed to as a whole (LDS and CDS in Envoy's ADS).
@@ -48,7 +107,8 @@ pub(super) struct AdsStream {
     node: Option<NodeIdentity>,
     node_id: String,
     generation: u64,
-    resources: ProxyResources,
+    /// What the proxy should have now (shared parts are `Arc`s into the snapshot's cache).
+    config: ProxyConfig,
     types: BTreeMap<String, TypeState>,
     nonce: u64,
     tx: ResponseTx,
@@ -75,7 +135,7 @@ impl AdsStream {
             node: None,
             node_id: String::new(),
             generation: 0,
-            resources: ProxyResources::default(),
+            config: ProxyConfig::default(),
             types: BTreeMap::new(),
             nonce: 0,
             tx,
@@ -98,7 +158,7 @@ impl AdsStream {
                 NodeIdentity::from_node(node).map_err(|e| StreamError::BadNode(e.to_string()))?;
             info!(conn = self.conn, node = %node.id, "proxy connected");
             self.node_id = node.id.clone();
-            self.resources = crate::translate::generate(&snapshot.model, &identity);
+            self.config = snapshot.cache.config_for(&snapshot.model, &identity).await;
             self.generation = snapshot.generation;
             self.node = Some(identity);
         }
@@ -132,8 +192,9 @@ impl AdsStream {
                 }
             }
         }
-        state.requested = request.resource_names.iter().cloned().collect();
-        let names_changed = !is_wildcard(&type_url) && state.requested != state.sent_names;
+        state.set_requested(&request.resource_names);
+        let names_changed =
+            !is_wildcard(&type_url) && state.sent_names != Some(state.requested_hash());
         if first || request.response_nonce.is_empty() || names_changed {
             self.push(&type_url).await?;
         }
@@ -151,7 +212,7 @@ impl AdsStream {
         let Some(node) = &self.node else {
             return Ok(());
         };
-        self.resources = crate::translate::generate(&snapshot.model, node);
+        self.config = snapshot.cache.config_for(&snapshot.model, node).await;
         if snapshot.generation > self.generation && self.converging.is_none() {
             self.converging = Some(self.registry.metrics().generation_seen(snapshot.generation));
         }
@@ -159,12 +220,12 @@ impl AdsStream {
         let mut pushed_clusters = false;
         let mut pushed_listeners = false;
         for type_url in type_url::PUSH_ORDER {
-            let Some(state) = self.types.get(type_url) else {
+            let Some(state) = self.types.get_mut(type_url) else {
                 continue;
             };
             let forced = (type_url == type_url::ENDPOINT && pushed_clusters)
                 || (type_url == type_url::ROUTE && pushed_listeners);
-            let (_, hash) = self.selection(type_url, state);
+            let (hash, _) = state.summary(self.config.parts(type_url), is_wildcard(type_url));
             if forced || state.sent_hash != Some(hash) {
                 self.push(type_url).await?;
                 pushed_clusters |= type_url == type_url::CLUSTER;
@@ -175,39 +236,24 @@ impl AdsStream {
         Ok(())
     }
 
-    /// The resources of a type this proxy should get now, and a hash of them.
-    fn selection(
-        &self,
-        type_url: &str,
-        state: &TypeState,
-    ) -> (Vec<(String, envoy_types::pb::google::protobuf::Any)>, u64) {
-        let wildcard = is_wildcard(type_url);
-        let chosen: Vec<_> = self
-            .resources
-            .of_type(type_url)
-            .filter(|(name, _)| wildcard || state.requested.contains(*name))
-            .map(|(name, any)| (name.clone(), any.clone()))
-            .collect();
-        let mut hasher = DefaultHasher::new();
-        for (name, any) in &chosen {
-            name.hash(&mut hasher);
-            any.value.hash(&mut hasher);
-        }
-        (chosen, hasher.finish())
-    }
-
     async fn push(&mut self, type_url: &str) -> Result<(), StreamError> {
-        let Some(state) = self.types.get(type_url) else {
+        let Some(state) = self.types.get_mut(type_url) else {
             return Ok(());
         };
-        let (chosen, hash) = self.selection(type_url, state);
+        let wildcard = is_wildcard(type_url);
+        // Everything the parts have was requested (the usual case): no filtering needed.
+        let (hash, complete) = state.summary(self.config.parts(type_url), wildcard);
+        let chosen = self
+            .config
+            .select(type_url, |name| complete || state.requested.contains(name));
+        let names = names::hash_names(chosen.iter().map(|e| &e.name));
+        let resources = chosen.into_iter().map(|e| e.any.clone()).collect();
         self.nonce += 1;
         let nonce = self.nonce.to_string();
         let version = self.generation.to_string();
-        let names: BTreeSet<String> = chosen.iter().map(|(n, _)| n.clone()).collect();
         let response = DiscoveryResponse {
             version_info: version.clone(),
-            resources: chosen.into_iter().map(|(_, any)| any).collect(),
+            resources,
             type_url: type_url.to_string(),
             nonce: nonce.clone(),
             ..Default::default()
@@ -220,7 +266,7 @@ impl AdsStream {
         }
         self.registry.metrics().push(type_url);
         if let Some(state) = self.types.get_mut(type_url) {
-            state.sent_names = names;
+            state.sent_names = Some(names);
             state.sent_hash = Some(hash);
             state.sent_version = Some(version);
             state.sent_nonce = Some(nonce);
@@ -229,17 +275,19 @@ impl AdsStream {
     }
 
     /// Whether the proxy has, and has ACKed, everything it should have now.
-    fn synced(&self) -> bool {
-        self.resources.by_type.iter().all(|(type_url, resources)| {
-            if resources.is_empty() && !is_wildcard(type_url) {
+    fn synced(&mut self) -> bool {
+        let config = &self.config;
+        let types = &mut self.types;
+        config.types().all(|type_url| {
+            let parts = config.parts(type_url);
+            let wildcard = is_wildcard(type_url);
+            if !wildcard && parts.iter().all(|p| p.entries().is_empty()) {
                 return true;
             }
-            let Some(state) = self.types.get(*type_url) else {
+            let Some(state) = types.get_mut(type_url) else {
                 return false;
             };
-            let (_, hash) = self.selection(type_url, state);
-            let has_all =
-                is_wildcard(type_url) || resources.keys().all(|n| state.requested.contains(n));
+            let (hash, has_all) = state.summary(parts, wildcard);
             has_all
                 && state.sent_hash == Some(hash)
                 && state.nack.is_none()

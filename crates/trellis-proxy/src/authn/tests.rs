@@ -342,6 +342,7 @@ async fn a_remote_jwks_that_cannot_be_fetched_fails_the_token() {
         cluster: "outbound|443||jwks.example".into(),
         timeout: Duration::from_secs(1),
         cache_duration: Duration::from_secs(600),
+        async_fetch: None,
     });
     let config = istio_config(p);
     let token = sign(&key, "k1", &claims());
@@ -374,5 +375,19 @@ fn rejections_carry_envoys_body_realm_and_our_reason() {
     assert_eq!(
         r.headers().get("www-authenticate").map(|v| v.as_bytes()),
         Some(&br#"Bearer realm="http://echo:9080/p?q=1""#[..])
+    );
+}
+
+#[test]
+fn background_jwks_fetches_run_five_seconds_before_expiry_as_envoys() {
+    use super::jwks::refetch_interval;
+    assert_eq!(
+        refetch_interval(Duration::from_secs(1200)),
+        Duration::from_secs(1195)
+    );
+    // Not longer than Envoy's margin: every `cache_duration`.
+    assert_eq!(
+        refetch_interval(Duration::from_secs(2)),
+        Duration::from_secs(2)
     );
 }

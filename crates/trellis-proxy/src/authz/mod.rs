@@ -62,36 +62,44 @@ pub enum Verdict {
 
 /// Runs the filters in order; the first denial decides.
 pub fn evaluate(filters: &[std::sync::Arc<Rbac>], req: &RequestAttributes<'_>) -> Verdict {
-    for rbac in filters {
-        let matched = rbac
-            .policies
-            .iter()
-            .find(|p| {
-                p.permissions.iter().any(|x| permission(x, req))
-                    && p.principals.iter().any(|x| principal(x, req))
-            })
-            .map(|p| p.name.as_str());
-        match (rbac.action, matched) {
-            (RbacAction::Deny, Some(name)) => {
-                return Verdict::Denied(format!("denied by {name}"));
-            }
-            (RbacAction::Allow, None) if rbac.policies.is_empty() => {
-                return Verdict::Denied("denied: the ALLOW filter has no policy".to_string());
-            }
-            (RbacAction::Allow, None) => {
-                let names: Vec<&str> = rbac.policies.iter().map(|p| p.name.as_str()).collect();
-                return Verdict::Denied(format!(
-                    "denied: no ALLOW policy matched ({})",
-                    names.join(", ")
-                ));
-            }
-            (RbacAction::Log, Some(name)) => {
-                tracing::debug!(policy = name, "RBAC audit policy matched");
-            }
-            _ => {}
+    decide(filters, req).0
+}
+
+/// [`evaluate`], with how many filters let the request through before the verdict: Envoy
+/// counts each RBAC filter's decision (`rbac.allowed` once per filter passed, `rbac.denied`
+/// once at the one that denies), and an AUDIT (`LOG`) filter always lets it through, so
+/// audited requests count as allowed (Envoy 1.40 has no separate logged counter).
+pub fn decide(filters: &[std::sync::Arc<Rbac>], req: &RequestAttributes<'_>) -> (Verdict, usize) {
+    for (passed, rbac) in filters.iter().enumerate() {
+        match check(rbac, req) {
+            Verdict::Allowed => {}
+            denied => return (denied, passed),
         }
     }
-    Verdict::Allowed
+    (Verdict::Allowed, filters.len())
+}
+
+/// One filter's decision.
+fn check(rbac: &Rbac, req: &RequestAttributes<'_>) -> Verdict {
+    let matched = first_match(rbac, req);
+    match (rbac.action, matched) {
+        (RbacAction::Deny, Some(name)) => Verdict::Denied(format!("denied by {name}")),
+        (RbacAction::Allow, None) if rbac.policies.is_empty() => {
+            Verdict::Denied("denied: the ALLOW filter has no policy".to_string())
+        }
+        (RbacAction::Allow, None) => {
+            let names: Vec<&str> = rbac.policies.iter().map(|p| p.name.as_str()).collect();
+            Verdict::Denied(format!(
+                "denied: no ALLOW policy matched ({})",
+                names.join(", ")
+            ))
+        }
+        (RbacAction::Log, Some(name)) => {
+            tracing::debug!(policy = name, "RBAC audit policy matched");
+            Verdict::Allowed
+        }
+        _ => Verdict::Allowed,
+    }
 }
 
 /// The name of `rbac`'s first policy (by name) that matches: what a shadow filter records as

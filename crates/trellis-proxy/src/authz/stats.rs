@@ -14,7 +14,7 @@ pub struct RbacLabels {
     pub envoy_http_conn_manager_prefix: String,
 }
 
-/// Requests the RBAC filters let through and stopped.
+/// Requests the RBAC filters let through and stopped, counted per filter as Envoy does.
 #[derive(Debug, Clone, Default)]
 pub struct RbacStats {
     /// Let through by every RBAC filter of the chain.
@@ -38,12 +38,18 @@ impl RbacStats {
         );
     }
 
-    /// Counts one decision of the connection manager with `stat_prefix`.
-    pub fn record(&self, stat_prefix: &str, allowed: bool) {
+    /// Counts the decisions of a chain's RBAC filters for one request, as Envoy's filters
+    /// share `http.<stat_prefix>.rbac.*`: `passed` filters let it through (AUDIT ones always
+    /// do), and one denied it when `denied`.
+    pub fn record_filters(&self, stat_prefix: &str, passed: usize, denied: bool) {
         let labels = RbacLabels {
             envoy_http_conn_manager_prefix: stat_prefix.to_string(),
         };
-        let family = if allowed { &self.allowed } else { &self.denied };
-        family.get_or_create(&labels).inc();
+        if passed > 0 {
+            self.allowed.get_or_create(&labels).inc_by(passed as u64);
+        }
+        if denied {
+            self.denied.get_or_create(&labels).inc();
+        }
     }
 }

@@ -136,6 +136,9 @@ fn log_never_denies_and_filters_run_in_order() {
         Verdict::Denied("denied by deny".into())
     );
     assert_eq!(evaluate(&filters, &Req::new("/").attrs()), Verdict::Allowed);
+    // Envoy counts per filter: the AUDIT filter let /admin through before DENY stopped it.
+    assert_eq!(decide(&filters, &Req::new("/admin").attrs()).1, 1);
+    assert_eq!(decide(&filters, &Req::new("/").attrs()).1, 3);
 }
 
 #[test]

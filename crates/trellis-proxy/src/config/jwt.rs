@@ -131,4 +131,16 @@ pub struct RemoteJwks {
     pub timeout: Duration,
     /// How long fetched keys are used (Envoy's default 10 minutes).
     pub cache_duration: Duration,
+    /// `async_fetch`: keep the keys fresh in the background instead of on demand.
+    pub async_fetch: Option<JwksAsyncFetch>,
+}
+
+/// `remote_jwks.async_fetch`: the keys are fetched again in the background every
+/// `cache_duration` (5 s before they would expire when it is longer than that, as Envoy), and
+/// do not expire while this runs; a failed fetch keeps the old keys and is retried after
+/// `failed_refetch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JwksAsyncFetch {
+    /// `failed_refetch_duration` (Envoy's default 1 s).
+    pub failed_refetch: Duration,
 }

@@ -412,6 +412,9 @@ pub struct HttpFilters {
     /// `envoy.filters.http.ext_authz` (after the shadow RBAC filters, before the enforcing
     /// ones): external authorization.
     pub ext_authz: Option<std::sync::Arc<super::ExtAuthz>>,
+    /// `istio.stats` (just before the router): Telemetry overrides of Istio's metrics (`None`:
+    /// the metrics as Istio defines them).
+    pub stats: Option<std::sync::Arc<crate::telemetry::MetricsConfig>>,
 }
 
 fn ser_opt_bytes<S: Serializer>(b: &Option<bytes::Bytes>, s: S) -> Result<S::Ok, S::Error> {

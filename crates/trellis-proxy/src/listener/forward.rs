@@ -341,6 +341,11 @@ pub(crate) async fn forward(
                 }
                 let (mut p, body) = response.into_parts();
                 strip_hop_by_hop(&mut p.headers);
+                // A cookie a hash policy generated goes back with the upstream's answer, before
+                // the response header changes (as Envoy's router adds it).
+                if let Some(cookie) = hash.as_ref().and_then(|h| h.set_cookie.clone()) {
+                    p.headers.append(http::header::SET_COOKIE, cookie);
+                }
                 p.extensions
                     .insert(crate::telemetry::UpstreamPeer(endpoint.peer.clone()));
                 p.extensions

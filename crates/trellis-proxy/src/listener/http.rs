@@ -128,18 +128,19 @@ pub(crate) async fn handle(ctx: Arc<ConnCtx>, mut req: Request<Incoming>) -> Res
     let runtime = ctx.listener.load_full();
     let listener = runtime.config.name.as_str();
     let telemetry = &ctx.shared.stats.telemetry;
-    let exchange = telemetry.begin(
-        crate::telemetry::Downstream {
-            inbound: super::capture::is_inbound(listener),
-            peer_identity: ctx.peer_identity.as_deref(),
-        },
-        &mut req,
-    );
     let chain = runtime.config.chain_for_connection(
         ctx.local.map(|a| a.port()),
         ctx.transport,
         ctx.sni.as_deref(),
         ctx.application_protocol,
+    );
+    let exchange = telemetry.begin_with(
+        crate::telemetry::Downstream {
+            inbound: super::capture::is_inbound(listener),
+            peer_identity: ctx.peer_identity.as_deref(),
+        },
+        &mut req,
+        chain.and_then(|(_, c)| c.hcm.http_filters.stats.as_ref()),
     );
     let scheme = chain.map_or("http", |(_, chain)| scheme_of(&ctx, chain));
     let access_log = chain.and_then(|(_, chain)| start_access_log(&ctx, chain, scheme, &req));
@@ -383,12 +384,12 @@ async fn route_and_forward(
     // envoy.filters.http.rbac: after jwt_authn, before the other filters and the router.
     if !chain.hcm.http_filters.rbac.is_empty() {
         let attributes = request_attributes(ctx, &req, &authority, &path_and_query);
-        let verdict = crate::authz::evaluate(&chain.hcm.http_filters.rbac, &attributes);
+        let (verdict, passed) = crate::authz::decide(&chain.hcm.http_filters.rbac, &attributes);
         let allowed = verdict == crate::authz::Verdict::Allowed;
         ctx.shared
             .stats
             .rbac
-            .record(&chain.hcm.stat_prefix, allowed);
+            .record_filters(&chain.hcm.stat_prefix, passed, !allowed);
         if let crate::authz::Verdict::Denied(cause) = verdict {
             return rbac_denied(&cause);
         }

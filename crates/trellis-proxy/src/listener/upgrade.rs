@@ -1,8 +1,10 @@
 //! HTTP/1.1 upgrades (WebSocket): the request is routed like any other (route match, weighted
-//! clusters, header changes, host rewrite), sent on a new upstream HTTP/1.1 connection of its
-//! own, and once the upstream answers `101 Switching Protocols` both connections become one
-//! byte tunnel until either side closes. Retries, timeouts and mirrors do not apply (as in
-//! Envoy). Upgrade types the connection manager's `upgrade_configs` do not list get `403`.
+//! clusters, header changes, host rewrite), sent on a new upstream connection of its own (an
+//! HTTP/1.1 Upgrade, or an extended CONNECT (RFC 8441) to an HTTP/2 cluster, as Envoy does),
+//! and once the upstream answers `101 Switching Protocols` (`200` to the CONNECT) both
+//! connections become one byte tunnel until either side closes. Retries, timeouts and mirrors
+//! do not apply (as in Envoy). Upgrade types the connection manager's `upgrade_configs` do not
+//! list get `403`.
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
@@ -12,6 +14,7 @@ use hyper_util::rt::TokioIo;
 
 use super::forward::Routed;
 use super::http::{Outcome, ProxyBody, local_reply, local_reply_flags};
+use crate::config::UpstreamProtocol;
 use crate::routing::rewrite;
 use crate::upstream::{LbContext, UpstreamError};
 
@@ -114,29 +117,25 @@ pub(crate) async fn forward(
             return fail(&flags, StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
         }
     };
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(io)).await {
-        Ok(h) => h,
-        Err(e) => {
-            flags.push("UF");
-            return fail(&flags, StatusCode::SERVICE_UNAVAILABLE, &e.to_string());
-        }
+    let http2 = cluster.config().protocol == UpstreamProtocol::Http2;
+    let sent = if http2 {
+        extended_connect(io, parts.headers, r.scheme, &authority, &path, &kind).await
+    } else {
+        http1_upgrade(io, parts.method.clone(), parts.headers, &path).await
     };
-    tokio::spawn(async move {
-        if let Err(e) = conn.with_upgrades().await {
-            tracing::debug!(error = %e, "upgrade upstream connection ended");
-        }
-    });
-    let mut upstream_req = Request::new(http_body_util::Empty::<bytes::Bytes>::new());
-    *upstream_req.method_mut() = parts.method.clone();
-    *upstream_req.uri_mut() = match path.parse() {
-        Ok(u) => u,
-        Err(_) => return fail(&flags, StatusCode::BAD_REQUEST, "invalid path"),
-    };
-    *upstream_req.headers_mut() = parts.headers;
-    let mut resp = match sender.send_request(upstream_req).await {
+    let mut resp = match sent {
         Ok(resp) => resp,
-        Err(e) => {
-            flags.push("UC");
+        Err(Failure::Handshake(e)) => {
+            flags.push("UF");
+            return fail(&flags, StatusCode::SERVICE_UNAVAILABLE, &e);
+        }
+        Err(Failure::InvalidPath) => {
+            return fail(&flags, StatusCode::BAD_REQUEST, "invalid path");
+        }
+        Err(Failure::Send(e)) => {
+            // A reset before the answer (an HTTP/2 peer that does not allow extended CONNECT
+            // resets the stream) or a closed connection: Envoy's upstream reset.
+            flags.push(if http2 { "UR" } else { "UC" });
             return fail(
                 &flags,
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -189,6 +188,92 @@ pub(crate) async fn forward(
     )
 }
 
+/// Why an upgrade could not be sent upstream.
+enum Failure {
+    /// The HTTP handshake on the new connection failed.
+    Handshake(String),
+    /// The (rewritten) path is not a valid request target.
+    InvalidPath,
+    /// The request was not answered (reset, connection closed).
+    Send(String),
+}
+
+/// The upgrade as an HTTP/1.1 request on a connection of its own.
+async fn http1_upgrade(
+    io: crate::upstream::BoxIo,
+    method: http::Method,
+    headers: HeaderMap,
+    path: &str,
+) -> Result<Response<Incoming>, Failure> {
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| Failure::Handshake(e.to_string()))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upgrade upstream connection ended");
+        }
+    });
+    let mut req = Request::new(http_body_util::Empty::<bytes::Bytes>::new());
+    *req.method_mut() = method;
+    *req.uri_mut() = path.parse().map_err(|_| Failure::InvalidPath)?;
+    *req.headers_mut() = headers;
+    sender
+        .send_request(req)
+        .await
+        .map_err(|e| Failure::Send(e.to_string()))
+}
+
+/// The upgrade to an HTTP/2 cluster, as Envoy sends it: an extended CONNECT (RFC 8441,
+/// `:protocol` = the upgrade type) on an HTTP/2 connection of its own, without the HTTP/1.1
+/// connection headers; a `200` answer is turned back into `101 Switching Protocols`. A peer that
+/// does not allow extended CONNECT (Envoy without `allow_connect`, as Istio configures inbound
+/// listeners) resets the stream.
+async fn extended_connect(
+    io: crate::upstream::BoxIo,
+    mut headers: HeaderMap,
+    scheme: &str,
+    authority: &str,
+    path: &str,
+    kind: &str,
+) -> Result<Response<Incoming>, Failure> {
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(io),
+    )
+    .await
+    .map_err(|e| Failure::Handshake(e.to_string()))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "extended CONNECT upstream connection ended");
+        }
+    });
+    for name in [
+        header::CONNECTION,
+        header::UPGRADE,
+        header::HOST,
+        header::CONTENT_LENGTH,
+    ] {
+        headers.remove(name);
+    }
+    let mut req = Request::new(http_body_util::Empty::<bytes::Bytes>::new());
+    *req.method_mut() = http::Method::CONNECT;
+    *req.version_mut() = Version::HTTP_2;
+    *req.uri_mut() = format!("{scheme}://{authority}{path}")
+        .parse()
+        .map_err(|_| Failure::InvalidPath)?;
+    *req.headers_mut() = headers;
+    req.extensions_mut()
+        .insert(hyper::ext::Protocol::from(kind));
+    let mut resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| Failure::Send(e.to_string()))?;
+    if resp.status() == StatusCode::OK {
+        *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    }
+    Ok(resp)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,6 +284,76 @@ mod tests {
             b = b.header(*k, *v);
         }
         b.body(()).unwrap_or_default()
+    }
+
+    /// An HTTP/2 server on a loopback port that answers one request: `200` to an extended
+    /// CONNECT when it allows them (reporting the method and `:protocol` it saw), else hyper's
+    /// (h2's) refusal. Returns its address.
+    async fn h2_server(allow_connect: bool) -> std::io::Result<std::net::SocketAddr> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(async move {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+                let protocol = req
+                    .extensions()
+                    .get::<hyper::ext::Protocol>()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_default();
+                let seen = format!("{} {protocol} {}", req.method(), req.uri().path());
+                let mut resp = Response::new(http_body_util::Full::new(bytes::Bytes::new()));
+                if let Ok(v) = HeaderValue::from_str(&seen) {
+                    resp.headers_mut().insert("x-seen", v);
+                }
+                Ok::<_, std::convert::Infallible>(resp)
+            });
+            let mut builder =
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+            if allow_connect {
+                builder.enable_connect_protocol();
+            }
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+        Ok(addr)
+    }
+
+    async fn connect(addr: std::net::SocketAddr) -> Result<Response<Incoming>, Failure> {
+        let io: crate::upstream::BoxIo = match tokio::net::TcpStream::connect(addr).await {
+            Ok(s) => Box::new(s),
+            Err(e) => return Err(Failure::Handshake(e.to_string())),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::HOST, HeaderValue::from_static("echo:9080"));
+        headers.insert("sec-websocket-version", HeaderValue::from_static("13"));
+        extended_connect(io, headers, "http", "echo:9080", "/chat", "websocket").await
+    }
+
+    #[tokio::test]
+    async fn upgrades_to_http2_clusters_are_extended_connects() -> std::io::Result<()> {
+        let addr = h2_server(true).await?;
+        let resp = match connect(addr).await {
+            Ok(r) => r,
+            Err(_) => panic!("the extended CONNECT was not answered"),
+        };
+        assert_eq!(resp.status(), StatusCode::SWITCHING_PROTOCOLS);
+        assert_eq!(
+            resp.headers().get("x-seen").and_then(|v| v.to_str().ok()),
+            Some("CONNECT websocket /chat")
+        );
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_peer_without_extended_connect_resets_the_stream() -> std::io::Result<()> {
+        let addr = h2_server(false).await?;
+        assert!(matches!(connect(addr).await, Err(Failure::Send(_))));
+        Ok(())
     }
 
     #[test]

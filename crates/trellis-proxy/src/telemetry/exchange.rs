@@ -23,6 +23,7 @@ use hyper::body::{Body, Frame};
 
 use super::Telemetry;
 use super::istio::{PeerLabels, Reporter, RequestLabels, RequestRecord};
+use super::overrides::{CustomLabels, MetricsConfig, RequestAttributes};
 use super::peer::{PEER_METADATA_HEADER, PEER_METADATA_ID_HEADER, PeerWorkload, spiffe_namespace};
 
 /// Response extension set by the forwarding path: the EDS metadata of the endpoint that
@@ -56,13 +57,30 @@ pub struct Exchange {
     source_principal: Option<Arc<str>>,
     /// Inbound: the request's host (the destination service).
     authority_host: Option<String>,
+    /// The connection manager's metric overrides (`None`: Istio's metrics unchanged).
+    stats: Option<Arc<MetricsConfig>>,
+    /// What the overrides read of the request.
+    attrs: Option<Box<RequestAttributes>>,
 }
 
 impl Telemetry {
     /// Starts a request's telemetry: reads (inbound) or sets (outbound) the peer-metadata
     /// headers of `req`.
     pub fn begin<B: Body>(&self, down: Downstream<'_>, req: &mut Request<B>) -> Exchange {
+        self.begin_with(down, req, None)
+    }
+
+    /// [`Telemetry::begin`] under the metric overrides `stats` of the request's connection
+    /// manager (the request attributes they read are captured now).
+    pub fn begin_with<B: Body>(
+        &self,
+        down: Downstream<'_>,
+        req: &mut Request<B>,
+        stats: Option<&Arc<MetricsConfig>>,
+    ) -> Exchange {
         let started = Instant::now();
+        let attrs = stats.and_then(|s| RequestAttributes::capture(s, req));
+        let stats = stats.cloned();
         let grpc = is_grpc(req.headers());
         let request_bytes = header_bytes(req.headers())
             + req.uri().path_and_query().map_or(1, |p| p.as_str().len()) as u64
@@ -79,6 +97,8 @@ impl Telemetry {
                 source: None,
                 source_principal: None,
                 authority_host: None,
+                stats,
+                attrs,
             };
         }
         let claimed = headers
@@ -108,6 +128,8 @@ impl Telemetry {
             source,
             source_principal: down.peer_identity.map(Arc::from),
             authority_host: authority,
+            stats,
+            attrs,
         }
     }
 
@@ -124,6 +146,26 @@ impl Telemetry {
     where
         B: Body<Data = Bytes>,
     {
+        if ex
+            .stats
+            .as_ref()
+            .is_some_and(|c| c.http.iter().all(Option::is_none))
+        {
+            // Every metric dropped: the exchange still answers and strips the headers, but
+            // nothing is labelled or recorded.
+            let headers = response.headers_mut();
+            if ex.inbound {
+                headers.insert(PEER_METADATA_HEADER, self.header.clone());
+                headers.insert(PEER_METADATA_ID_HEADER, self.header_id.clone());
+            } else {
+                headers.remove(PEER_METADATA_HEADER);
+                headers.remove(PEER_METADATA_ID_HEADER);
+            }
+            return response.map(|inner| MeteredBody {
+                inner,
+                pending: None,
+            });
+        }
         let peers = if ex.inbound {
             response
                 .headers_mut()
@@ -189,7 +231,20 @@ impl Telemetry {
                 self.empty.clone()
             },
             response_flags: self.flags(flags),
+            custom: None,
         };
+        let status = response.status().as_u16();
+        let split = ex.stats.as_ref().map(|config| {
+            Box::new(config.http.each_ref().map(|changes| {
+                changes.as_ref().map(|c| {
+                    let mut l = labels.clone();
+                    if !c.is_empty() {
+                        l.custom = Some(Arc::new(CustomLabels::of(c, ex.attrs.as_deref(), status)));
+                    }
+                    l
+                })
+            }))
+        });
         let response_bytes = header_bytes(response.headers()) + 16;
         let pending = Pending {
             telemetry: self.clone(),
@@ -201,6 +256,7 @@ impl Telemetry {
             },
             started: ex.started,
             grpc: ex.grpc,
+            split,
         };
         response.map(|inner| MeteredBody {
             inner,
@@ -252,6 +308,10 @@ struct Pending {
     record: RequestRecord,
     started: Instant,
     grpc: bool,
+    /// Per-metric labels under Telemetry overrides (see [`IstioMetrics::record_request_split`]).
+    ///
+    /// [`IstioMetrics::record_request_split`]: super::IstioMetrics::record_request_split
+    split: Option<Box<[Option<RequestLabels>; 4]>>,
 }
 
 impl std::fmt::Debug for Pending {
@@ -265,7 +325,13 @@ impl std::fmt::Debug for Pending {
 impl Pending {
     fn record(mut self) {
         self.record.duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        self.telemetry.metrics.record_request(&self.record);
+        match &self.split {
+            Some(split) => self
+                .telemetry
+                .metrics
+                .record_request_split(&self.record, split),
+            None => self.telemetry.metrics.record_request(&self.record),
+        }
     }
 }
 
@@ -312,8 +378,11 @@ where
                     } else if let Some(trailers) = frame.trailers_ref() {
                         p.record.response_bytes += header_bytes(trailers);
                         if p.grpc && trailers.contains_key("grpc-status") {
-                            p.record.labels.grpc_response_status =
-                                p.telemetry.grpc_status(trailers);
+                            let status = p.telemetry.grpc_status(trailers);
+                            for l in p.split.iter_mut().flat_map(|s| s.iter_mut().flatten()) {
+                                l.grpc_response_status = status.clone();
+                            }
+                            p.record.labels.grpc_response_status = status;
                         }
                     }
                 }

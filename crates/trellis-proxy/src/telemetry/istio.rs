@@ -18,6 +18,7 @@ use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::overrides::{CustomLabels, STANDARD_LABELS};
 use super::peer::PeerWorkload;
 
 /// The most label sets one metric keeps; further ones go to the overflow series.
@@ -116,7 +117,17 @@ impl PeerLabels {
 
 impl EncodeLabelSet for PeerLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
-        let pairs: [(&str, &str); 21] = [
+        for pair in self.pairs() {
+            EncodeLabel::encode(&pair, encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+impl PeerLabels {
+    /// The 21 labels, in [`STANDARD_LABELS`] order.
+    fn pairs(&self) -> [(&'static str, &str); 21] {
+        [
             ("reporter", self.reporter.as_str()),
             ("source_workload", &self.source.workload),
             ("source_workload_namespace", &self.source.namespace),
@@ -153,11 +164,7 @@ impl EncodeLabelSet for PeerLabels {
                 "connection_security_policy",
                 self.connection_security_policy,
             ),
-        ];
-        for pair in pairs {
-            EncodeLabel::encode(&pair, encoder.encode_label())?;
-        }
-        Ok(())
+        ]
     }
 }
 
@@ -174,10 +181,51 @@ pub struct RequestLabels {
     pub grpc_response_status: Arc<str>,
     /// `response_flags`: `-` when none.
     pub response_flags: Arc<str>,
+    /// Telemetry overrides: standard labels left out, labels set (`None`: Istio's labels).
+    pub custom: Option<Arc<CustomLabels>>,
+}
+
+impl RequestLabels {
+    /// The labels with a metric's overrides applied: removed ones left out, upserted standard
+    /// ones replaced in place, new ones appended.
+    fn encode_custom(
+        &self,
+        custom: &CustomLabels,
+        encoder: &mut LabelSetEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        let code = self.response_code.to_string();
+        let request: [(&'static str, &str); 4] = [
+            ("request_protocol", self.request_protocol),
+            ("response_code", &code),
+            ("grpc_response_status", &self.grpc_response_status),
+            ("response_flags", &self.response_flags),
+        ];
+        let standard = self.peers.pairs().into_iter().chain(request);
+        for (i, (name, value)) in standard.enumerate() {
+            if custom.removed & (1 << i) != 0 {
+                continue;
+            }
+            let value = custom
+                .values
+                .iter()
+                .find(|(n, _)| &**n == name)
+                .map_or(value, |(_, v)| &**v);
+            EncodeLabel::encode(&(name, value), encoder.encode_label())?;
+        }
+        for (name, value) in &custom.values {
+            if !STANDARD_LABELS.contains(&&**name) {
+                EncodeLabel::encode(&(&**name, &**value), encoder.encode_label())?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl EncodeLabelSet for RequestLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        if let Some(custom) = &self.custom {
+            return self.encode_custom(custom, encoder);
+        }
         self.peers.encode(encoder)?;
         EncodeLabel::encode(
             &("request_protocol", self.request_protocol),
@@ -215,6 +263,18 @@ impl EncodeLabelSet for TcpLabels {
             &("response_flags", &*self.response_flags),
             encoder.encode_label(),
         )
+    }
+}
+
+/// The overflow series' labels for a request's (see [`MAX_SERIES`]).
+fn overflow_request(l: &RequestLabels) -> RequestLabels {
+    RequestLabels {
+        peers: Arc::new(PeerLabels::overflow(l.peers.reporter)),
+        request_protocol: l.request_protocol,
+        response_code: 0,
+        grpc_response_status: Arc::from(OVERFLOW),
+        response_flags: Arc::from(OVERFLOW),
+        custom: None,
     }
 }
 
@@ -351,35 +411,76 @@ impl IstioMetrics {
 
     /// Counts a finished HTTP request in all four HTTP metrics.
     pub fn record_request(&self, r: &RequestRecord) {
-        let known = self
-            .handles
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&r.labels)
-            .cloned();
-        let h = match known {
-            Some(h) => h,
-            None => self.admit_request(&r.labels),
-        };
+        let h = self.handles_for(&r.labels);
         h.requests.inc();
         h.duration.observe(r.duration_ms);
         h.request_bytes.observe(r.request_bytes as f64);
         h.response_bytes.observe(r.response_bytes as f64);
     }
 
+    /// Counts a finished HTTP request with per-metric labels (Telemetry overrides): `labels[i]`
+    /// for metric `i` (`requests`, `duration`, `request_bytes`, `response_bytes`), `None` for a
+    /// dropped metric. `r.labels` is not used.
+    pub fn record_request_split(&self, r: &RequestRecord, labels: &[Option<RequestLabels>; 4]) {
+        if let [Some(a), Some(b), Some(c), Some(d)] = labels
+            && a == b
+            && b == c
+            && c == d
+        {
+            let h = self.handles_for(a);
+            h.requests.inc();
+            h.duration.observe(r.duration_ms);
+            h.request_bytes.observe(r.request_bytes as f64);
+            h.response_bytes.observe(r.response_bytes as f64);
+            return;
+        }
+        if let Some(l) = &labels[0] {
+            self.requests
+                .get_or_create(&self.admitted(&self.requests, l))
+                .inc();
+        }
+        for (i, family, value) in [
+            (1, &self.duration, r.duration_ms),
+            (2, &self.request_bytes, r.request_bytes as f64),
+            (3, &self.response_bytes, r.response_bytes as f64),
+        ] {
+            if let Some(l) = &labels[i] {
+                family
+                    .get_or_create(&self.admitted(family, l))
+                    .observe(value);
+            }
+        }
+    }
+
+    /// `labels`, or the overflow set when `family` has no room for them.
+    fn admitted<M, C: MetricConstructor<M>>(
+        &self,
+        family: &Family<RequestLabels, M, C>,
+        labels: &RequestLabels,
+    ) -> RequestLabels {
+        self.admit(family, &self.series[0], labels, overflow_request)
+            .unwrap_or_else(|| labels.clone())
+    }
+
+    /// The four HTTP metrics of `labels` (the overflow set's when there is no room for them).
+    fn handles_for(&self, labels: &RequestLabels) -> RequestHandles {
+        let known = self
+            .handles
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(labels)
+            .cloned();
+        match known {
+            Some(h) => h,
+            None => self.admit_request(labels),
+        }
+    }
+
     /// The metrics of a label set not seen yet: its own when there is room for it, else the
     /// overflow set's.
     fn admit_request(&self, labels: &RequestLabels) -> RequestHandles {
         let labels_in = labels;
-        let labels = self.admit(&self.requests, &self.series[0], labels_in, |l| {
-            RequestLabels {
-                peers: Arc::new(PeerLabels::overflow(l.peers.reporter)),
-                request_protocol: l.request_protocol,
-                response_code: 0,
-                grpc_response_status: Arc::from(OVERFLOW),
-                response_flags: Arc::from(OVERFLOW),
-            }
-        });
+        let labels = self.admit(&self.requests, &self.series[0], labels_in, overflow_request);
         self.handles(labels.as_ref().unwrap_or(labels_in))
     }
 
@@ -484,6 +585,7 @@ impl IstioMetrics {
                     response_code: 0,
                     grpc_response_status: Arc::from(OVERFLOW),
                     response_flags: Arc::from(OVERFLOW),
+                    custom: None,
                 })
                 .is_some()
     }

@@ -3,11 +3,13 @@
 //!
 //! Layout: `peer` (parsing and producing workload metadata), `istio` (the metric families and
 //! the cardinality cap), `exchange` (one request: headers in and out, recording when the
-//! response ends), `merge` (the app's metrics appended to the proxy's).
+//! response ends), `overrides` (Telemetry metric overrides: dropped metrics, label changes),
+//! `merge` (the app's metrics appended to the proxy's).
 
 mod exchange;
 pub mod istio;
 pub mod merge;
+pub mod overrides;
 pub mod peer;
 #[cfg(test)]
 mod tests;
@@ -19,6 +21,7 @@ use http::HeaderValue;
 
 pub use exchange::{Downstream, Exchange, MeteredBody, UpstreamIdentity, UpstreamPeer, boxed};
 pub use istio::{IstioMetrics, PeerLabels, Reporter, TcpLabels};
+pub use overrides::MetricsConfig;
 pub use peer::PeerWorkload;
 
 /// How many distinct peer-metadata headers and service hosts are remembered parsed (a bounded

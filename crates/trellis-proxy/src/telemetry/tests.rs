@@ -373,6 +373,7 @@ fn cardinality_is_capped_into_the_overflow_series() {
                 response_code: 200,
                 grpc_response_status: Arc::from(""),
                 response_flags: Arc::from("-"),
+                custom: None,
             },
             duration_ms: 1.0,
             request_bytes: 10,
@@ -417,4 +418,248 @@ fn app_metrics_flag_and_merge() {
     let merged = merge("# TYPE a counter\na_total 1\n# EOF\n", "b 2\n");
     assert_eq!(merged, "# TYPE a counter\na_total 1\nb 2\n# EOF\n");
     assert_eq!(merge("a 1\n# EOF\n", ""), "a 1\n# EOF\n");
+}
+
+/// One request through an inbound proxy under `config`; the registry's text afterwards.
+async fn record_with(config: &Arc<MetricsConfig>, tenant: Option<&str>) -> String {
+    let t = Arc::new(Telemetry::new(
+        Some(&node(
+            "echo",
+            "default",
+            &[("app", "echo"), ("version", "v1")],
+        )),
+        None,
+        IstioMetrics::default(),
+    ));
+    let mut req = Request::builder().uri("http://echo.default.svc.cluster.local/x?q=1");
+    if let Some(tenant) = tenant {
+        req = req.header("x-tenant", tenant);
+    }
+    let mut req = req.body(Full::new(Bytes::new())).expect("request");
+    let ex = t.begin_with(
+        Downstream {
+            inbound: true,
+            peer_identity: None,
+        },
+        &mut req,
+        Some(config),
+    );
+    let resp = Response::builder()
+        .status(StatusCode::CREATED)
+        .body(Full::new(Bytes::from_static(b"ok")))
+        .expect("response");
+    let resp = t.finish(ex, None, &[], resp);
+    assert!(
+        resp.headers().contains_key(PEER_METADATA_HEADER),
+        "the exchange answers even when metrics are dropped"
+    );
+    drain(resp.into_body()).await;
+    encode_registry(&t.metrics)
+}
+
+fn upsert(name: &str, expr: &str) -> overrides::Upsert {
+    overrides::Upsert {
+        name: Arc::from(name),
+        source: expr.to_string(),
+        expr: trellis_xds::stats::ValueExpr::parse(expr).expect("expression"),
+    }
+}
+
+#[tokio::test]
+async fn overrides_drop_remove_and_upsert_labels() {
+    let bit = |l: &str| {
+        1 << overrides::STANDARD_LABELS
+            .iter()
+            .position(|s| *s == l)
+            .expect("standard label")
+    };
+    let changes = Arc::new(overrides::LabelChanges {
+        removed: bit("destination_version"),
+        upserts: vec![
+            upsert("destination_app", "'renamed'"),
+            upsert("method", "request.method"),
+            upsert("tenant", "request.headers['x-tenant'] | 'none'"),
+            upsert("url", "request.url_path"),
+        ],
+    });
+    let count_only = Arc::new(overrides::LabelChanges {
+        removed: 0,
+        upserts: vec![upsert("code", "response.code")],
+    });
+    let config = Arc::new(MetricsConfig {
+        http: [Some(count_only), Some(changes.clone()), None, Some(changes)],
+    });
+    let text = record_with(&config, Some("blue")).await;
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .to_string()
+    };
+    let requests = line("istio_requests_total{");
+    assert!(requests.contains(",code=\"201\""), "{requests}");
+    assert!(
+        requests.contains("destination_version=\"v1\""),
+        "{requests}"
+    );
+    let duration = line("istio_request_duration_milliseconds_count{");
+    for want in [
+        "destination_app=\"renamed\"",
+        "method=\"GET\"",
+        "tenant=\"blue\"",
+        "url=\"/x\"",
+    ] {
+        assert!(duration.contains(want), "{want} in {duration}");
+    }
+    assert!(!duration.contains("destination_version="), "{duration}");
+    assert!(!duration.contains(",code="), "{duration}");
+    assert!(
+        !text.contains("istio_request_bytes_count{"),
+        "request_bytes dropped: {text}"
+    );
+    let text = record_with(&config, None).await;
+    assert!(text.contains("tenant=\"none\""), "{text}");
+}
+
+#[tokio::test]
+async fn all_metrics_dropped_records_nothing() {
+    let config = Arc::new(MetricsConfig {
+        http: [None, None, None, None],
+    });
+    let text = record_with(&config, None).await;
+    assert!(!text.contains("reporter="), "{text}");
+}
+
+/// Istio's standard metrics and their labels, written from Istio's documentation ("Istio
+/// Standard Metrics", istio.io/latest/docs/reference/config/metrics/): names as Prometheus
+/// shows them, and the labels every HTTP / TCP series carries.
+mod istio_docs {
+    /// HTTP/gRPC metrics (`_bucket`/`_sum`/`_count` for the distributions).
+    pub const HTTP_METRICS: [&str; 4] = [
+        "istio_requests_total",
+        "istio_request_duration_milliseconds",
+        "istio_request_bytes",
+        "istio_response_bytes",
+    ];
+    /// TCP metrics.
+    pub const TCP_METRICS: [&str; 4] = [
+        "istio_tcp_sent_bytes_total",
+        "istio_tcp_received_bytes_total",
+        "istio_tcp_connections_opened_total",
+        "istio_tcp_connections_closed_total",
+    ];
+    /// The labels of every metric.
+    pub const COMMON_LABELS: [&str; 23] = [
+        "reporter",
+        "source_workload",
+        "source_workload_namespace",
+        "source_principal",
+        "source_app",
+        "source_version",
+        "source_cluster",
+        "source_canonical_service",
+        "source_canonical_revision",
+        "destination_workload",
+        "destination_workload_namespace",
+        "destination_principal",
+        "destination_app",
+        "destination_version",
+        "destination_service",
+        "destination_service_name",
+        "destination_service_namespace",
+        "destination_cluster",
+        "destination_canonical_service",
+        "destination_canonical_revision",
+        "request_protocol",
+        "response_flags",
+        "connection_security_policy",
+    ];
+    /// The labels HTTP/gRPC metrics add.
+    pub const HTTP_LABELS: [&str; 2] = ["response_code", "grpc_response_status"];
+}
+
+/// The label names of the first sample of `metric` in a Prometheus text exposition.
+fn label_names(text: &str, metric: &str) -> std::collections::BTreeSet<String> {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{metric}{{")))
+        .unwrap_or_else(|| panic!("no {metric} sample in {text}"));
+    let inner = &line[metric.len() + 1..line.rfind('}').expect("closing brace")];
+    inner
+        .split("\",")
+        .map(|kv| kv.split('=').next().expect("name").to_string())
+        .collect()
+}
+
+#[test]
+fn metric_and_label_names_match_istio_documentation() {
+    let t = Telemetry::new(
+        Some(&node("c", "default", &[])),
+        None,
+        IstioMetrics::default(),
+    );
+    let peers = Arc::new(PeerLabels {
+        reporter: Reporter::Source,
+        source: t.own().clone(),
+        source_principal: Arc::from("unknown"),
+        destination: t.own().clone(),
+        destination_principal: Arc::from("unknown"),
+        destination_service: Arc::from("s.default.svc.cluster.local"),
+        destination_service_name: Arc::from("s"),
+        destination_service_namespace: Arc::from("default"),
+        connection_security_policy: "unknown",
+    });
+    t.metrics.record_request(&istio::RequestRecord {
+        labels: istio::RequestLabels {
+            peers: peers.clone(),
+            request_protocol: "http",
+            response_code: 200,
+            grpc_response_status: Arc::from(""),
+            response_flags: Arc::from("-"),
+            custom: None,
+        },
+        duration_ms: 1.0,
+        request_bytes: 10,
+        response_bytes: 10,
+    });
+    let tcp = TcpLabels {
+        peers,
+        response_flags: Arc::from("-"),
+    };
+    t.metrics.record_tcp_open(&tcp);
+    t.metrics.record_tcp_close(&tcp, 5, 7);
+    let text = encode_registry(&t.metrics);
+    let common: std::collections::BTreeSet<String> = istio_docs::COMMON_LABELS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let mut http = common.clone();
+    http.extend(istio_docs::HTTP_LABELS.iter().map(|s| s.to_string()));
+    for metric in istio_docs::HTTP_METRICS {
+        let sample = if metric.ends_with("_total") {
+            metric.to_string()
+        } else {
+            format!("{metric}_bucket")
+        };
+        let mut names = label_names(&text, &sample);
+        names.remove("le");
+        assert_eq!(names, http, "{metric}");
+        let family = metric.strip_suffix("_total").unwrap_or(metric);
+        assert!(
+            text.contains(&format!("# TYPE {family} ")),
+            "{metric} in {text}"
+        );
+    }
+    for metric in istio_docs::TCP_METRICS {
+        assert_eq!(label_names(&text, metric), common, "{metric}");
+    }
+    // Nothing under Istio's prefix that the documentation does not list.
+    for line in text.lines().filter(|l| l.starts_with("# TYPE istio_")) {
+        let name = line.split_whitespace().nth(2).expect("name");
+        let listed = istio_docs::HTTP_METRICS
+            .iter()
+            .chain(&istio_docs::TCP_METRICS)
+            .any(|m| m.strip_suffix("_total").unwrap_or(m) == name || *m == name);
+        assert!(listed, "{name} is not one of Istio's standard metrics");
+    }
 }

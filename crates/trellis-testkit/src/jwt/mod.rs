@@ -211,11 +211,19 @@ fn encoding_key(kind: KeyKind) -> anyhow::Result<EncodingKey> {
 
 /// The public JWKS of both test keys (what `{{JWT_JWKS}}` expands to).
 pub fn jwks_json() -> anyhow::Result<String> {
+    jwks_json_of(&[KeyKind::Rsa, KeyKind::Ec])
+}
+
+/// The public JWKS of the test keys `kinds` only (a JWKS server's rotated key set).
+pub fn jwks_json_of(kinds: &[KeyKind]) -> anyhow::Result<String> {
     let mut keys = Vec::new();
     for (kind, alg, kid) in [
         (KeyKind::Rsa, Algorithm::RS256, RSA_KID),
         (KeyKind::Ec, Algorithm::ES256, EC_KID),
     ] {
+        if !kinds.contains(&kind) {
+            continue;
+        }
         let mut jwk = Jwk::from_encoding_key(&encoding_key(kind)?, alg)?;
         jwk.common.key_id = Some(kid.to_string());
         // No `alg` on the keys: one RSA key serves RS256/384/512 and PS256.

@@ -1,12 +1,13 @@
 //! The test issuer's JWKS over HTTPS, for `jwksUri`: a fresh test CA (its certificate written
 //! to a file that a DestinationRule's `caCertificates` names), a server certificate for
 //! [`JWKS_HOST`] and `127.0.0.1`, and `GET /jwks.json` answering the test JWKS. It counts the
-//! fetches, so tests can see the proxies' caching.
+//! fetches, so tests can see the proxies' caching, and its key set can be changed while it runs
+//! ([`JwksServer::set_keys`]), as an issuer rotates its signing keys.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
 
 use anyhow::Context;
 use bytes::Bytes;
@@ -29,13 +30,20 @@ pub struct JwksServer {
     address: SocketAddr,
     ca_file: PathBuf,
     fetches: Arc<AtomicUsize>,
+    jwks: Arc<RwLock<String>>,
     _stop: oneshot::Sender<()>,
 }
 
 impl JwksServer {
-    /// Creates a test CA and server certificate in `dir`, binds `address` and serves.
-    pub async fn start(address: SocketAddr, dir: &Path) -> anyhow::Result<Self> {
-        let jwks = super::jwks_json()?;
+    /// Creates a test CA and server certificate in `dir`, binds `address` and serves the keys
+    /// `kinds`.
+    pub async fn start(
+        address: SocketAddr,
+        dir: &Path,
+        kinds: &[super::KeyKind],
+    ) -> anyhow::Result<Self> {
+        let jwks = Arc::new(RwLock::new(super::jwks_json_of(kinds)?));
+        let served = jwks.clone();
         let (ca_pem, cert_pem, key_pem) = certificates()?;
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let ca_file = dir.join("jwks-ca.pem");
@@ -58,14 +66,14 @@ impl JwksServer {
                     },
                 };
                 let acceptor = acceptor.clone();
-                let jwks = jwks.clone();
+                let jwks = served.clone();
                 let counter = counter.clone();
                 tokio::spawn(async move {
                     let Ok(stream) = acceptor.accept(stream).await else {
                         return;
                     };
                     let service = service_fn(move |req: Request<Incoming>| {
-                        let body = jwks.clone();
+                        let body = jwks.read().unwrap_or_else(PoisonError::into_inner).clone();
                         let counter = counter.clone();
                         async move {
                             if req.uri().path() == JWKS_PATH {
@@ -90,6 +98,7 @@ impl JwksServer {
             address,
             ca_file,
             fetches,
+            jwks,
             _stop: stop,
         })
     }
@@ -102,6 +111,13 @@ impl JwksServer {
     /// The test CA's certificate (PEM), for `caCertificates`.
     pub fn ca_file(&self) -> &Path {
         &self.ca_file
+    }
+
+    /// Serves the keys `kinds` from now on (a key rotation at the issuer).
+    pub fn set_keys(&self, kinds: &[super::KeyKind]) -> anyhow::Result<()> {
+        let text = super::jwks_json_of(kinds)?;
+        *self.jwks.write().unwrap_or_else(PoisonError::into_inner) = text;
+        Ok(())
     }
 
     /// How many times the key set was fetched.

@@ -101,7 +101,7 @@ impl Mesh {
         let xds = SocketAddr::new(cp.into(), XDS_PORT).to_string();
         let secure_xds = SocketAddr::new(cp.into(), SECURE_XDS_PORT).to_string();
         let ca_dir = self.run_dir.join("ca");
-        let cp_spec = Spec::new(CONTROL_PLANE, bin)
+        let mut cp_spec = Spec::new(CONTROL_PLANE, bin)
             .arg("control-plane")
             .arg("--config-dir")
             .arg(self.config_dir.as_os_str())
@@ -120,6 +120,11 @@ impl Mesh {
                 )?
                 .as_os_str(),
             );
+        if let Some(refresh) = options.jwks_refresh {
+            cp_spec = cp_spec
+                .arg("--jwks-refresh-interval")
+                .arg(format!("{}ms", refresh.as_millis()));
+        }
         self.spawn(&cp_spec, CONTROL_PLANE_LOG)?;
         self.cp_spec = Some(cp_spec);
         let ready = self.monitoring_url("/ready");

@@ -145,12 +145,17 @@ pub struct MeshOptions {
     pub mtls: bool,
     /// Secure mode: the workload certificate lifetime the sidecars ask for (default 24 h).
     pub cert_ttl: Option<Duration>,
+    /// The control plane's `--jwks-refresh-interval` (its default when `None`).
+    pub jwks_refresh: Option<Duration>,
     /// Istio's mesh config (YAML) for the control plane's `--mesh-config`; `None`: defaults.
     pub mesh_config: Option<String>,
     /// Gateways: router proxies on `BASE.(200+i)`.
     pub gateways: Vec<super::GatewaySpec>,
     /// Server credentials for the gateways, signed by a test CA (see [`super::TestCredentials`]).
     pub credentials: Vec<super::CredentialSpec>,
+    /// Per service name: its ServiceEntry port as written, instead of the one derived from its
+    /// protocol (a scenario's `port_name` / `app_protocol`).
+    pub service_ports: BTreeMap<String, serde_json::Value>,
 }
 
 impl MeshOptions {
@@ -170,9 +175,11 @@ impl MeshOptions {
             externals: Vec::new(),
             mtls: true,
             cert_ttl: None,
+            jwks_refresh: None,
             mesh_config: None,
             gateways: Vec::new(),
             credentials: Vec::new(),
+            service_ports: BTreeMap::new(),
         }
     }
 }
@@ -265,7 +272,9 @@ pub fn mesh_yaml_with(spec: &MeshSpec, options: &MeshOptions) -> anyhow::Result<
                 "hosts": [s.host()],
                 "location": "MESH_INTERNAL",
                 "resolution": "STATIC",
-                "ports": [crate::scenario::service_port_json(s.port, &s.protocol)],
+                "ports": [options.service_ports.get(&s.name).cloned().unwrap_or_else(
+                    || crate::scenario::service_port_json(s.port, &s.protocol)
+                )],
                 "workloadSelector": {"labels": {"app": s.name}},
             }
         }));

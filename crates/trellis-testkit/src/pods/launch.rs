@@ -55,6 +55,7 @@ impl PodMesh {
             config_dir,
             pods: Vec::new(),
             children: Vec::new(),
+            upstream_dns: None,
             net,
             generation_before_apply: None,
         };
@@ -74,6 +75,9 @@ impl PodMesh {
 
     fn bring_up(&mut self, options: &PodOptions, deadline: Instant) -> anyhow::Result<()> {
         self.create_pods(options)?;
+        if options.dns {
+            self.start_upstream_dns(options)?;
+        }
         let bin = &options.trellis_bin;
         let cp = self.plan.control_plane();
         let ca_dir = self.run_dir.join("ca");
@@ -186,6 +190,9 @@ impl PodMesh {
                 .arg("--root-cert")
                 .arg(&root_cert)
                 .env("TRELLIS_TOKEN", token);
+            if options.dns {
+                sidecar = sidecar.arg("--dns-capture");
+            }
             if let Some(envoy) = &envoy {
                 sidecar = sidecar
                     .arg("--envoy")
@@ -248,6 +255,12 @@ impl PodMesh {
             });
         }
         let hosts = plan::hosts_entries(&self.spec, &self.plan, options.outside);
+        let capture = CaptureConfig {
+            dns_port: options
+                .dns
+                .then_some(trellis_capture::iptables::DNS_PROXY_PORT),
+            ..CaptureConfig::default()
+        };
         for info in &pods {
             let host = info.ip.octets()[3];
             self.net
@@ -260,13 +273,44 @@ impl PodMesh {
             if options.hosts_files {
                 pod.write_hosts(&hosts)?;
             }
+            if options.dns {
+                let namespace = match &info.service {
+                    Some(service) => plan::namespace_of(&self.spec, service),
+                    None => "default".to_string(),
+                };
+                pod.write_resolv_conf(
+                    &[self.plan.control_plane().into()],
+                    &plan::search_domains(&namespace),
+                )?;
+            }
             if info.sidecar {
+                let capture = capture.clone();
                 pod.netns()
-                    .run(|| CaptureConfig::default().apply(Family::V4))?
+                    .run(move || capture.apply(Family::V4))?
                     .with_context(|| format!("capture rules in pod {}", info.name))?;
             }
             self.pods.push(info.clone());
         }
+        Ok(())
+    }
+
+    /// Starts the mesh's resolver on `10.x.y.1:53` in pod `cp`: `outside` (with the outside
+    /// pod) and the options' records.
+    fn start_upstream_dns(&mut self, options: &PodOptions) -> anyhow::Result<()> {
+        let mut records = options.dns_records.clone();
+        if options.outside {
+            records.insert(OUTSIDE_POD.to_string(), vec![self.plan.host(3).into()]);
+        }
+        let address = SocketAddr::new(self.plan.control_plane().into(), 53);
+        let (udp, tcp) = self
+            .netns(CONTROL_PLANE_POD)?
+            .run(move || {
+                let udp = std::net::UdpSocket::bind(address)?;
+                let tcp = std::net::TcpListener::bind(address)?;
+                Ok::<_, std::io::Error>((udp, tcp))
+            })?
+            .with_context(|| format!("binding the mesh's resolver on {address} in pod cp"))?;
+        self.upstream_dns = Some(crate::dns::UpstreamDns::serve(udp, tcp, records)?);
         Ok(())
     }
 

@@ -10,8 +10,15 @@
 //! workload (`reviews-v1-0`), a `client` pod with a sidecar and no app, and optionally an
 //! `outside` pod with an echo app and no sidecar; then waits (polling, within a deadline) for
 //! the control plane, every app, every sidecar's `/ready` and every sidecar to ACK its config.
-//! Names resolve inside pods through hosts files (`/etc/netns/NAME/hosts`, which `ip netns
-//! exec` mounts) unless [`PodOptions::hosts_files`] is off.
+//! Names resolve inside pods through DNS, as in a cluster with Istio's DNS proxying
+//! ([`PodOptions::dns`], on by default): every pod's `/etc/resolv.conf` (`/etc/netns/NAME/
+//! resolv.conf`, which `ip netns exec` mounts) names the mesh's resolver in pod `cp`
+//! (`10.x.y.1:53`, a [`crate::dns::UpstreamDns`] that knows `outside` and
+//! [`PodOptions::dns_records`], NXDOMAIN for the rest) and the search path
+//! `NS.svc.cluster.local svc.cluster.local cluster.local`; the capture rules send a sidecar
+//! pod's port 53 to its sidecar's DNS proxy (`--dns-capture`), which answers mesh names from
+//! the control plane's name table and relays the rest to that resolver. Hosts files
+//! (`/etc/netns/NAME/hosts`) are an opt-in fallback ([`PodOptions::hosts_files`]).
 //!
 //! Teardown, on drop and when the start fails: processes by PID (`SIGTERM`, then `SIGKILL`),
 //! then whatever still runs in a pod's namespace, then the namespaces by name. Leftovers of a
@@ -26,7 +33,8 @@ mod launch;
 mod plan;
 mod probe;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -68,15 +76,22 @@ pub struct PodOptions {
     pub mesh_config: Option<String>,
     /// A directory of Istio YAML copied into the config directory before the start.
     pub config_from: Option<PathBuf>,
-    /// Write `/etc/netns/POD/hosts` so service names resolve in pods (on by default; off when
-    /// names come from elsewhere, e.g. the sidecar's DNS proxy).
+    /// Write `/etc/netns/POD/hosts` so service names resolve in pods without DNS (off by
+    /// default: names come from DNS, see [`PodOptions::dns`]).
     pub hosts_files: bool,
+    /// DNS as in a cluster with Istio's DNS proxying (on by default): each pod's resolv.conf
+    /// names the mesh's resolver in pod `cp`, sidecars run their DNS proxy
+    /// (`--dns-capture`) and the capture rules send the app's port 53 to it.
+    pub dns: bool,
+    /// Names the mesh's resolver in pod `cp` knows besides `outside` (lower case, no trailing
+    /// dot): what "the rest of the world" resolves to.
+    pub dns_records: BTreeMap<String, Vec<IpAddr>>,
     /// Start the `outside` pod: an echo app outside the mesh (no sidecar, no capture).
     pub outside: bool,
 }
 
 impl PodOptions {
-    /// Defaults: 90 s startup, hosts files, no `outside` pod.
+    /// Defaults: 90 s startup, DNS (no hosts files), no `outside` pod.
     pub fn new(
         trellis_bin: impl Into<PathBuf>,
         run_dir: impl Into<PathBuf>,
@@ -90,7 +105,9 @@ impl PodOptions {
             startup_timeout: Duration::from_secs(90),
             mesh_config: None,
             config_from: None,
-            hosts_files: true,
+            hosts_files: false,
+            dns: true,
+            dns_records: BTreeMap::new(),
             outside: false,
         }
     }
@@ -119,6 +136,8 @@ pub struct PodMesh {
     pods: Vec<PodInfo>,
     /// Every process, in start order (control plane first).
     children: Vec<ChildGuard>,
+    /// The mesh's resolver in pod `cp` (with [`PodOptions::dns`]).
+    upstream_dns: Option<crate::dns::UpstreamDns>,
     /// Declared after `children`: namespaces go after the processes in them.
     net: PodNetwork,
     generation_before_apply: Option<u64>,
@@ -210,6 +229,11 @@ impl PodMesh {
     /// The control plane's monitoring address (reachable from inside pods only).
     pub fn monitoring_address(&self) -> SocketAddr {
         SocketAddr::new(self.plan.control_plane().into(), launch::MONITORING_PORT)
+    }
+
+    /// The mesh's resolver in pod `cp` (`10.x.y.1:53`), when the mesh runs with DNS.
+    pub fn upstream_dns(&self) -> Option<&crate::dns::UpstreamDns> {
+        self.upstream_dns.as_ref()
     }
 
     /// The virtual address of service `name`.

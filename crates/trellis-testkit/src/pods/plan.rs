@@ -115,6 +115,23 @@ pub fn service_names(s: &ServiceSpec) -> Vec<String> {
     ]
 }
 
+/// The namespace of service `name` (`default` if the spec has no such service).
+pub(super) fn namespace_of(spec: &MeshSpec, name: &str) -> String {
+    spec.services
+        .iter()
+        .find(|s| s.name == name)
+        .map_or_else(|| "default".to_string(), |s| s.namespace.clone())
+}
+
+/// A pod's DNS search path in namespace `ns`, as Kubernetes writes it.
+pub(super) fn search_domains(ns: &str) -> Vec<String> {
+    vec![
+        format!("{ns}.svc.cluster.local"),
+        "svc.cluster.local".to_string(),
+        "cluster.local".to_string(),
+    ]
+}
+
 /// Every pod's hosts entries: each service's names on its virtual address, and `outside` on
 /// the outside pod's address.
 pub(super) fn hosts_entries(

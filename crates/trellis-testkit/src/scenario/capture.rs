@@ -71,6 +71,15 @@ pub(super) fn validate(scenario: &Scenario) -> anyhow::Result<()> {
              jwks_server or ext_authz_server"
         );
     }
+    if scenario
+        .services
+        .iter()
+        .any(|s| s.port_name.is_some() || s.app_protocol.is_some())
+    {
+        bail!(
+            "mode capture names service ports after their protocol (no port_name or app_protocol)"
+        );
+    }
     Ok(())
 }
 

@@ -43,6 +43,14 @@ pub struct Expect {
     /// Every response has these response headers with these values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// Every response has these response headers, each containing this text (e.g. the
+    /// attributes of a generated `set-cookie`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers_contain: BTreeMap<String, String>,
+    /// How many distinct values each response header took over the responses (absent ones
+    /// not counted), e.g. the echo app's `x-echo-connection` for connections used upstream.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub distinct_headers: BTreeMap<String, Bound>,
     /// No response has these response headers.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub headers_absent: Vec<String>,
@@ -288,6 +296,17 @@ pub fn check_outcomes(expect: &Expect, outcomes: &[Outcome]) -> Vec<String> {
             &|o| format!("{name}: {:?}", o.headers.get(name)),
         );
     }
+    for (name, text) in &expect.headers_contain {
+        every(
+            format!("expected response header {name} containing {text:?}"),
+            &|o| {
+                o.headers
+                    .get(name)
+                    .is_some_and(|v| v.contains(text.as_str()))
+            },
+            &|o| format!("{name}: {:?}", o.headers.get(name)),
+        );
+    }
     for name in &expect.headers_absent {
         every(
             format!("expected no response header {name}"),
@@ -381,6 +400,19 @@ pub fn check_outcomes(expect: &Expect, outcomes: &[Outcome]) -> Vec<String> {
         if !bound.holds(distinct.len()) {
             problems.push(format!(
                 "expected {bound} distinct instances to answer, got {} ({})",
+                distinct.len(),
+                distinct.into_iter().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    for (name, bound) in &expect.distinct_headers {
+        let distinct: std::collections::BTreeSet<&str> = outcomes
+            .iter()
+            .filter_map(|o| o.headers.get(name).map(String::as_str))
+            .collect();
+        if !bound.holds(distinct.len()) {
+            problems.push(format!(
+                "expected {bound} distinct values of response header {name}, got {} ({})",
                 distinct.len(),
                 distinct.into_iter().collect::<Vec<_>>().join(", ")
             ));

@@ -5,6 +5,8 @@
 //! description: 80/20 split between v1 and v2
 //! services: [{name: echo, port: 9080, protocol: HTTP}]     # namespace defaults to default;
 //!                                       # protocol HTTP|HTTP2|GRPC|TCP|AUTO (AUTO: undeclared, sniffed)
+//!                                       # port_name: web, app_protocol: http2 (the port's name
+//!                                       # and appProtocol; with AUTO no protocol is written)
 //! workloads: [{service: echo, version: v1}, {service: echo, version: v2, instances: 1, calls: [],
 //!              locality: us-east/zone-a, labels: {tier: gold}}]   # locality/labels: WorkloadEntry
 //! client: {namespace: default, labels: {role: tester}, locality: us-east/zone-a}   # optional
@@ -12,7 +14,8 @@
 //! mesh_config: |                        # Istio's MeshConfig for the control plane (--mesh-config)
 //!   accessLogFile: /dev/stdout
 //! zipkin: {port: 18411}                 # a trace collector (Zipkin JSON, OTLP) on 127.0.0.1:PORT
-//! jwks_server: {port: 18443}            # the test JWT issuer's JWKS over HTTPS on 127.0.0.1
+//! jwks_server: {port: 18443, keys: [rsa, ec]}   # the test JWT issuer's JWKS over HTTPS on 127.0.0.1
+//! jwks_refresh_ms: 2000                 # control plane's --jwks-refresh-interval (remote JWKS)
 //! mtls_server: {port: 18444}            # an HTTPS server requiring client certs, on 127.0.0.1
 //! gateways: [{name: ingress, namespace: istio-system, labels: {istio: ingressgateway}}]
 //! credentials: [{name: shop-cert, hosts: [shop.example.com]}]   # signed by the run's test CA
@@ -52,6 +55,7 @@
 //!       content: "..."
 //!       expect_error: "weight 150 is out of range"
 //!   - sleep_ms: 5000                              # e.g. until an ejection expires
+//!   - jwks_keys: [ec]                             # the JWKS server serves these keys from now on
 //!   - restart_control_plane:                      # traffic runs while it is down
 //!       down_ms: 1500
 //!       request: {authority: "echo:9080", concurrency: 4}
@@ -86,7 +90,9 @@
 //! Per-response expectations (for proxies' own answers and header manipulation): `status_counts`
 //! (`{503: {min: 1, max: 20}}`), `flags` (response flags such as `UO`: the first word of Trellis'
 //! `x-trellis-reason`, or `UO` for Envoy's `x-envoy-overloaded`), `headers` / `headers_absent`
-//! (response headers), `request_headers` / `request_headers_contain` (a substring, e.g. the peer
+//! (response headers), `headers_contain` (a response header containing a text, in every
+//! response), `distinct_headers` (`{x-echo-connection: {min: 2}}`: how many distinct values a
+//! response header took; the echo app numbers its connections in `x-echo-connection`), `request_headers` / `request_headers_contain` (a substring, e.g. the peer
 //! identity in `x-forwarded-client-cert`) / `request_headers_absent` and `echo_path` (what the
 //! echo app saw), `location`, `body_contains`, `transport_errors` (how many requests got no HTTP
 //! response at all: refused, reset, failed handshake), `min_duration_ms` (a lower bound only, for delays and
@@ -166,6 +172,14 @@
 //! config and applied files, `{{JWT_JWKS}}` expands to the issuer's JWKS and `{{JWT_CA_CERT}}` to
 //! the CA certificate file of `jwks_server` (serving `https://jwks.trellis.test:PORT/jwks.json`,
 //! also valid for `127.0.0.1`).
+//!
+//! JWKS rotation: `jwks_server.keys` chooses the test keys the server serves at first (`rsa`,
+//! `ec`; both when absent), a `jwks_keys: [KEY...]` step changes them while the mesh runs (an
+//! issuer rotating its signing keys), and `jwks_refresh_ms` sets how often the proxies fetch the
+//! key set again (the control plane's `--jwks-refresh-interval`, emitted as the remote JWKS
+//! `cache_duration`). A request step after a rotation uses `within_ms` (at least the refresh
+//! interval): the proxies see the new key set at their next background fetch
+//! (`security/jwt-jwks-rotation`).
 //!
 //! Mutual TLS origination: `mtls_server` starts an HTTPS server (`crate::jwt::mtls`, host
 //! `mtls.trellis.test`, also valid for `127.0.0.1`) that requires a client certificate of its
@@ -255,7 +269,7 @@ pub struct Scenario {
     /// Run an external HTTPS server that requires client certificates (`crate::jwt::mtls`) on
     /// `127.0.0.1:PORT`, for DestinationRule `MUTUAL` origination.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mtls_server: Option<JwksServerDef>,
+    pub mtls_server: Option<ServerPortDef>,
     /// Istio's mesh config (`MeshConfig` YAML) the control plane starts with.
     #[serde(default)]
     pub mesh_config: Option<String>,
@@ -265,6 +279,10 @@ pub struct Scenario {
     /// A Zipkin v2 collector the runner starts on `127.0.0.1:PORT` for `trace` expectations.
     #[serde(default)]
     pub zipkin: Option<ZipkinDef>,
+    /// How often the proxies fetch a `jwksUri` again, in milliseconds (whole seconds, at least
+    /// 1000): the control plane's `--jwks-refresh-interval` (20 minutes when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_refresh_ms: Option<u64>,
     /// The workload certificate lifetime the sidecars ask for, in milliseconds (24 h when
     /// absent): short ones make `rotate_certificates` quick.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -330,6 +348,27 @@ pub struct ServiceDef {
     /// case); `AUTO` declares none (port name `auto`, no `protocol`): Istio sniffs it.
     #[serde(default = "default_protocol")]
     pub protocol: String,
+    /// The port's name instead of the protocol's (with `AUTO`, no `protocol` is written, so the
+    /// name or `app_protocol` selects it, as Istio does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_name: Option<String>,
+    /// The port's `appProtocol` (Trellis' ServiceEntry extension; see `trellis-api`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_protocol: Option<String>,
+}
+
+impl ServiceDef {
+    /// Its ServiceEntry port: [`service_port_json`] with the scenario's name and appProtocol.
+    pub fn port_json(&self) -> serde_json::Value {
+        let mut port = service_port_json(self.port, &self.protocol);
+        if let Some(name) = &self.port_name {
+            port["name"] = serde_json::json!(name);
+        }
+        if let Some(app) = &self.app_protocol {
+            port["appProtocol"] = serde_json::json!(app);
+        }
+        port
+    }
 }
 
 /// A ServiceEntry port for a scenario service: named after its protocol, or undeclared for
@@ -425,6 +464,9 @@ pub struct Step {
     /// Keep traffic flowing until every sidecar has rotated its certificate some times.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotate_certificates: Option<RotateCertificates>,
+    /// Make the `jwks_server` serve these test keys from now on (an issuer's key rotation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_keys: Option<Vec<crate::jwt::KeyKind>>,
 }
 
 /// Certificate rotation under continuous traffic: every sidecar's count of certificate updates
@@ -461,6 +503,8 @@ pub enum StepKind<'a> {
     Sleep(u64),
     /// `rotate_certificates`.
     RotateCertificates(&'a RotateCertificates),
+    /// `jwks_keys`.
+    JwksKeys(&'a [crate::jwt::KeyKind]),
 }
 
 impl Step {
@@ -475,13 +519,14 @@ impl Step {
             self.restart_control_plane.is_some(),
             self.sleep_ms.is_some(),
             self.rotate_certificates.is_some(),
+            self.jwks_keys.is_some(),
         ]
         .iter()
         .filter(|b| **b)
         .count();
         if given != 1 {
             bail!(
-                "a step needs exactly one of request, apply, remove, live_change, apply_invalid, restart_control_plane, sleep_ms, rotate_certificates ({given} given)"
+                "a step needs exactly one of request, apply, remove, live_change, apply_invalid, restart_control_plane, sleep_ms, rotate_certificates, jwks_keys ({given} given)"
             );
         }
         if self.expect.is_some() && self.request.is_none() {
@@ -511,6 +556,8 @@ impl Step {
             StepKind::Sleep(ms)
         } else if let Some(r) = &self.rotate_certificates {
             StepKind::RotateCertificates(r)
+        } else if let Some(k) = &self.jwks_keys {
+            StepKind::JwksKeys(k)
         } else {
             bail!("empty step")
         })
@@ -644,6 +691,21 @@ pub struct WebSocketDef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwksServerDef {
+    /// The port on 127.0.0.1 (pick one unlikely to be in use, e.g. 18000-19999).
+    pub port: u16,
+    /// The test keys it serves at first (both when absent); a `jwks_keys` step changes them.
+    #[serde(default = "all_test_keys")]
+    pub keys: Vec<crate::jwt::KeyKind>,
+}
+
+fn all_test_keys() -> Vec<crate::jwt::KeyKind> {
+    vec![crate::jwt::KeyKind::Rsa, crate::jwt::KeyKind::Ec]
+}
+
+/// A test server on a fixed port of 127.0.0.1.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerPortDef {
     /// The port on 127.0.0.1 (pick one unlikely to be in use, e.g. 18000-19999).
     pub port: u16,
 }

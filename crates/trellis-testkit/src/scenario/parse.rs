@@ -105,6 +105,7 @@ impl Scenario {
             }
         }
         self.validate_gateways()?;
+        self.validate_jwks()?;
         if let Some(config) = &self.config {
             check_istio_yaml(config).map_err(|e| anyhow!("config: {e:#}"))?;
         }
@@ -119,6 +120,30 @@ impl Scenario {
 }
 
 impl Scenario {
+    /// `jwks_refresh_ms` is whole seconds (Envoy counts `cache_duration` in seconds) from 1 s
+    /// to 10 min, and `jwks_keys` steps have a `jwks_server` and at least one key.
+    fn validate_jwks(&self) -> anyhow::Result<()> {
+        if let Some(ms) = self.jwks_refresh_ms
+            && (ms == 0 || ms % 1000 != 0 || ms > 600_000)
+        {
+            bail!("jwks_refresh_ms must be whole seconds from 1000 to 600000");
+        }
+        if self.jwks_server.as_ref().is_some_and(|j| j.keys.is_empty()) {
+            bail!("jwks_server.keys: at least one key (rsa, ec)");
+        }
+        for (i, step) in self.steps.iter().enumerate() {
+            if let Some(keys) = &step.jwks_keys {
+                if self.jwks_server.is_none() {
+                    bail!("steps[{i}].jwks_keys needs a jwks_server");
+                }
+                if keys.is_empty() {
+                    bail!("steps[{i}].jwks_keys: at least one key (rsa, ec)");
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// `gateways` and `credentials` are well formed, and every `via: gateway` request names a
     /// port (and a gateway that exists).
     fn validate_gateways(&self) -> anyhow::Result<()> {
@@ -213,6 +238,7 @@ fn validate_step(step: &Step) -> anyhow::Result<()> {
             validate_expect(&r.expect)
                 .map_err(|err| anyhow!("rotate_certificates.expect: {err:#}"))?;
         }
+        StepKind::JwksKeys(_) => {}
         StepKind::LiveChange(l) => {
             validate_file(&l.apply).map_err(|err| anyhow!("live_change.apply: {err:#}"))?;
             validate_request(&l.request, false)

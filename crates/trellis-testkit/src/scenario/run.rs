@@ -109,7 +109,7 @@ pub async fn run(
     with_collector.zipkin = collector.as_ref().map(crate::zipkin::Collector::address);
     let options = &with_collector;
     // The test JWT issuer's JWKS server, and `{{JWT_JWKS}}`/`{{JWT_CA_CERT}}` in the YAML.
-    let (_jwks_server, expanded) = match with_jwt_issuer(scenario, options).await {
+    let ((jwks_server, _mtls_server), expanded) = match with_jwt_issuer(scenario, options).await {
         Ok(x) => x,
         Err(e) => return not_started(e),
     };
@@ -130,7 +130,18 @@ pub async fn run(
         started.elapsed().as_secs_f64()
     ));
     let mut steps = Vec::new();
-    let result = run_steps(scenario, options, &mut mesh, &mut steps, &mut progress).await;
+    let servers = TestServers {
+        jwks: jwks_server.as_ref(),
+    };
+    let result = run_steps(
+        scenario,
+        options,
+        &servers,
+        &mut mesh,
+        &mut steps,
+        &mut progress,
+    )
+    .await;
     let nacks = mesh.nack_count().await;
     let run_dir = mesh.run_dir().display().to_string();
     mesh.shutdown().await;
@@ -159,9 +170,16 @@ async fn start_collector(scenario: &Scenario) -> anyhow::Result<Option<crate::zi
         .with_context(|| format!("starting the Zipkin collector on {address}"))
 }
 
+/// The scenario's test servers that steps act on.
+struct TestServers<'a> {
+    /// `jwks_server` (for `jwks_keys` steps).
+    jwks: Option<&'a crate::jwt::server::JwksServer>,
+}
+
 async fn run_steps(
     scenario: &Scenario,
     options: &RunOptions,
+    servers: &TestServers<'_>,
     mesh: &mut Mesh,
     lines: &mut Vec<String>,
     progress: &mut impl FnMut(&str),
@@ -176,7 +194,7 @@ async fn run_steps(
         lines.push(line);
     }
     for (i, step) in scenario.steps.iter().enumerate() {
-        let line = run_step(step, options, mesh)
+        let line = run_step(step, options, servers, mesh)
             .await
             .with_context(|| format!("step {} ({})", i + 1, describe_step(step)))?;
         let line = format!("step {}: {line}", i + 1);
@@ -200,11 +218,17 @@ fn describe_step(step: &Step) -> String {
         Ok(StepKind::RotateCertificates(r)) => {
             format!("rotate_certificates ×{}", r.rotations)
         }
+        Ok(StepKind::JwksKeys(keys)) => format!("jwks_keys {keys:?}"),
         Err(e) => e.to_string(),
     }
 }
 
-async fn run_step(step: &Step, options: &RunOptions, mesh: &mut Mesh) -> anyhow::Result<String> {
+async fn run_step(
+    step: &Step,
+    options: &RunOptions,
+    servers: &TestServers<'_>,
+    mesh: &mut Mesh,
+) -> anyhow::Result<String> {
     match step.kind()? {
         StepKind::Request(r, expect) => steps::request::run(r, expect, mesh, options.zipkin).await,
         StepKind::Apply(f) => steps::apply::apply(f, options, mesh).await,
@@ -216,6 +240,16 @@ async fn run_step(step: &Step, options: &RunOptions, mesh: &mut Mesh) -> anyhow:
         }
         StepKind::Sleep(ms) => steps::sleep::run(ms).await,
         StepKind::RotateCertificates(r) => steps::rotate_certificates::run(r, mesh).await,
+        StepKind::JwksKeys(keys) => {
+            let server = servers
+                .jwks
+                .ok_or_else(|| anyhow::anyhow!("jwks_keys needs a jwks_server"))?;
+            server.set_keys(keys)?;
+            Ok(format!(
+                "the JWKS server serves {keys:?} ({} fetches so far)",
+                server.fetches()
+            ))
+        }
     }
 }
 
@@ -260,6 +294,7 @@ impl Scenario {
         mesh_options.startup_timeout = run.startup_timeout;
         mesh_options.mesh_config = self.mesh_config.clone();
         mesh_options.cert_ttl = self.cert_ttl_ms.map(Duration::from_millis);
+        mesh_options.jwks_refresh = self.jwks_refresh_ms.map(Duration::from_millis);
         if let Some(c) = &self.client {
             mesh_options.client_namespace = c.namespace.clone();
             mesh_options.client_labels = c.labels.clone();
@@ -280,6 +315,12 @@ impl Scenario {
         }
         mesh_options.gateways = self.gateways.clone();
         mesh_options.credentials = self.credentials.clone();
+        mesh_options.service_ports = self
+            .services
+            .iter()
+            .filter(|s| s.port_name.is_some() || s.app_protocol.is_some())
+            .map(|s| (s.name.clone(), s.port_json()))
+            .collect();
         mesh_options.externals = self
             .externals
             .iter()
@@ -357,6 +398,7 @@ async fn with_jwt_issuer(
             crate::jwt::server::JwksServer::start(
                 SocketAddr::from(([127, 0, 0, 1], def.port)),
                 &options.run_dir.join("jwks-server"),
+                &def.keys,
             )
             .await
             .context("starting the JWKS server")?,

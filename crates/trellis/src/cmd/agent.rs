@@ -34,6 +34,8 @@ pub struct Args {
     sds_socket: Option<PathBuf>,
     #[command(flatten)]
     lifecycle: super::proxy::LifecycleArgs,
+    #[command(flatten)]
+    dns: crate::dns::DnsArgs,
 }
 
 /// Runs Envoy for the workload until SIGTERM/SIGINT.
@@ -42,6 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // exits): a fixed name in the shared temp directory could collide with a stale socket of
     // another user that this one may not remove (sticky /tmp), e.g. after PID reuse.
     let mut socket_dir = None;
+    let root_cert = args.security.root_cert.clone();
     let security = match (args.security.root_cert, args.security.token) {
         (Some(root_cert_file), Some(token)) => Some(AgentSecurity {
             root_cert_file,
@@ -83,7 +86,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    signals::runtime()?.block_on(trellis_agent::run_envoy(&config, signals::shutdown()))?;
+    signals::runtime()?.block_on(async {
+        args.dns
+            .start(&config.node, config.xds_address, root_cert.as_deref())
+            .await?;
+        trellis_agent::run_envoy(&config, signals::shutdown()).await?;
+        Ok::<(), anyhow::Error>(())
+    })?;
     // Only now: Envoy read its certificates through the socket until it stopped.
     drop(socket_dir);
     Ok(ExitCode::SUCCESS)

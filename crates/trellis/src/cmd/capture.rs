@@ -59,6 +59,10 @@ struct RuleArgs {
     /// Also install IPv6 rules (ip6tables).
     #[arg(long)]
     ipv6: bool,
+    /// Also send the app's DNS (UDP and TCP port 53, any server) to the proxy's DNS proxy on
+    /// 15053, as Istio's `--redirect-dns` (run the proxy with `--dns-capture`).
+    #[arg(long)]
+    redirect_dns: bool,
 }
 
 impl RuleArgs {
@@ -73,6 +77,9 @@ impl RuleArgs {
             exclude_outbound_ports: self.exclude_outbound_ports.clone(),
             include_outbound_cidrs: self.include_outbound_cidrs.clone(),
             exclude_outbound_cidrs: self.exclude_outbound_cidrs.clone(),
+            dns_port: self
+                .redirect_dns
+                .then_some(trellis_capture::iptables::DNS_PROXY_PORT),
         }
     }
 

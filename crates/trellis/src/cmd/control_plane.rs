@@ -38,11 +38,25 @@ pub struct Args {
     /// Default lifetime of workload certificates (Istio duration, e.g. 24h, 90m, 30s).
     #[arg(long, default_value = "24h", value_parser = crate::workload::parse_duration)]
     workload_cert_ttl: std::time::Duration,
+    /// How often proxies fetch a RequestAuthentication's `jwksUri` again (Istio duration; at
+    /// least 1s), so rotated signing keys are picked up; istiod's variable of that name.
+    #[arg(long, env = "PILOT_JWT_PUB_KEY_REFRESH_INTERVAL", default_value = "20m",
+          value_parser = parse_refresh_interval)]
+    jwks_refresh_interval: std::time::Duration,
     /// Where gateway `credentialName`s are resolved: DIR/NAME/ holds tls.crt, tls.key and
     /// ca.crt (or cert, key, cacert) as Istio's secrets do. [default: `credentials` next to
     /// the config directory]
     #[arg(long, env = "TRELLIS_CREDENTIALS_DIR")]
     credentials_dir: Option<PathBuf>,
+}
+
+/// An Istio duration of at least one second: Envoy counts `cache_duration` in whole seconds.
+fn parse_refresh_interval(text: &str) -> anyhow::Result<std::time::Duration> {
+    let d = crate::workload::parse_duration(text)?;
+    if d < std::time::Duration::from_secs(1) {
+        anyhow::bail!("{text:?} is shorter than 1s");
+    }
+    Ok(d)
 }
 
 /// Runs the control plane until SIGTERM/SIGINT.
@@ -71,6 +85,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ca_dir: args.ca_dir.unwrap_or_else(SecurityConfig::default_ca_dir),
             trust_domain: args.trust_domain,
             workload_ttl: args.workload_cert_ttl,
+            jwks_refresh_interval: args.jwks_refresh_interval,
         },
     };
     signals::runtime()?.block_on(trellis_control_plane::run(config, signals::shutdown()))?;

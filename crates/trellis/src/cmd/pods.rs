@@ -51,7 +51,7 @@ enum Action {
     Down(PrefixArg),
     /// List the pods of a running mesh: address and processes.
     Status(PrefixArg),
-    /// Run a command inside a pod (as `ip netns exec` does, with the pod's /etc/hosts).
+    /// Run a command inside a pod (as `ip netns exec` does, with the pod's /etc/resolv.conf).
     Exec(ExecArgs),
 }
 

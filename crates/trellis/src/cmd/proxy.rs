@@ -16,6 +16,8 @@ pub struct Args {
     metrics: MetricsArgs,
     #[command(flatten)]
     lifecycle: LifecycleArgs,
+    #[command(flatten)]
+    dns: crate::dns::DnsArgs,
 }
 
 /// Readiness and shutdown (shared with `trellis agent`, which does the same for Envoy).
@@ -73,6 +75,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let mut node = args.workload.node();
     node.sds = security.is_some();
+    let dns_node = node.clone();
     let config = trellis_proxy::ProxyConfig {
         node,
         xds_address: args.workload.xds_address,
@@ -97,6 +100,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             warm_listeners: true,
         },
     };
-    signals::runtime()?.block_on(trellis_proxy::run(config, signals::shutdown()))?;
+    let root_cert = args.security.root_cert.as_deref();
+    signals::runtime()?.block_on(async {
+        args.dns
+            .start(&dns_node, args.workload.xds_address, root_cert)
+            .await?;
+        trellis_proxy::run(config, signals::shutdown()).await
+    })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -15,6 +15,12 @@
 //!   A URI whose host and port are not a service visible to the workload gets istiod's
 //!   fallback for an unreachable JWKS: a key set no token can match, so its tokens are
 //!   rejected rather than accepted unverified.
+//! - The keys are fetched again in the background (`async_fetch`) every `cache_duration`, which
+//!   is the control plane's `--jwks-refresh-interval` (istiod's
+//!   `PILOT_JWT_PUB_KEY_REFRESH_INTERVAL`, 20 minutes by default): the interval at which
+//!   istiod itself refreshes the keys in its default mode. istiod's `envoy` mode has a fixed
+//!   5 minutes instead. As in Envoy, a token whose `kid` is not in the cached key set is
+//!   rejected until the next refresh (Envoy does not refetch on an unknown `kid`).
 
 use envoy_types::pb::envoy::config::core::v3::{DataSource, HttpUri, data_source, http_uri};
 use envoy_types::pb::envoy::config::route::v3::{RouteMatch, route_match::PathSpecifier};
@@ -43,8 +49,6 @@ pub const JWT_AUTHN_TYPE: &str =
 pub const PAYLOAD_METADATA_KEY: &str = "payload";
 /// istiod's JWKS fetch timeout when a rule sets none.
 const DEFAULT_JWKS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-/// istiod's remote JWKS cache duration.
-const JWKS_CACHE_DURATION: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 /// The key set used when a `jwksUri` cannot be reached through the mesh: one RSA key no token
 /// names (its `kid`), whose modulus is not any real key's, so every token fails.
 const UNREACHABLE_JWKS: &str = r#"{"keys":[{"kty":"RSA","kid":"trellis-unreachable-jwks","alg":"RS256","e":"AQAB","n":"wbmO-5VPo8hu0Oh26T33WtB5UESSUM-xU34sMVO4SpLlbUzXx3UMDa20y6O8dJWsKdhXT_KtBQ8B682XHLTE6vxSnx03ze_JlZdKt_3GiHkbqotvz7bZbG6G4fyqa0Huwc0v6u5wjPOhi_95RMSBN_qjXibBspHJ22-VW4_tQlmLvZpNKW9CxTzZeqxdhy7JK78aB3UzZQbXkgVkKYjMcQg8vnipHdOwdMnDM9d6KI2Cvyvu8_UbG2gID2hAK2rlbRNKNOSL1jjMhjxtOCT-xSS0mVZfjbcVjPuqj2az8Emp1dtkMvJtpr_24Xfr0wNWnBiIDx6AdnuSGo1MJP0eSQ"}]}"#;
@@ -166,7 +170,8 @@ fn provider(model: &MeshModel, proxy: &ProxyView<'_>, rule: &JwtRule) -> JwtProv
                     )),
                     http_upstream_type: Some(http_uri::HttpUpstreamType::Cluster(cluster)),
                 }),
-                cache_duration: Some(duration(JWKS_CACHE_DURATION)),
+                // Refetched in the background every `cache_duration` (`async_fetch`).
+                cache_duration: Some(duration(model.jwks_refresh_interval)),
                 async_fetch: Some(JwksAsyncFetch::default()),
                 ..Default::default()
             }),

@@ -226,7 +226,11 @@ fn jwks_uri_uses_the_mesh_cluster_of_its_host_and_port() {
         ))
     );
     assert_eq!(uri.timeout.as_ref().map(|d| d.seconds), Some(2));
-    assert_eq!(remote.cache_duration.as_ref().map(|d| d.seconds), Some(300));
+    // istiod's PILOT_JWT_PUB_KEY_REFRESH_INTERVAL default, refetched in the background.
+    assert_eq!(
+        remote.cache_duration.as_ref().map(|d| d.seconds),
+        Some(1200)
+    );
     assert!(remote.async_fetch.is_some());
     // A host no service declares: a key set no token matches.
     let rule = "  - issuer: a\n    jwksUri: https://unknown.example.test/keys.json\n";

@@ -2,9 +2,9 @@
 //! `pilot/pkg/security/authz/builder` builds them.
 //!
 //! Policies apply from the workload's namespace and from the root namespace (mesh-wide), when
-//! their selector matches the workload's labels (none: every workload of the namespace), or,
-//! in universal mode, when a `targetRefs` entry names a `ServiceEntry`/`Service` whose service
-//! has the workload as an endpoint. They become up to three `envoy.filters.http.rbac` filters
+//! their selector matches the workload's labels (none: every workload of the namespace). As in
+//! Istio, a policy bound with `targetRef(s)` applies to gateways and waypoints only, never to a
+//! sidecar (even one of the Service or ServiceEntry it names). They become up to three `envoy.filters.http.rbac` filters
 //! in Istio's order: AUDIT (`action: LOG`), DENY, ALLOW, preceded by the CUSTOM policies'
 //! external authorization filters (`custom.rs`). Each rule is the policy
 //! `ns[NS]-policy[NAME]-rule[i]`; a policy without rules is one that never matches, so an ALLOW
@@ -39,28 +39,19 @@ pub fn applicable<'m>(
     model: &'m MeshModel,
     proxy: &ProxyView<'_>,
 ) -> Vec<&'m Named<AuthorizationPolicy>> {
-    let ip = proxy.node.ip.to_string();
     let mut out: Vec<_> = model
         .authorization_policies
         .iter()
         .filter(|p| p.namespace == ROOT_NAMESPACE || p.namespace == proxy.namespace())
+        // istiod's `ShouldAttachPolicy` for a sidecar: a policy bound with `targetRef(s)` is
+        // for gateways and waypoints (Service and ServiceEntry kinds: waypoints only), so a
+        // sidecar ignores it; validation warns about it.
+        .filter(|p| p.spec.target_ref.is_none() && p.spec.target_refs.is_empty())
         .filter(|p| {
-            let spec = &p.spec;
-            let refs: Vec<_> = spec.target_ref.iter().chain(&spec.target_refs).collect();
-            if let Some(sel) = &spec.selector {
-                proxy.has_labels(&sel.match_labels)
-            } else if !refs.is_empty() {
-                refs.iter().any(|r| {
-                    matches!(r.kind.as_str(), "ServiceEntry" | "Service")
-                        && model.registry.services().iter().any(|s| {
-                            s.namespace == p.namespace
-                                && s.host.split('.').next() == Some(r.name.as_str())
-                                && s.endpoints.iter().any(|e| e.address == ip)
-                        })
-                })
-            } else {
-                true
-            }
+            p.spec
+                .selector
+                .as_ref()
+                .is_none_or(|sel| proxy.has_labels(&sel.match_labels))
         })
         .collect();
     out.sort_by_key(|p| (p.namespace != ROOT_NAMESPACE, &p.namespace, &p.name));
@@ -170,6 +161,23 @@ pub fn path_normalization(
         N::Default | N::Base => (normalize(true), false, Action::KeepUnchanged as i32),
         N::MergeSlashes => (normalize(true), true, Action::KeepUnchanged as i32),
         N::DecodeAndMergeSlashes => (normalize(true), true, Action::UnescapeAndForward as i32),
+    }
+}
+
+/// `hcm` with the mesh's path normalization ([`path_normalization`]): istiod sets it on every
+/// connection manager it builds (inbound, outbound and gateway), so routes match the path the
+/// upstream will see.
+pub fn normalized(
+    mesh: &trellis_api::mesh_config::MeshConfig,
+    hcm: envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager,
+) -> envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager{
+    let (normalize_path, merge_slashes, path_with_escaped_slashes_action) =
+        path_normalization(mesh);
+    envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager {
+        normalize_path,
+        merge_slashes,
+        path_with_escaped_slashes_action,
+        ..hcm
     }
 }
 

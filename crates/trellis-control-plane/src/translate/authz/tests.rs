@@ -163,14 +163,16 @@ fn selector_root_namespace_and_other_namespaces() {
 }
 
 #[test]
-fn target_refs_select_the_service_entry_workloads() {
-    let policies = ap(
-        "by-ref",
-        "default",
-        "  targetRefs: [{kind: ServiceEntry, group: networking.istio.io, name: echo}]\n  rules: [{}]",
-    );
-    assert_eq!(echo_filters(&policies).len(), 1);
-    assert!(filters_for(&policies, "127.0.9.11").is_empty());
+fn sidecars_ignore_policies_bound_with_target_refs_as_istio() {
+    // Even when the ServiceEntry named is the sidecar's own (that kind is for waypoints).
+    for refs in [
+        "targetRefs: [{kind: ServiceEntry, group: networking.istio.io, name: echo}]",
+        "targetRef: {kind: Gateway, group: gateway.networking.k8s.io, name: echo}",
+    ] {
+        let policies = ap("by-ref", "default", &format!("  {refs}\n  rules: [{{}}]"));
+        assert!(echo_filters(&policies).is_empty(), "{refs}");
+        assert!(filters_for(&policies, "127.0.9.11").is_empty(), "{refs}");
+    }
 }
 
 #[test]
@@ -489,4 +491,28 @@ fn path_normalization_follows_the_mesh_config_as_istiod() {
         mode("DECODE_AND_MERGE_SLASHES"),
         (Some(true), true, A::UnescapeAndForward as i32)
     );
+}
+
+#[test]
+fn every_connection_manager_normalizes_paths_as_istiod_sets_it() {
+    use envoy_types::pb::envoy::config::listener::v3::filter;
+    use envoy_types::pb::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+    let mesh = trellis_api::MeshConfig::parse("pathNormalization: {normalization: MERGE_SLASHES}")
+        .expect("mesh config");
+    let m = model("").with_mesh_config(std::sync::Arc::new(mesh));
+    let n = node("127.0.9.2", "default");
+    let proxy = m.proxy_view(&n);
+    let listeners = crate::translate::listeners::all(&m, &proxy, &[]);
+    let outbound = listeners
+        .iter()
+        .find(|l| l.name == "virtualOutbound")
+        .expect("outbound listener");
+    let Some(filter::ConfigType::TypedConfig(any)) =
+        &outbound.filter_chains[0].filters[0].config_type
+    else {
+        panic!("typed config expected");
+    };
+    let hcm = HttpConnectionManager::decode(any.value.as_slice()).expect("hcm");
+    assert_eq!(hcm.normalize_path.map(|b| b.value), Some(true));
+    assert!(hcm.merge_slashes);
 }

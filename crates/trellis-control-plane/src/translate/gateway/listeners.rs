@@ -54,7 +54,7 @@ pub fn port_listener(
         let all: Vec<&GatewayServer<'_>> = servers.iter().collect();
         route_configs.push(route_config(model, proxy, name.clone(), port, &all));
         chains.push(FilterChain {
-            filters: vec![hcm(port, name, telemetry)],
+            filters: vec![hcm(port, name, telemetry, &model.mesh)],
             ..Default::default()
         });
     } else {
@@ -82,7 +82,7 @@ pub fn port_listener(
                         name: name.clone(),
                         filter_chain_match: match_names(server_names),
                         transport_socket: Some(socket),
-                        filters: vec![hcm(port, name, telemetry)],
+                        filters: vec![hcm(port, name, telemetry, &model.mesh)],
                         ..Default::default()
                     });
                 }
@@ -161,8 +161,14 @@ fn match_names(server_names: Vec<String>) -> Option<FilterChainMatch> {
     })
 }
 
-/// The gateway's HTTP connection manager for a chain: routes over RDS `route_name`.
-fn hcm(port: u32, route_name: String, telemetry: &HcmTelemetry) -> Filter {
+/// The gateway's HTTP connection manager for a chain: routes over RDS `route_name`, with the
+/// mesh's path normalization.
+fn hcm(
+    port: u32,
+    route_name: String,
+    telemetry: &HcmTelemetry,
+    mesh: &trellis_api::mesh_config::MeshConfig,
+) -> Filter {
     let manager = HttpConnectionManager {
         stat_prefix: format!("outbound_0.0.0.0_{port}"),
         codec_type: CodecType::Auto as i32,
@@ -170,13 +176,14 @@ fn hcm(port: u32, route_name: String, telemetry: &HcmTelemetry) -> Filter {
             config_source: Some(ads()),
             route_config_name: route_name,
         })),
-        http_filters: crate::translate::routes::http_filters(),
+        http_filters: telemetry.http_filters(crate::translate::routes::http_filters()),
         upgrade_configs: crate::translate::routes::upgrade_configs(),
         http_protocol_options: Some(crate::translate::header_case::http1_options()),
         access_log: telemetry.access_log.clone(),
         tracing: telemetry.tracing.clone(),
         ..Default::default()
     };
+    let manager = crate::translate::authz::normalized(mesh, manager);
     Filter {
         name: type_url::names::HTTP_CONNECTION_MANAGER.to_string(),
         config_type: Some(filter::ConfigType::TypedConfig(to_any(

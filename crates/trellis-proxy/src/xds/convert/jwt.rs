@@ -23,6 +23,8 @@ pub const JWT_AUTHN_TYPE: &str =
 const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(60);
 /// Envoy's default `remote_jwks.cache_duration`.
 const DEFAULT_CACHE_DURATION: Duration = Duration::from_secs(600);
+/// Envoy's default `async_fetch.failed_refetch_duration`.
+const DEFAULT_FAILED_REFETCH: Duration = Duration::from_secs(1);
 /// `http_uri.timeout` is required by Envoy; this is used only if it is zero.
 const MIN_FETCH_TIMEOUT: Duration = Duration::from_millis(1);
 
@@ -247,9 +249,9 @@ fn local_jwks(
     })))
 }
 
-/// `remote_jwks`: `http_uri{uri, cluster, timeout}`, `cache_duration`, `async_fetch` (keys are
-/// fetched on first use and when stale; `fast_listener` is accepted, as the listener never
-/// waits for them).
+/// `remote_jwks`: `http_uri{uri, cluster, timeout}`, `cache_duration`, `async_fetch` with
+/// `failed_refetch_duration` (keys are fetched on first use, then kept fresh in the background;
+/// `fast_listener` is accepted, as the listener never waits for them).
 fn remote_jwks(
     cx: &Cx,
     path: &str,
@@ -257,11 +259,20 @@ fn remote_jwks(
 ) -> Result<config::JwksSource, ConvertError> {
     reject_unsupported!(cx, path, r, jwt::RemoteJwks { http_uri, cache_duration, async_fetch }
         unsupported { retry_policy });
-    if let Some(a) = &r.async_fetch {
-        let apath = join(path, "async_fetch");
-        reject_unsupported!(cx, &apath, a, jwt::JwksAsyncFetch { fast_listener }
-            unsupported { failed_refetch_duration });
-    }
+    let async_fetch = match &r.async_fetch {
+        Some(a) => {
+            let apath = join(path, "async_fetch");
+            reject_unsupported!(cx, &apath, a, jwt::JwksAsyncFetch { fast_listener, failed_refetch_duration }
+                unsupported {});
+            let failed_refetch = match &a.failed_refetch_duration {
+                Some(d) => super::duration(cx, &join(&apath, "failed_refetch_duration"), d)?
+                    .max(MIN_FETCH_TIMEOUT),
+                None => DEFAULT_FAILED_REFETCH,
+            };
+            Some(config::JwksAsyncFetch { failed_refetch })
+        }
+        None => None,
+    };
     let upath = join(path, "http_uri");
     let u = r.http_uri.as_ref().ok_or_else(|| cx.missing(&upath))?;
     reject_unsupported!(cx, &upath, u, core::HttpUri { uri, timeout, http_upstream_type } unsupported {});
@@ -294,5 +305,6 @@ fn remote_jwks(
         cluster,
         timeout,
         cache_duration,
+        async_fetch,
     }))
 }

@@ -443,21 +443,23 @@ fn forward_client_cert(
 }
 
 /// `http_filters`: an in-order subsequence of `[jwt_authn, rbac (shadow rules only),
-/// ext_authz, rbac, fault, cors, router]` that ends with the router; both kinds of `rbac` may
-/// repeat (Istio's CUSTOM shadow filter, then its AUDIT, DENY and ALLOW filters).
+/// ext_authz, rbac, fault, cors, istio.stats, router]` that ends with the router; both kinds of
+/// `rbac` may repeat (Istio's CUSTOM shadow filter, then its AUDIT, DENY and ALLOW filters).
+/// `is_optional` is accepted on `istio.stats` only (a stock Envoy skips that one).
 fn convert_http_filters(
     cx: &Cx,
     path: &str,
     filters: &[hcm::HttpFilter],
 ) -> Result<config::HttpFilters, ConvertError> {
     const SHADOW_RBAC: &str = "envoy.filters.http.rbac (shadow_rules only)";
-    const ORDER: [&str; 7] = [
+    const ORDER: [&str; 8] = [
         jwt::JWT_AUTHN,
         SHADOW_RBAC,
         ext_authz::HTTP_EXT_AUTHZ,
         rbac::HTTP_RBAC,
         filters::FAULT,
         filters::CORS,
+        trellis_xds::stats::STATS_FILTER,
         type_url::names::ROUTER,
     ];
     let order_error = || {
@@ -474,8 +476,13 @@ fn convert_http_filters(
     let mut next = 0;
     for (i, filter) in filters.iter().enumerate() {
         let fpath = join(path, &format!("http_filters[{i}]"));
-        reject_unsupported!(cx, &fpath, filter, hcm::HttpFilter { name, config_type }
-            unsupported { is_optional, disabled });
+        if filter.name == trellis_xds::stats::STATS_FILTER {
+            reject_unsupported!(cx, &fpath, filter, hcm::HttpFilter { name, config_type, is_optional }
+                unsupported { disabled });
+        } else {
+            reject_unsupported!(cx, &fpath, filter, hcm::HttpFilter { name, config_type }
+                unsupported { is_optional, disabled });
+        }
         let any = match &filter.config_type {
             None => None,
             Some(hcm::http_filter::ConfigType::TypedConfig(any)) => Some(any),
@@ -527,6 +534,10 @@ fn convert_http_filters(
                     filters::cors_filter(cx, &tpath, any)?;
                 }
                 out.cors = true;
+            }
+            (trellis_xds::stats::STATS_FILTER, None) => {
+                let any = any.ok_or_else(|| cx.missing(&tpath))?;
+                out.stats = Some(Arc::new(super::stats::stats_filter(cx, &tpath, any)?));
             }
             _ => {
                 if let Some(any) = any {

@@ -17,6 +17,7 @@ pub mod jwt;
 pub mod listener;
 pub mod rbac;
 pub mod route;
+mod stats;
 mod tcp;
 pub mod tls;
 pub mod tracing;
