@@ -28,3 +28,4 @@ pub use types::{
     Duration, IntOrString, LabelSelector, Percent, PolicyTargetReference, PortSelector,
     StringMatch, WorkloadSelector,
 };
+pub use validate::target_refs_ignored;

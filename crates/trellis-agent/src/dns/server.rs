@@ -183,10 +183,10 @@ impl DnsServer {
             let query = buf[..n].to_vec();
             let (server, socket) = (self.clone(), socket.clone());
             tokio::spawn(async move {
-                if let Some(answer) = server.answer(&query, Transport::Udp).await {
-                    if let Err(error) = socket.send_to(&answer, from).await {
-                        tracing::debug!(%from, %error, "DNS UDP send");
-                    }
+                if let Some(answer) = server.answer(&query, Transport::Udp).await
+                    && let Err(error) = socket.send_to(&answer, from).await
+                {
+                    tracing::debug!(%from, %error, "DNS UDP send");
                 }
                 drop(permit);
             });

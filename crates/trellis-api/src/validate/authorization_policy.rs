@@ -17,27 +17,39 @@ pub(super) fn warn_targets_ignored(
     p: &str,
     f: &mut Findings,
 ) {
+    if let Some((field, reason)) = target_refs_ignored(target_ref, target_refs) {
+        f.warn(format!("{p}.{field}"), reason);
+    }
+}
+
+/// The field (`targetRef` or `targetRefs`) and the reason a security policy bound with it
+/// applies to no Trellis proxy (see `warn_targets_ignored`), `None` without target refs: shared
+/// by validation and the control plane's diagnostics.
+pub fn target_refs_ignored(
+    target_ref: Option<&crate::types::PolicyTargetReference>,
+    target_refs: &[crate::types::PolicyTargetReference],
+) -> Option<(&'static str, String)> {
     let field = if target_ref.is_some() {
         "targetRef"
     } else if !target_refs.is_empty() {
         "targetRefs"
     } else {
-        return;
+        return None;
     };
     let kinds: Vec<&str> = target_ref
         .into_iter()
         .chain(target_refs)
         .map(|r| r.kind.as_str())
         .collect();
-    f.warn(
-        format!("{p}.{field}"),
+    Some((
+        field,
         format!(
             "policies bound with {field} (kind {}) apply to gateways and waypoints only: \
              sidecars ignore them, as Istio's do, so this policy applies to no Trellis proxy \
              (select workloads with a selector)",
             kinds.join(", ")
         ),
-    );
+    ))
 }
 
 /// The `when` keys Istio knows whose values are free-form strings.

@@ -1,6 +1,7 @@
 //! Semantic validation after typing, following Istio's own rules.
 
 mod authorization_policy;
+pub use authorization_policy::target_refs_ignored;
 mod common;
 mod destination_rule;
 mod others;

@@ -213,6 +213,10 @@ impl DirStore {
                 &resources,
                 &root_namespace,
             ));
+        // Security policies bound with targetRef(s): sidecars ignore them.
+        diagnostics
+            .warnings
+            .extend(crate::translate::authz::target_ref_warnings(&resources));
         Ok(Loaded {
             resources,
             diagnostics,

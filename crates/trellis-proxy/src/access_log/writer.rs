@@ -84,3 +84,34 @@ async fn run(path: PathBuf, mut rx: mpsc::Receiver<String>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+
+    /// Lines reach a real file, appended after what it held (as Envoy opens log files), in order.
+    #[tokio::test]
+    async fn lines_are_appended_to_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("access.log");
+        std::fs::write(&file, "earlier\n").expect("seed");
+        let path: Arc<str> = Arc::from(file.to_string_lossy().as_ref());
+        for i in 0..100 {
+            write(&path, format!("line {i}\n"));
+        }
+        let expected: String = std::iter::once("earlier\n".to_string())
+            .chain((0..100).map(|i| format!("line {i}\n")))
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&file).expect("read");
+            if text == expected {
+                break;
+            }
+            assert!(Instant::now() < deadline, "file holds {text:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

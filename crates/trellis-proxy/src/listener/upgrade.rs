@@ -133,9 +133,10 @@ pub(crate) async fn forward(
             return fail(&flags, StatusCode::BAD_REQUEST, "invalid path");
         }
         Err(Failure::Send(e)) => {
-            // A reset before the answer (an HTTP/2 peer that does not allow extended CONNECT
-            // resets the stream) or a closed connection: Envoy's upstream reset.
-            flags.push(if http2 { "UR" } else { "UC" });
+            // A reset or closed connection before the answer (an HTTP/2 peer that does not
+            // allow extended CONNECT resets it): Envoy reports `UC`
+            // (`upstream_reset_before_response_started{connection_termination}`).
+            flags.push("UC");
             return fail(
                 &flags,
                 StatusCode::SERVICE_UNAVAILABLE,

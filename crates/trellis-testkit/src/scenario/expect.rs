@@ -554,6 +554,51 @@ mod tests {
     }
 
     #[test]
+    fn response_header_substrings_and_distinct_values() {
+        let answer = |connection: &str| crate::client::Outcome {
+            status: Some(200),
+            headers: BTreeMap::from([
+                (
+                    "set-cookie".to_string(),
+                    "s=\"ab\"; Max-Age=60; HttpOnly".to_string(),
+                ),
+                ("x-echo-connection".to_string(), connection.to_string()),
+            ]),
+            ..Default::default()
+        };
+        let outcomes = [answer("1"), answer("1"), answer("2")];
+        let mut e = Expect {
+            headers_contain: BTreeMap::from([(
+                "set-cookie".to_string(),
+                "; Max-Age=60;".to_string(),
+            )]),
+            distinct_headers: BTreeMap::from([(
+                "x-echo-connection".to_string(),
+                Bound {
+                    min: Some(2),
+                    max: Some(2),
+                },
+            )]),
+            ..Default::default()
+        };
+        assert!(check_outcomes(&e, &outcomes).is_empty());
+        e.headers_contain
+            .insert("set-cookie".to_string(), "Path=/".to_string());
+        e.distinct_headers.insert(
+            "x-echo-connection".to_string(),
+            Bound {
+                min: None,
+                max: Some(1),
+            },
+        );
+        let problems = check_outcomes(&e, &outcomes);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[1].contains("distinct values of response header x-echo-connection, got 2")
+        );
+    }
+
+    #[test]
     fn expectations() {
         let s = summary(&[("v2", 10)]);
         let mut e = Expect {

@@ -58,6 +58,28 @@ pub fn applicable<'m>(
     out
 }
 
+/// Warnings for the AuthorizationPolicies and RequestAuthentications bound with `targetRef(s)`:
+/// sidecars ignore them (see [`applicable`]), so they apply to no Trellis proxy.
+pub fn target_ref_warnings(resources: &[trellis_api::Resource]) -> Vec<String> {
+    use trellis_api::Spec;
+    resources
+        .iter()
+        .filter_map(|r| {
+            let (one, many) = match &r.spec {
+                Spec::AuthorizationPolicy(ap) => (ap.target_ref.as_ref(), &ap.target_refs),
+                Spec::RequestAuthentication(ra) => (ra.target_ref.as_ref(), &ra.target_refs),
+                _ => return None,
+            };
+            let (field, reason) = trellis_api::target_refs_ignored(one, many)?;
+            Some(format!(
+                "{}: {}: spec.{field}: {reason}",
+                r.source.file.display(),
+                r.key()
+            ))
+        })
+        .collect()
+}
+
 /// The authorization HTTP filters for `proxy`'s inbound HTTP connection managers, in Istio's
 /// order (CUSTOM's shadow RBAC and ext_authz, then RBAC for AUDIT, DENY, ALLOW); empty when no
 /// policy applies.

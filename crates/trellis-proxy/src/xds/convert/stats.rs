@@ -27,10 +27,8 @@ pub(crate) fn stats_filter(cx: &Cx, path: &str, any: &Any) -> Result<MetricsConf
         return Err(cx.unsupported_value(&join(path, "type_url"), &typed.type_url));
     }
     let vpath = join(path, "value");
-    let mut changes: [Option<LabelChanges>; 4] = Default::default();
-    for c in changes.iter_mut() {
-        *c = Some(LabelChanges::default());
-    }
+    let mut changes: [Option<LabelChanges>; 4] =
+        std::array::from_fn(|_| Some(LabelChanges::default()));
     if let Some(value) = &typed.value {
         for (key, v) in &value.fields {
             if key != "metrics" {
@@ -143,10 +141,10 @@ fn metric_config(
         }
         c.removed |= removed;
         c.upserts.retain(|u| {
-            !STANDARD_LABELS
+            STANDARD_LABELS
                 .iter()
                 .position(|l| **l == *u.name)
-                .is_some_and(|b| removed & (1 << b) != 0)
+                .is_none_or(|b| removed & (1 << b) == 0)
         });
     }
     Ok(())

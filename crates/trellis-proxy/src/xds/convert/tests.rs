@@ -549,7 +549,7 @@ fn unsupported_listener_fields_are_named() {
     });
     assert_eq!(
         listener_err(&listener_with(hcm)),
-        "Listener virtualOutbound: filter_chains[0].filters[0].typed_config.http_filters: filters must be an in-order subset of [envoy.filters.http.jwt_authn, envoy.filters.http.rbac (shadow_rules only), envoy.filters.http.ext_authz, envoy.filters.http.rbac, envoy.filters.http.fault, envoy.filters.http.cors, envoy.filters.http.router] ending with envoy.filters.http.router"
+        "Listener virtualOutbound: filter_chains[0].filters[0].typed_config.http_filters: filters must be an in-order subset of [envoy.filters.http.jwt_authn, envoy.filters.http.rbac (shadow_rules only), envoy.filters.http.ext_authz, envoy.filters.http.rbac, envoy.filters.http.fault, envoy.filters.http.cors, istio.stats, envoy.filters.http.router] ending with envoy.filters.http.router"
     );
 
     let mut hcm = rds_hcm();
