@@ -18,14 +18,13 @@
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use trellis_testkit::mesh::{Dataplane, MeshSpec, ServiceSpec, WorkloadSpec};
 use trellis_testkit::pods::{PodMesh, PodOptions, cleanup, missing_requirements};
 
 const TRELLIS: &str = env!("CARGO_BIN_EXE_trellis");
-const POLL: Duration = Duration::from_millis(100);
 const PRODUCTPAGE: &str = "productpage-v1-0";
 
 const ROUTING: &str = r#"
@@ -134,24 +133,9 @@ fn curl(mesh: &PodMesh, pod: &str, url: &str, headers: &[&str]) -> Result<String
 }
 
 /// Polls `check` for up to 30 s, failing with its last error and the logs.
-fn wait<T>(
-    mesh: &mut PodMesh,
-    what: &str,
-    mut check: impl FnMut(&PodMesh) -> Result<T, String>,
-) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Err(e) = mesh.check_processes() {
-            panic!("while waiting for {what}: {e:#}\n{}", mesh.log_tails(30));
-        }
-        match check(mesh) {
-            Ok(v) => return v,
-            Err(e) if Instant::now() >= deadline => {
-                panic!("timed out waiting for {what}: {e}\n{}", mesh.log_tails(30))
-            }
-            Err(_) => std::thread::sleep(POLL),
-        }
-    }
+fn wait<T>(mesh: &mut PodMesh, what: &str, check: impl FnMut(&PodMesh) -> Result<T, String>) -> T {
+    mesh.wait_for(what, Duration::from_secs(30), check)
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn answer(body: &str) -> Value {

@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use trellis_testkit::dns::{RecordType, ResponseCode, UPSTREAM_TTL, query_udp, send_raw_udp};
@@ -29,7 +29,6 @@ use trellis_testkit::mesh::{Dataplane, echo_mesh};
 use trellis_testkit::pods::{CLIENT_POD, PodMesh, PodOptions, missing_requirements};
 
 const TRELLIS: &str = env!("CARGO_BIN_EXE_trellis");
-const POLL: Duration = Duration::from_millis(100);
 const DNS_PROXY: &str = "127.0.0.1:15053";
 
 /// Prints the name's IPv4 address, or exits 2 when it does not resolve.
@@ -122,24 +121,9 @@ fn curl(mesh: &PodMesh, pod: &str, url: &str) -> Result<Value, String> {
 
 /// Polls `check` for up to 30 s (config reaches the name table shortly after the listeners),
 /// failing with its last error and the logs.
-fn wait<T>(
-    mesh: &mut PodMesh,
-    what: &str,
-    mut check: impl FnMut(&PodMesh) -> Result<T, String>,
-) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Err(e) = mesh.check_processes() {
-            panic!("while waiting for {what}: {e:#}\n{}", mesh.log_tails(30));
-        }
-        match check(mesh) {
-            Ok(v) => return v,
-            Err(e) if Instant::now() >= deadline => {
-                panic!("timed out waiting for {what}: {e}\n{}", mesh.log_tails(30))
-            }
-            Err(_) => std::thread::sleep(POLL),
-        }
-    }
+fn wait<T>(mesh: &mut PodMesh, what: &str, check: impl FnMut(&PodMesh) -> Result<T, String>) -> T {
+    mesh.wait_for(what, Duration::from_secs(30), check)
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// The DNS proxy's malformed-query count, from the sidecar's metrics in `pod`.

@@ -398,6 +398,18 @@ impl PodMesh {
         })
     }
 
+    /// Polls `check` for up to `within`, failing early if a pod's process died: how tests wait
+    /// for a condition inside the pods. The error carries the last failure and the logs' tails.
+    pub fn wait_for<T>(
+        &mut self,
+        what: &str,
+        within: std::time::Duration,
+        mut check: impl FnMut(&PodMesh) -> Result<T, String>,
+    ) -> anyhow::Result<T> {
+        let waited = self.poll(Instant::now() + within, what, |m| Ok(check(m)));
+        waited.map_err(|e| anyhow!("{e:#}\n{}", self.log_tails(30)))
+    }
+
     /// Calls `attempt` every [`POLL`] until it gives a value, failing at once if a process
     /// died or `attempt` fails; `Ok(Err(seen))` means "not yet".
     fn poll<T>(
